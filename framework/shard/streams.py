@@ -1,0 +1,301 @@
+"""TCP connection events (CONTRACTS §4) -> asyncio-style protocols and transports (§5).
+
+The user-stack shard loop drains ``tcp.events`` once per turn and hands the batch to
+``Streams.deliver``. Each accepted connection gets one ``StreamTransport`` (kept in
+``conn.user``) and one protocol from the listener's factory. Handlers therefore see the
+same interface as on kernel sockets (``--stack kernel``) and behave identically.
+
+Rules kept here (asyncio's meanings):
+- ``write`` never blocks: what the TCP send buffer does not take waits in the transport
+  and goes out on EV_WRITABLE; above the high-water mark the protocol's
+  ``pause_writing`` is called, below the low-water mark ``resume_writing``.
+- ``close`` sends FIN after everything written; ``abort`` sends RST at once.
+- ``connection_lost`` is called exactly once, whatever the order of events.
+- ``eof_received`` returning a false value closes our side too.
+- ``pause_reading`` leaves data in the TCP receive buffer, so the window closes and the
+  peer slows down: the back-pressure is TCP's own.
+"""
+import logging
+import socket
+
+try:
+    from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE,
+                                   EV_EOF, EV_CLOSED, EV_RESET, EV_ERROR)
+except ImportError:  # until framework/net/tcp lands: the values are only compared here
+    EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE = 1, 2, 3, 4
+    EV_EOF, EV_CLOSED, EV_RESET, EV_ERROR = 5, 6, 7, 8
+
+log = logging.getLogger("framework.streams")
+
+HIGH_WATER = 64 * 1024
+LOW_WATER = 16 * 1024
+
+
+def ip_str(addr):
+    return socket.inet_ntoa(addr.to_bytes(4, "big")) if isinstance(addr, int) else str(addr)
+
+
+class StreamTransport:
+    __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
+                 "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof")
+
+    def __init__(self, conn, protocol, streams):
+        self._conn = conn
+        self._protocol = protocol
+        self._streams = streams
+        self._pending = []          # bytes the TCP send buffer did not take yet
+        self._pending_len = 0
+        self._closing = False
+        self._lost = False
+        self._paused_reading = False
+        self._write_paused = False
+        self._high = HIGH_WATER
+        self._low = LOW_WATER
+        self._eof = False
+
+    # --- asyncio.Transport ----------------------------------------------------------
+    def write(self, data):
+        if self._closing or self._lost:
+            return
+        if not data:
+            return
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        if not self._pending:
+            try:
+                n = self._conn.send(data)
+            except Exception as exc:  # ConnectionClosed: the peer is gone
+                self._streams._lost(self, exc)
+                return
+            if n >= len(data):
+                return
+            data = bytes(data[n:])
+        else:
+            data = bytes(data)
+        self._pending.append(data)
+        self._pending_len += len(data)
+        self._maybe_pause_writing()
+
+    def writelines(self, chunks):
+        for c in chunks:
+            self.write(c)
+
+    def write_eof(self):
+        if self._closing or self._lost:
+            return
+        self._eof = True
+        if not self._pending:
+            self._conn.shutdown()
+
+    def can_write_eof(self):
+        return True
+
+    def close(self):
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._paused_reading = False
+        if not self._pending:
+            self._conn.close()
+
+    def abort(self):
+        if self._lost:
+            return
+        self._closing = True
+        self._pending.clear()
+        self._pending_len = 0
+        try:
+            self._conn.abort()
+        except Exception:
+            log.debug("abort failed", exc_info=True)
+        # asyncio calls connection_lost soon after abort(); do the same, once
+        self._streams._lost(self, None)
+
+    def is_closing(self):
+        return self._closing or self._lost
+
+    def get_extra_info(self, name, default=None):
+        if name == "peername":
+            a, p = self._conn.remote
+            return (ip_str(a), p)
+        if name == "sockname":
+            a, p = self._conn.local
+            return (ip_str(a), p)
+        if name == "connection":
+            return self._conn
+        return default
+
+    def pause_reading(self):
+        self._paused_reading = True
+
+    def resume_reading(self):
+        if self._paused_reading:
+            self._paused_reading = False
+            # data may be waiting in the receive buffer with no new event coming
+            self._streams.reactor.call_soon(self._streams._read, self)
+
+    def is_reading(self):
+        return not self._paused_reading
+
+    def get_write_buffer_size(self):
+        return self._pending_len
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        self._high, self._low = high, low
+        self._maybe_pause_writing()
+
+    def get_protocol(self):
+        return self._protocol
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
+
+    # --- internals ----------------------------------------------------------------------
+    def _maybe_pause_writing(self):
+        if not self._write_paused and self._pending_len > self._high:
+            self._write_paused = True
+            fn = getattr(self._protocol, "pause_writing", None)
+            if fn:
+                self._streams._call(fn)
+
+    def _flush(self):
+        """EV_WRITABLE: move pending bytes into the TCP send buffer."""
+        pending = self._pending
+        conn = self._conn
+        while pending:
+            data = pending[0]
+            try:
+                n = conn.send(data)
+            except Exception as exc:
+                self._streams._lost(self, exc)
+                return
+            self._pending_len -= n
+            if n < len(data):
+                pending[0] = data[n:]
+                break
+            pending.pop(0)
+        if self._write_paused and self._pending_len <= self._low:
+            self._write_paused = False
+            fn = getattr(self._protocol, "resume_writing", None)
+            if fn:
+                self._streams._call(fn)
+        if not pending:
+            if self._closing:
+                conn.close()
+            elif self._eof:
+                conn.shutdown()
+
+    def __repr__(self):
+        return f"<StreamTransport {self.get_extra_info('peername')}>"
+
+
+class Streams:
+    """Delivers a shard's TCP events to the app's protocols."""
+
+    def __init__(self, tcp, ctx, listeners):
+        self.tcp = tcp
+        self.ctx = ctx
+        self.reactor = ctx.reactor
+        self.listeners = dict(listeners)  # local port -> factory(ctx) -> Protocol
+        self.open = 0
+        self.accepted = 0
+        for port in self.listeners:
+            tcp.listen(port)
+
+    def deliver(self, events):
+        for ev, conn in events:
+            t = conn.user
+            if ev == EV_READABLE:
+                if t is not None and not t._lost and not t._paused_reading:
+                    self._read(t)
+            elif ev == EV_WRITABLE:
+                if t is not None and not t._lost:
+                    t._flush()
+            elif ev == EV_ACCEPT or ev == EV_CONNECTED:
+                if t is None:
+                    self._accept(conn)
+            elif ev == EV_EOF:
+                if t is not None and not t._lost:
+                    self._eof(t)
+            elif ev == EV_CLOSED:
+                if t is not None:
+                    self._lost(t, None)
+            elif ev == EV_RESET:
+                if t is not None:
+                    self._lost(t, ConnectionResetError(conn.error or "connection reset by peer"))
+            elif ev == EV_ERROR:
+                if t is not None:
+                    self._lost(t, OSError(conn.error or "connection error"))
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("protocol callback %r failed", fn)
+            return None
+
+    def _accept(self, conn):
+        factory = self.listeners.get(conn.local[1])
+        if factory is None:  # e.g. an outbound connection nobody claimed
+            return
+        try:
+            proto = factory(self.ctx)
+        except Exception:
+            log.exception("protocol factory failed; resetting the connection")
+            conn.abort()
+            return
+        t = StreamTransport(conn, proto, self)
+        conn.user = t
+        self.open += 1
+        self.accepted += 1
+        try:
+            proto.connection_made(t)
+        except Exception:
+            log.exception("connection_made failed; aborting the connection")
+            t.abort()
+
+    def _read(self, t):
+        if t._lost or t._paused_reading:
+            return
+        data = t._conn.recv()
+        if data:
+            try:
+                t._protocol.data_received(data)
+            except Exception:
+                log.exception("data_received failed; aborting the connection")
+                t.abort()
+
+    def _eof(self, t):
+        # data that arrived with the FIN goes first
+        self._read(t)
+        if t._lost:
+            return
+        try:
+            keep_open = t._protocol.eof_received()
+        except Exception:
+            log.exception("eof_received failed; aborting the connection")
+            t.abort()
+            return
+        if not keep_open:
+            t.close()
+
+    def _lost(self, t, exc):
+        if t._lost:
+            return
+        t._lost = True
+        t._closing = True
+        t._pending.clear()
+        t._pending_len = 0
+        self.open -= 1
+        try:
+            t._protocol.connection_lost(exc)
+        except Exception:
+            log.exception("connection_lost failed")
+        # keep conn.user set: later events for this connection find a lost transport

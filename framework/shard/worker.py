@@ -1,0 +1,289 @@
+"""One worker process: one core, one NIC queue, one user-level stack, the app's handlers.
+
+The loop (DESIGN.md), run to completion once per turn:
+
+    rx_burst -> stack.process -> TCP events to the app's protocols (streams.py)
+    -> reactor.run_once (timers and callbacks of handlers) -> [shm rings, later]
+    -> stack.dispatch (TCP output, stack timers) -> tx_burst
+
+A turn that moved anything is followed at once by another (a busy worker never sleeps).
+A turn that moved nothing sleeps in poll() on the port's fd (plus the signal wake-up fd
+and, later, the shard's doorbell) until the earliest of ``stack.poll_at()`` and
+``reactor.next_deadline()``: an idle worker costs ~0% CPU.
+
+``worker_main`` is what the supervisor runs in each child: it pins itself, enters the
+link's namespace, opens its port and runs the loop until SIGTERM/SIGINT.
+"""
+import ctypes
+import logging
+import math
+import os
+import select
+import signal
+import time
+
+from framework.shard.context import ShardContext
+from framework.shard.reactor import Reactor
+from framework.shard.streams import Streams
+
+log = logging.getLogger("framework.worker")
+
+RX_BATCH = 64
+TX_BACKLOG_MAX = 4096
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+_POLLIN = select.POLLIN | select.POLLERR | select.POLLHUP
+
+
+class UserShard:
+    """The user-stack loop of one shard; ports, stack and app are handed in."""
+
+    def __init__(self, port, stack, ctx, listeners, clock=time.monotonic):
+        self.port = port
+        self.stack = stack
+        self.ctx = ctx
+        self.reactor = ctx.reactor
+        self.clock = clock
+        self.streams = Streams(stack.tcp, ctx, listeners)
+        self.tx_backlog = []
+        self.stopping = False
+        self.turns = 0
+        self.sleeps = 0
+        self._extra_fds = []
+
+    def add_wakeup_fd(self, fd):
+        """Another fd that ends a sleep (signal wake-up pipe, shard doorbell)."""
+        self._extra_fds.append(fd)
+
+    def run_once(self):
+        """One turn of the loop. Returns True when it moved anything."""
+        now = self.clock()
+        stack = self.stack
+        tcp = stack.tcp
+        frames = self.port.rx_burst(RX_BATCH)
+        if frames:
+            stack.process(frames, now)
+        busy = bool(frames)
+        events = tcp.events
+        if events:
+            busy = True
+            deliver = self.streams.deliver
+            # a handler's reaction may queue new events (e.g. close -> closed): drain them
+            # too, a bounded number of times
+            for _ in range(8):
+                batch = events[:]
+                del events[:]
+                deliver(batch)
+                if not events:
+                    break
+        reactor = self.reactor
+        if reactor._ready:
+            busy = True
+        reactor.run_once(now)
+        out = stack.dispatch(now)
+        backlog = self.tx_backlog
+        if backlog:
+            out = backlog + out if out else backlog
+            backlog = self.tx_backlog = []
+        if out:
+            busy = True
+            n = self.port.tx_burst(out)
+            if n < len(out):
+                # driver queue full: keep the rest for the next turn, bounded
+                self.tx_backlog = out[n:n + TX_BACKLOG_MAX]
+        if tcp.events or reactor._ready:
+            busy = True
+        self.turns += 1
+        return busy
+
+    def sleep_timeout(self, now):
+        """poll() timeout in ms until the next stack or reactor deadline (-1: none)."""
+        if self.tx_backlog:
+            return 1
+        d1 = self.stack.poll_at()
+        d2 = self.reactor.next_deadline()
+        if d1 is None:
+            d = d2
+        elif d2 is None:
+            d = d1
+        else:
+            d = d1 if d1 < d2 else d2
+        if d is None:
+            return -1
+        # round up: waking a little late is fine, waking early would spin until due
+        return max(0, math.ceil((d - now) * 1000.0))
+
+    def run(self):
+        poller = select.poll()
+        poller.register(self.port.fileno(), _POLLIN)
+        for fd in self._extra_fds:
+            poller.register(fd, _POLLIN)
+        run_once = self.run_once
+        while not self.stopping:
+            if run_once():
+                continue
+            timeout = self.sleep_timeout(self.clock())
+            if timeout == 0:
+                continue
+            self.sleeps += 1
+            for fd, _ in poller.poll(timeout):
+                if fd in self._extra_fds:
+                    _drain(fd)
+
+
+def _drain(fd):
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:
+        pass
+
+
+# --- the worker process -----------------------------------------------------------------
+
+class WorkerSpec:
+    """Everything a worker needs; plain data, so it pickles for any start method."""
+
+    __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
+                 "log_level", "run_id", "supervisor_pid")
+
+    def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
+                 log_level="info", run_id=None, supervisor_pid=None):
+        self.app_spec = app_spec
+        self.stack_kind = stack_kind    # "user" | "kernel"
+        self.link = link                # framework.link.LinkInfo
+        self.http_port = http_port
+        self.shard_count = shard_count
+        self.cores = cores              # cores[k] is shard k's core
+        self.log_level = log_level
+        self.run_id = run_id
+        self.supervisor_pid = supervisor_pid
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, st):
+        for k, v in st.items():
+            setattr(self, k, v)
+
+
+def _prctl_setup(shard_id, supervisor_pid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"fw-shard-{shard_id}".encode()[:15]), 0, 0, 0)
+    # a worker must not outlive a supervisor killed with SIGKILL
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if supervisor_pid and os.getppid() != supervisor_pid:
+        os._exit(1)  # the supervisor died before prctl took effect
+
+
+def pin_to(core):
+    import psutil
+    psutil.Process().cpu_affinity([core])
+
+
+def open_port(link, shard_id, shard_count):
+    """The port of shard ``shard_id`` on the link (CONTRACTS §2)."""
+    if link.port_type == "afpacket":
+        from framework.nic.afpacket import AfPacketPort
+        return AfPacketPort(link.ifname, shard_id, shard_count)
+    if link.port_type == "tap":
+        from framework.nic.tap import TapPort
+        return TapPort(link.ifname, shard_id, shard_count)
+    raise ValueError(f"unknown port type {link.port_type!r}")
+
+
+def load_app(spec):
+    from framework.web.loader import load_app as _load
+    return _load(spec)
+
+
+def _setup_logging(level, shard_id):
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
+                        format=f"%(asctime)s [shard {shard_id}] %(levelname)s %(name)s: %(message)s",
+                        force=True)
+
+
+def worker_main(spec, shard_id, report=None):
+    """Entry point of a worker process. ``report(shard_id, pid, status)`` tells the
+    supervisor "ready" or an error text."""
+    _prctl_setup(shard_id, spec.supervisor_pid)
+    _setup_logging(spec.log_level, shard_id)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        pin_to(spec.cores[shard_id])
+        if spec.link.netns:
+            from framework import netns
+            netns.setns(spec.link.netns)
+        if spec.stack_kind == "kernel":
+            _run_kernel(spec, shard_id, report)
+        else:
+            _run_user(spec, shard_id, report)
+    except Exception as exc:
+        log.exception("shard %d failed", shard_id)
+        if report:
+            report(shard_id, os.getpid(), f"error: {type(exc).__name__}: {exc}")
+        os._exit(3)
+    os._exit(0)
+
+
+def _install_stop(on_stop):
+    """SIGTERM/SIGINT -> on_stop(); the wake-up pipe ends any poll() sleep at once."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def handler(signum, frame):
+        on_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return r
+
+
+def _run_user(spec, shard_id, report):
+    from framework.net.stack import Stack
+    link = spec.link
+    app = load_app(spec.app_spec)
+    port = open_port(link, shard_id, spec.shard_count)
+    stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
+                  csum_offload=getattr(port, "csum_offload", False),
+                  gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500))
+    reactor = Reactor(time.monotonic())
+    ctx = ShardContext(reactor, shard_id, spec.shard_count)
+    make_state = getattr(app, "make_state", None)
+    if make_state is not None:
+        ctx.state = make_state(ctx)
+    listeners = app.listeners(spec.http_port) if hasattr(app, "listeners") else {}
+    shard = UserShard(port, stack, ctx, listeners)
+
+    def stop():
+        shard.stopping = True
+
+    shard.add_wakeup_fd(_install_stop(stop))
+    if report:
+        report(shard_id, os.getpid(), "ready")
+    log.info("shard %d serving on %s (%s, core %d)", shard_id, link.ifname, link.port_type,
+             spec.cores[shard_id])
+    try:
+        shard.run()
+    finally:
+        port.close()
+    log.info("shard %d stopped", shard_id)
+
+
+def _run_kernel(spec, shard_id, report):
+    import threading
+    from framework.shard.kernel import run_kernel_worker
+    app = load_app(spec.app_spec)
+    stop_event = threading.Event()
+    _install_stop(stop_event.set)
+
+    def ready(*_a, **_k):
+        if report:
+            report(shard_id, os.getpid(), "ready")
+
+    host = spec.link.ip  # default link: the kernel owns it in the namespace; --iface: the user's
+    run_kernel_worker(app, host, spec.http_port, shard_id, spec.shard_count,
+                      stop_event=stop_event, ready=ready)

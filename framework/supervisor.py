@@ -1,0 +1,330 @@
+"""The supervisor ("master"): knows processes, not packets.
+
+It cleans up what crashed earlier runs left behind, sets up the default link (or attaches
+to --iface), spawns one worker per core with ``multiprocess`` (fork), pins worker k to
+core k, restarts a dead worker on its core (backoff; more than 5 deaths in 10 s stops
+everything with exit code 1), and on SIGTERM/SIGINT stops the workers and removes the
+link and every shm segment of the run (exit code 0).
+"""
+import collections
+import logging
+import os
+import select
+import signal
+import sys
+import time
+
+import multiprocess
+
+from framework import link as linkmod
+from framework.shard.worker import WorkerSpec, worker_main
+
+log = logging.getLogger("framework.supervisor")
+
+MAX_DEATHS = 5          # more than this many deaths ...
+DEATH_WINDOW = 10.0     # ... within this many seconds: give up
+READY_TIMEOUT = 20.0    # a worker that is not ready by then counts as failed at start
+STOP_TIMEOUT = 5.0      # SIGTERM -> SIGKILL after this long
+
+
+class ServeError(Exception):
+    """A problem to report in one line (exit code ``code``)."""
+
+    def __init__(self, msg, code=1):
+        super().__init__(msg)
+        self.code = code
+
+
+def _shm():
+    try:
+        from framework.shm import naming
+        return naming
+    except ImportError:  # framework/shm not there yet
+        return None
+
+
+def new_run_id():
+    naming = _shm()
+    if naming is not None:
+        return naming.new_runid()
+    return f"{os.getpid()}-0"
+
+
+class Worker:
+    __slots__ = ("shard", "core", "proc", "started", "ready", "restart_at", "pid")
+
+    def __init__(self, shard, core):
+        self.shard = shard
+        self.core = core
+        self.proc = None
+        self.pid = None
+        self.started = 0.0
+        self.ready = False
+        self.restart_at = None
+
+
+class Supervisor:
+    def __init__(self, app_spec, cores, stack="user", port_type="afpacket", http_port=8080,
+                 iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
+                 log_level="info", out=sys.stdout):
+        self.app_spec = app_spec
+        self.cores = list(cores)
+        self.stack = stack
+        self.port_type = port_type
+        self.http_port = http_port
+        self.iface = iface
+        self.ip = ip
+        self.gateway = gateway
+        self.link_subnet = link_subnet
+        self.log_level = log_level
+        self.out = out
+        self.run_id = new_run_id()
+        self.link = None
+        self.link_info = None
+        self.workers = [Worker(k, c) for k, c in enumerate(self.cores)]
+        self.deaths = collections.deque()
+        self.stopping = False
+        self.exit_code = 0
+        self._ctx = multiprocess.get_context("fork")
+        self._report_r = self._report_w = None
+        self._wake_r = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def run(self):
+        """Serve until a signal or a restart storm; returns the exit code."""
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._install_signals()
+            self._cleanup_stale()
+            self._setup_link()
+            self._report_r, self._report_w = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(self._report_r, False)
+            for w in self.workers:
+                self._spawn(w)
+            self._wait_ready()
+            if not self.stopping:
+                self._announce()
+                self._monitor()
+        except ServeError as e:
+            print(f"framework: {e}", file=sys.stderr, flush=True)
+            self.exit_code = e.code
+        finally:
+            self._shutdown()
+            for s, h in old.items():
+                signal.signal(s, h)
+            signal.set_wakeup_fd(-1)
+        return self.exit_code
+
+    def _install_signals(self):
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_r = r
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+        def handler(signum, frame):
+            if not self.stopping:
+                log.info("got %s, stopping", signal.Signals(signum).name)
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _cleanup_stale(self):
+        me = os.getpid()
+        linkmod.cleanup_stale(keep_pid=me)
+        naming = _shm()
+        if naming is not None:
+            try:
+                removed = naming.cleanup_stale()
+                if removed:
+                    log.info("removed shm segments of crashed runs: %s", ", ".join(removed))
+            except Exception:
+                log.warning("shm cleanup of stale runs failed", exc_info=True)
+
+    def _setup_link(self):
+        if self.iface:
+            self.link_info = linkmod.attached(self.port_type, self.iface, self.ip, self.gateway)
+            return
+        self.link = linkmod.DefaultLink(os.getpid(), self.port_type, self.link_subnet,
+                                        kernel_ip=(self.stack == "kernel"))
+        try:
+            self.link.setup()
+        except linkmod.LinkError as e:
+            raise ServeError(str(e), code=2)
+        except Exception as e:
+            raise ServeError(f"could not create the default link: {e}")
+        self.link_info = self.link.info()
+
+    def url(self):
+        return f"http://{self.link_info.ip}:{self.http_port}"
+
+    def _announce(self):
+        n = len(self.workers)
+        kind = f"{self.stack}-stack worker{'s' if n != 1 else ''}"
+        extra = f", {self.port_type}" if self.stack == "user" else ""
+        print(f"serving {self.app_spec} on {self.url()} ({n} {kind}{extra})",
+              file=self.out, flush=True)
+
+    # --- workers ------------------------------------------------------------------------
+    def _spec(self):
+        return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
+                          len(self.workers), self.cores, self.log_level, self.run_id,
+                          os.getpid())
+
+    def _spawn(self, w):
+        spec = self._spec()
+        report_w = self._report_w
+
+        def report(shard, pid, status):
+            # one short write: atomic on a pipe
+            os.write(report_w, f"{shard} {pid} {status}".replace("\n", " ")[:500].encode() + b"\n")
+
+        p = self._ctx.Process(target=worker_main, args=(spec, w.shard, report),
+                              name=f"fw-shard-{w.shard}", daemon=False)
+        p.start()
+        w.proc = p
+        w.pid = p.pid
+        w.started = time.monotonic()
+        w.ready = False
+        w.restart_at = None
+        try:  # the worker pins itself too; this closes the window before it runs
+            import psutil
+            psutil.Process(p.pid).cpu_affinity([w.core])
+        except Exception:
+            pass
+        log.debug("shard %d: pid %d on core %d", w.shard, p.pid, w.core)
+
+    def _read_reports(self):
+        out = []
+        try:
+            data = os.read(self._report_r, 65536)
+        except BlockingIOError:
+            return out
+        for line in data.decode(errors="replace").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+                out.append((int(parts[0]), int(parts[1]), parts[2]))
+        for shard, pid, status in out:
+            w = self.workers[shard] if shard < len(self.workers) else None
+            if w is None or w.pid != pid:
+                continue
+            if status == "ready":
+                w.ready = True
+            else:
+                log.error("shard %d: %s", shard, status)
+        return out
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.stopping:
+            errors = []
+            for shard, pid, status in self._read_reports():
+                if status != "ready":
+                    errors.append((shard, status))
+            if errors:
+                shard, status = errors[0]
+                raise ServeError(f"shard {shard} failed to start: {status.removeprefix('error: ')}")
+            for w in self.workers:
+                if not w.ready and w.proc.exitcode is not None:
+                    # it may have reported just before dying
+                    for s, pid, status in self._read_reports():
+                        if status != "ready":
+                            raise ServeError(f"shard {s} failed to start: "
+                                             f"{status.removeprefix('error: ')}")
+                    raise ServeError(f"shard {w.shard} exited during start "
+                                     f"(exit code {w.proc.exitcode})")
+            if all(w.ready for w in self.workers):
+                return
+            if time.monotonic() > deadline:
+                raise ServeError(f"workers not ready after {READY_TIMEOUT:.0f} s")
+            self._sleep([self._report_r] + [w.proc.sentinel for w in self.workers], 0.1)
+
+    def _sleep(self, fds, timeout):
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        for fd, _ in ready:
+            if fd == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+
+    def _monitor(self):
+        while not self.stopping:
+            now = time.monotonic()
+            self._read_reports()
+            for w in self.workers:
+                if w.proc is not None and w.proc.exitcode is not None:
+                    self._on_death(w, now)
+                    if self.stopping:
+                        return
+                if w.proc is None and w.restart_at is not None and w.restart_at <= now:
+                    self._spawn(w)
+            timeout = 1.0
+            pending = [w.restart_at for w in self.workers if w.proc is None and w.restart_at]
+            if pending:
+                timeout = max(0.0, min(pending) - time.monotonic())
+            fds = [self._report_r] + [w.proc.sentinel for w in self.workers if w.proc is not None]
+            self._sleep(fds, timeout)
+
+    def _on_death(self, w, now):
+        code = w.proc.exitcode
+        w.proc.join(0)
+        w.proc = None
+        deaths = self.deaths
+        deaths.append(now)
+        while deaths and deaths[0] < now - DEATH_WINDOW:
+            deaths.popleft()
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        if len(deaths) > MAX_DEATHS:
+            print(f"framework: workers died {len(deaths)} times within {DEATH_WINDOW:.0f} s "
+                  f"(last: shard {w.shard}, pid {w.pid}, {how}); stopping",
+                  file=sys.stderr, flush=True)
+            self.exit_code = 1
+            self.stopping = True
+            return
+        # backoff: at once for the first death in the window, then 50, 100, 200, 400 ms
+        n = len(deaths)
+        delay = 0.0 if n <= 1 else min(0.05 * 2 ** (n - 2), 0.8)
+        w.restart_at = now + delay
+        log.warning("shard %d (pid %d) died (%s); restarting on core %d in %.2f s",
+                    w.shard, w.pid, how, w.core, delay)
+
+    def _shutdown(self):
+        self.stopping = True
+        alive = [w for w in self.workers if w.proc is not None and w.proc.exitcode is None]
+        for w in alive:
+            try:
+                os.kill(w.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for w in alive:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.exitcode is None:
+                log.warning("shard %d did not stop in %.0f s; killing it", w.shard, STOP_TIMEOUT)
+                w.proc.kill()
+                w.proc.join(2.0)
+        for w in self.workers:
+            w.proc = None
+        if self.link is not None:
+            try:
+                self.link.teardown()
+            except Exception:
+                log.exception("removing the link failed")
+        naming = _shm()
+        if naming is not None:
+            try:
+                naming.cleanup_run(self.run_id)
+            except Exception:
+                log.exception("removing shm segments failed")
+        for fd in (self._report_r, self._report_w, self._wake_r):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._report_r = self._report_w = self._wake_r = None

@@ -1,0 +1,210 @@
+"""streams.py: TCP connection events -> asyncio-style protocols, with a fake TCP layer."""
+from framework.shard.context import ShardContext
+from framework.shard.reactor import Reactor
+from framework.shard import streams as S
+
+
+class Closed(Exception):
+    pass
+
+
+class FakeConn:
+    def __init__(self, lport=8080, room=1 << 30):
+        self.local = (0xC6120002, lport)
+        self.remote = (0xC6120001, 40000)
+        self.user = None
+        self.error = None
+        self.rx = b""
+        self.sent = b""
+        self.room = room          # bytes the send buffer still takes
+        self.calls = []
+        self.closed = False
+
+    def recv(self, max=-1):
+        d, self.rx = self.rx, b""
+        return d
+
+    def send(self, data):
+        if self.closed:
+            raise Closed()
+        n = min(len(data), self.room)
+        self.room -= n
+        self.sent += bytes(data[:n])
+        return n
+
+    def shutdown(self):
+        self.calls.append("shutdown")
+
+    def close(self):
+        self.calls.append("close")
+
+    def abort(self):
+        self.calls.append("abort")
+
+
+class FakeTcp:
+    def __init__(self):
+        self.listening = []
+        self.events = []
+
+    def listen(self, port, backlog=128):
+        self.listening.append(port)
+
+
+class Recorder:
+    def __init__(self, ctx, log, eof_keep=False):
+        self.ctx = ctx
+        self.log = log
+        self.eof_keep = eof_keep
+        self.t = None
+
+    def connection_made(self, t):
+        self.t = t
+        self.log.append(("made", t.get_extra_info("peername"), t.get_extra_info("sockname")))
+
+    def data_received(self, data):
+        self.log.append(("data", data))
+
+    def eof_received(self):
+        self.log.append(("eof",))
+        return self.eof_keep
+
+    def connection_lost(self, exc):
+        self.log.append(("lost", type(exc).__name__ if exc else None))
+
+    def pause_writing(self):
+        self.log.append(("pause",))
+
+    def resume_writing(self):
+        self.log.append(("resume",))
+
+
+def setup(**kw):
+    log = []
+    tcp = FakeTcp()
+    ctx = ShardContext(Reactor(0.0), 0, 1)
+    st = S.Streams(tcp, ctx, {8080: lambda c: Recorder(c, log, **kw)})
+    return st, tcp, log, ctx
+
+
+def test_listen_accept_data_peername():
+    st, tcp, log, ctx = setup()
+    assert tcp.listening == [8080]
+    c = FakeConn()
+    c.rx = b"GET /"
+    st.deliver([(S.EV_ACCEPT, c), (S.EV_READABLE, c)])
+    assert log == [("made", ("198.18.0.1", 40000), ("198.18.0.2", 8080)), ("data", b"GET /")]
+    assert c.user.get_protocol().ctx is ctx
+    assert st.open == 1
+
+
+def test_partial_write_buffers_then_flushes_on_writable_and_closes_after():
+    st, tcp, log, _ = setup()
+    c = FakeConn(room=3)
+    st.deliver([(S.EV_ACCEPT, c)])
+    t = c.user
+    t.write(b"hello")
+    t.write(b" world")
+    assert c.sent == b"hel" and t.get_write_buffer_size() == 8
+    t.close()
+    assert "close" not in c.calls and t.is_closing()
+    t.write(b"ignored after close")
+    c.room = 100
+    st.deliver([(S.EV_WRITABLE, c)])
+    assert c.sent == b"hello world" and t.get_write_buffer_size() == 0
+    assert c.calls == ["close"]
+    st.deliver([(S.EV_CLOSED, c)])
+    assert log[-1] == ("lost", None)
+    assert st.open == 0
+
+
+def test_flow_control_pause_resume_writing():
+    st, tcp, log, _ = setup()
+    c = FakeConn(room=0)
+    st.deliver([(S.EV_ACCEPT, c)])
+    t = c.user
+    t.set_write_buffer_limits(high=10, low=2)
+    t.write(b"x" * 11)
+    assert log[-1] == ("pause",)
+    c.room = 100
+    st.deliver([(S.EV_WRITABLE, c)])
+    assert log[-1] == ("resume",)
+
+
+def test_eof_closes_unless_protocol_keeps_it_open():
+    st, tcp, log, _ = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.rx = b"last"
+    st.deliver([(S.EV_EOF, c)])
+    assert log[1:] == [("data", b"last"), ("eof",)]
+    assert c.calls == ["close"]
+
+    st, tcp, log, _ = setup(eof_keep=True)
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c), (S.EV_EOF, c)])
+    assert c.calls == []
+    c.user.write(b"bye")
+    c.user.write_eof()
+    assert c.calls == ["shutdown"] and c.sent == b"bye"
+
+
+def test_connection_lost_exactly_once():
+    st, tcp, log, _ = setup()
+    c = FakeConn()
+    c.error = "reset by peer"
+    st.deliver([(S.EV_ACCEPT, c), (S.EV_RESET, c), (S.EV_CLOSED, c), (S.EV_READABLE, c)])
+    assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError")]
+    c2 = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c2)])
+    c2.user.abort()
+    st.deliver([(S.EV_CLOSED, c2), (S.EV_RESET, c2)])
+    assert c2.calls == ["abort"]
+    assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError"), ("lost", None)]
+    assert st.open == 0
+
+
+def test_send_on_closed_connection_is_lost_not_raised():
+    st, tcp, log, _ = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.closed = True
+    c.user.write(b"x")
+    assert log[-1] == ("lost", "Closed")
+
+
+def test_pause_reading_keeps_data_in_tcp_until_resumed():
+    st, tcp, log, ctx = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.user.pause_reading()
+    c.rx = b"later"
+    st.deliver([(S.EV_READABLE, c)])
+    assert c.rx == b"later" and log[-1][0] == "made"
+    c.user.resume_reading()
+    ctx.reactor.run_once(0.0)
+    assert log[-1] == ("data", b"later")
+
+
+def test_failing_handler_aborts_only_its_connection():
+    log = []
+    tcp = FakeTcp()
+    ctx = ShardContext(Reactor(0.0), 0, 1)
+
+    class Bad(Recorder):
+        def data_received(self, data):
+            raise ValueError("handler bug")
+
+    st = S.Streams(tcp, ctx, {8080: lambda c: Bad(c, log), 9000: lambda c: Recorder(c, log)})
+    a, b = FakeConn(8080), FakeConn(9000)
+    a.rx = b.rx = b"x"
+    st.deliver([(S.EV_ACCEPT, a), (S.EV_ACCEPT, b), (S.EV_READABLE, a), (S.EV_READABLE, b)])
+    assert a.calls == ["abort"] and b.calls == []
+    assert ("data", b"x") in log and ("lost", None) in log
+
+
+def test_unknown_listener_is_ignored():
+    st, tcp, log, _ = setup()
+    c = FakeConn(lport=1234)
+    st.deliver([(S.EV_ACCEPT, c), (S.EV_READABLE, c)])
+    assert log == [] and c.user is None
