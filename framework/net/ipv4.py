@@ -1,0 +1,176 @@
+"""IPv4 layer (RFC 791, RFC 1122 host requirements): input validation and demux,
+output with next-hop choice and per-destination header templates.
+
+Pure: frames and ``now`` in, frames out (appended to the stack's ``tx`` list).
+
+Input checks, in order, each with its own drop counter: destination MAC, version, IHL,
+total length against the frame (Ethernet padding trimmed: the segment ends at
+``24 + total length``, not at the end of the frame), header checksum, fragments
+(dropped: there is no reassembly yet), destination address (ours; broadcast and
+multicast are dropped quietly), source address, protocol.
+TTL is not checked on input: RFC 1122 3.2.1.7 says a host MUST NOT discard a datagram
+just because its TTL is below 2; TTL matters on output (64, never 0).
+
+Offsets handed to TCP/ICMP index the frame as received (vnet header included), so
+no layer copies the segment out of the frame.
+"""
+import struct
+
+from ..nic.vnet import PLAIN, VNET_LEN
+from .wire.ethernet import ETH_LEN
+from .wire.ipv4 import DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP
+
+COUNTERS = (
+    "drop.eth.not_for_us",
+    "drop.ipv4.short", "drop.ipv4.bad_version", "drop.ipv4.bad_ihl", "drop.ipv4.bad_length",
+    "drop.ipv4.bad_checksum", "drop.ipv4.fragment", "drop.ipv4.not_for_us",
+    "drop.ipv4.broadcast", "drop.ipv4.bad_src", "drop.ipv4.unknown_proto",
+    "drop.ipv4.no_route", "drop.ipv4.bad_dst", "drop.ipv4.too_big",
+    "ipv4.tx_queued_arp",
+)
+
+L3 = VNET_LEN + ETH_LEN          # 24: where the IPv4 header starts in a port frame
+L4_NO_OPTIONS = L3 + 20          # 44
+# dst MAC, (src MAC, ethertype skipped), then the whole IPv4 header: one unpack per frame.
+_RX = struct.Struct("!6s8xBBHHHBBHII")
+_rx = _RX.unpack_from
+# vnet | dst MAC src MAC ethertype ver_ihl tos (16, from the template) | total length |
+# id | flags+fragment | ttl+proto | checksum | src dst (8, from the template)
+_TX = struct.Struct("!10s16sHHHHH8s")
+_tx = _TX.pack
+_from_bytes = int.from_bytes
+_TTL_PROTO = DEFAULT_TTL << 8
+_MAX_TEMPLATES = 4096
+
+
+class Ipv4Layer:
+    __slots__ = ("mac", "ip", "mask", "net", "bcast", "gateway", "mtu", "counters", "tx", "arp",
+                 "tcp_input", "icmp_input", "templates", "ip_id", "now")
+
+    def __init__(self, mac: bytes, ip: int, prefix: int, gateway, mtu: int, counters: dict,
+                 tx: list, arp):
+        from .wire.ipv4 import prefix_mask
+        self.mac = mac
+        self.ip = ip
+        self.mask = prefix_mask(prefix)
+        self.net = ip & self.mask
+        self.bcast = self.net | (~self.mask & 0xFFFFFFFF)
+        if gateway is not None and (gateway & self.mask) != self.net:
+            raise ValueError("gateway is not on the local subnet")
+        self.gateway = gateway
+        self.mtu = mtu
+        self.counters = counters
+        self.tx = tx
+        self.arp = arp
+        self.tcp_input = None      # set by the stack: tcp.input(frame, src, dst, l4_off, l4_end, trusted, now)
+        self.icmp_input = None     # set by the stack: icmp.input(frame, src, dst, l4_off, l4_end, trusted)
+        # dst -> (valid_until, 16-byte prefix, 8-byte addresses, partial checksum)
+        self.templates = {}
+        self.ip_id = 0
+        self.now = 0.0
+        for k in COUNTERS:
+            counters.setdefault(k, 0)
+
+    # -- input ---------------------------------------------------------------------------
+    def input(self, f, now: float) -> None:
+        """One frame (vnet + Ethernet) whose ethertype is IPv4 and len(f) >= 44."""
+        dmac, vhl, _tos, tot, _id, frag, _ttl, proto, _csum, src, dst = _rx(f, VNET_LEN)
+        c = self.counters
+        if dmac != self.mac and not dmac[0] & 1:
+            c["drop.eth.not_for_us"] += 1
+            return
+        if vhl == 0x45:
+            l4 = L4_NO_OPTIONS
+        else:
+            if vhl >> 4 != 4:
+                c["drop.ipv4.bad_version"] += 1
+                return
+            if vhl & 15 < 5:
+                c["drop.ipv4.bad_ihl"] += 1
+                return
+            l4 = L3 + (vhl & 15) * 4          # options are skipped, not interpreted
+            if l4 > len(f):
+                c["drop.ipv4.short"] += 1
+                return
+        end = L3 + tot                        # anything past it is Ethernet padding
+        if end < l4 or end > len(f):
+            c["drop.ipv4.bad_length"] += 1
+            return
+        # ones'-complement sum of a correct header is 0xffff, i.e. 0 mod 0xffff (and the
+        # header is never all zero: its version is 4)
+        if _from_bytes(f[L3:l4], "big") % 0xFFFF:
+            c["drop.ipv4.bad_checksum"] += 1
+            return
+        if frag & 0x3FFF:                     # MF or a fragment offset
+            c["drop.ipv4.fragment"] += 1
+            return
+        if dst != self.ip:
+            if dst == 0xFFFFFFFF or dst == self.bcast or dst >= 0xE0000000:
+                c["drop.ipv4.broadcast"] += 1
+            else:
+                c["drop.ipv4.not_for_us"] += 1
+            return
+        # RFC 1122 3.2.1.3: discard datagrams from a broadcast/multicast/loopback/own source
+        if src >= 0xE0000000 or src == self.bcast or src == dst or not src >> 24 or src >> 24 == 127:
+            c["drop.ipv4.bad_src"] += 1
+            return
+        if proto == PROTO_TCP:
+            self.tcp_input(f, src, dst, l4, end, f[0] & 3 != 0, now)
+        elif proto == PROTO_ICMP:
+            self.icmp_input(f, src, dst, l4, end, f[0] & 3 != 0)
+        else:
+            c["drop.ipv4.unknown_proto"] += 1
+
+    # -- output --------------------------------------------------------------------------
+    def output(self, dst: int, proto: int, payload, vnet_hdr: bytes = PLAIN) -> None:
+        """Prepend Ethernet + IPv4 (DF, TTL 64) to ``payload`` and queue the frame.
+        Unresolved next hop: the frame waits in ARP's queue (bounded, drops counted)."""
+        t = self.templates.get(dst)
+        if t is None or self.now >= t[0]:
+            return self._output_slow(dst, proto, payload, vnet_hdr)
+        tot = 20 + len(payload)
+        if tot > self.mtu and (tot > MAX_TOTAL_LENGTH or not vnet_hdr[1]):   # vnet_hdr[1]: gso_type
+            self.counters["drop.ipv4.too_big"] += 1
+            return
+        ident = self.ip_id = (self.ip_id + 1) & 0xFFFF
+        s = t[3] + tot + ident + proto
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        self.tx.append(_tx(vnet_hdr, t[1], tot, ident, FLAG_DF, _TTL_PROTO | proto, s ^ 0xFFFF, t[2])
+                       + payload)
+
+    def _output_slow(self, dst, proto, payload, vnet_hdr):
+        c = self.counters
+        if dst == self.ip or dst == self.bcast or dst >= 0xE0000000 or not dst:
+            c["drop.ipv4.bad_dst"] += 1
+            return
+        if (dst & self.mask) == self.net:
+            nh = dst
+        elif self.gateway is not None:
+            nh = self.gateway
+        else:
+            c["drop.ipv4.no_route"] += 1
+            return
+        now = self.now
+        e = self.arp.lookup(nh, now)
+        if e is None:
+            c["ipv4.tx_queued_arp"] += 1
+            self.arp.enqueue(nh, (dst, proto, payload, vnet_hdr), now)
+            return
+        templates = self.templates
+        if len(templates) >= _MAX_TEMPLATES:
+            templates.clear()
+        src = self.ip
+        base = (0x4500 + FLAG_DF + _TTL_PROTO + (src >> 16) + (src & 0xFFFF)
+                + (dst >> 16) + (dst & 0xFFFF))
+        # valid until the ARP entry wants a refresh (or expires), so the fast path never
+        # needs to look at the neighbour cache
+        templates[dst] = (e.refresh_at, e.mac + self.mac + b"\x08\x00\x45\x00",
+                          src.to_bytes(4, "big") + dst.to_bytes(4, "big"), base)
+        self.output(dst, proto, payload, vnet_hdr)
+
+    def neighbour_changed(self, ip: int, queued) -> None:
+        """ARP learned ``ip`` or saw it change its MAC: drop stale templates, send what waited."""
+        self.templates.clear()     # rare; templates of gateway-routed dsts depend on it too
+        for dst, proto, payload, vnet_hdr in queued:
+            self.output(dst, proto, payload, vnet_hdr)

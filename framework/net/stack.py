@@ -1,0 +1,160 @@
+"""The stack of one shard: Ethernet demux, ARP, IPv4, ICMP and the TCP layer
+(CONTRACTS.md sections 3 and 6).
+
+Pure: ``process(frames, now)`` takes received frames, ``dispatch(now)`` fires timers and
+returns the frames to send. No sockets, no clock reads, no globals: every test drives it
+with crafted frames and a fake ``now``.
+
+Every frame is ``vnet header (10 bytes) + Ethernet``. Every malformed frame is counted
+under one reason in ``counters`` and dropped; nothing raises out of ``process``.
+"""
+from ..nic.vnet import VNET_LEN
+from .arp import ArpLayer
+from .icmp import IcmpLayer
+from .ipv4 import Ipv4Layer
+from .wire.ethernet import ETH_P_ARP, mac_to_bytes
+from .wire.ipv4 import ip_to_int
+
+COUNTERS = ("rx.frames", "tx.frames", "drop.eth.short", "drop.eth.unknown_type", "drop.internal")
+
+_L3 = VNET_LEN + 14
+
+
+class NullTcp:
+    """Stands in until framework.net.tcp exists: answers nothing, counts what it dropped."""
+
+    def __init__(self, ip_output=None, local_ip=0, mtu=1500, csum_offload=False, gso=False, config=None):
+        self.events = []
+        self.counters = {"drop.tcp.no_stack": 0}
+
+    def input(self, frame, src, dst, l4_off, l4_end, csum_trusted, now):
+        self.counters["drop.tcp.no_stack"] += 1
+
+    def poll(self, now):
+        pass
+
+    def flush(self, now):
+        pass
+
+    def poll_at(self):
+        return None
+
+    def listen(self, port, backlog=128):
+        raise RuntimeError("no TCP layer in this build (framework.net.tcp is missing)")
+
+    def connect(self, dst, dport, now, sport=None):
+        raise RuntimeError("no TCP layer in this build (framework.net.tcp is missing)")
+
+
+def default_tcp_factory():
+    """framework.net.tcp.TcpLayer when it exists, else NullTcp. Any other import error
+    (a bug inside the TCP package) propagates: it must not silently disable TCP."""
+    try:
+        from .tcp import TcpLayer
+    except ImportError as e:
+        if e.name in ("framework.net.tcp", __package__ + ".tcp"):
+            return NullTcp
+        raise
+    return TcpLayer
+
+
+class Stack:
+    __slots__ = ("mac", "ip", "prefix", "gateway", "mtu", "csum_offload", "gso", "now",
+                 "_counters", "_tx", "arp", "ipv4", "icmp", "tcp", "ip_output")
+
+    def __init__(self, mac, ip="198.18.0.2", prefix=24, gateway=None, csum_offload=True,
+                 gso=False, mtu=1500, tcp_config=None, tcp_factory=None, arp_ttl=60.0,
+                 arp_retry=1.0, arp_tries=3, arp_queue=4):
+        self.mac = mac_to_bytes(mac)
+        self.ip = ip_to_int(ip)
+        self.prefix = prefix
+        self.gateway = None if gateway is None else ip_to_int(gateway)
+        self.mtu = mtu
+        self.csum_offload = csum_offload
+        self.gso = gso
+        self.now = 0.0
+        c = self._counters = {k: 0 for k in COUNTERS}
+        tx = self._tx = []
+        self.arp = ArpLayer(self.mac, self.ip, c, tx, ttl=arp_ttl, retry=arp_retry,
+                            tries=arp_tries, qlen=arp_queue)
+        self.ipv4 = Ipv4Layer(self.mac, self.ip, prefix, self.gateway, mtu, c, tx, self.arp)
+        self.arp.on_neighbour = self.ipv4.neighbour_changed
+        # the bound method itself: TCP's calls go straight to IPv4, no extra hop
+        self.ip_output = self.ipv4.output
+        self.icmp = IcmpLayer(self.ip_output, c)
+        self.ipv4.icmp_input = self.icmp.input
+        if tcp_factory is None:
+            tcp_factory = default_tcp_factory()
+        self.tcp = tcp_factory(self.ip_output, self.ip, mtu, csum_offload, gso, tcp_config)
+        self.ipv4.tcp_input = self.tcp.input
+
+    @property
+    def counters(self) -> dict:
+        """All counters, TCP's merged in (a fresh dict: for reading, not on the hot path)."""
+        d = dict(self._counters)
+        tc = getattr(self.tcp, "counters", None)
+        if tc:
+            d.update(tc)
+        return d
+
+    def process(self, frames, now: float) -> None:
+        """RX: demultiplex a batch of received frames."""
+        self.now = self.ipv4.now = now
+        c = self._counters
+        c["rx.frames"] += len(frames)
+        ip_input = self.ipv4.input
+        for f in frames:
+            try:
+                # the hot path: IPv4 long enough for one Struct over Ethernet + IPv4
+                if len(f) >= 44 and f[22] == 8 and f[23] == 0:
+                    ip_input(f, now)
+                else:
+                    self._rx_other(f, now)
+            except Exception:
+                # last resort, never relied upon: every known malformation has its counter
+                c["drop.internal"] += 1
+
+    def _rx_other(self, f, now):
+        c = self._counters
+        if len(f) < _L3:
+            c["drop.eth.short"] += 1
+            return
+        if f[10:16] != self.mac and not f[10] & 1:
+            c["drop.eth.not_for_us"] += 1
+            return
+        etype = f[22] << 8 | f[23]
+        if etype == ETH_P_ARP:
+            self.arp.input(f, now)
+        elif etype == 0x0800:
+            c["drop.ipv4.short"] += 1       # shorter than a minimal IPv4 header
+        else:
+            c["drop.eth.unknown_type"] += 1
+
+    def dispatch(self, now: float) -> list:
+        """TX: fire due timers, let TCP emit, and return every queued frame."""
+        self.now = self.ipv4.now = now
+        self.arp.poll(now)
+        tcp = self.tcp
+        tcp.poll(now)
+        tcp.flush(now)
+        tx = self._tx
+        if not tx:
+            return []
+        out = tx[:]
+        tx.clear()          # the layers hold this list: empty it, never replace it
+        self._counters["tx.frames"] += len(out)
+        return out
+
+    def poll_at(self):
+        """The next absolute deadline (ARP retries, TCP timers), or None."""
+        a = self.arp.poll_at()
+        t = self.tcp.poll_at()
+        if a is None:
+            return t
+        if t is None:
+            return a
+        return a if a < t else t
+
+    def announce(self) -> None:
+        """Queue a gratuitous ARP so neighbours (re)learn our MAC, e.g. after a start."""
+        self.arp.announce()
