@@ -31,8 +31,9 @@ COUNTERS = (
 
 L3 = VNET_LEN + ETH_LEN          # 24: where the IPv4 header starts in a port frame
 L4_NO_OPTIONS = L3 + 20          # 44
-# dst MAC, (src MAC, ethertype skipped), then the whole IPv4 header: one unpack per frame.
-_RX = struct.Struct("!6s8xBBHHHBBHII")
+# dst MAC, (src MAC skipped), ethertype, then the IPv4 fields the input path needs:
+# ver_ihl, total length, flags+fragment, proto, src, dst (pad bytes: no unused ints made)
+_RX = struct.Struct("!6s6xHBxH2xH1xB2xII")
 _rx = _RX.unpack_from
 # vnet | dst MAC src MAC ethertype ver_ihl tos (16, from the template) | total length |
 # id | flags+fragment | ttl+proto | checksum | src dst (8, from the template)
@@ -41,11 +42,12 @@ _tx = _TX.pack
 _from_bytes = int.from_bytes
 _TTL_PROTO = DEFAULT_TTL << 8
 _MAX_TEMPLATES = 4096
+_MAX_GOOD_SRC = 65536
 
 
 class Ipv4Layer:
     __slots__ = ("mac", "ip", "mask", "net", "bcast", "gateway", "mtu", "counters", "tx", "arp",
-                 "tcp_input", "icmp_input", "templates", "ip_id", "now")
+                 "tcp_input", "icmp_input", "other", "good_src", "templates", "ip_id", "now")
 
     def __init__(self, mac: bytes, ip: int, prefix: int, gateway, mtu: int, counters: dict,
                  tx: list, arp):
@@ -64,6 +66,8 @@ class Ipv4Layer:
         self.arp = arp
         self.tcp_input = None      # set by the stack: tcp.input(frame, src, dst, l4_off, l4_end, trusted, now)
         self.icmp_input = None     # set by the stack: icmp.input(frame, src, dst, l4_off, l4_end, trusted)
+        self.other = None          # set by the stack: other(frame, now) for every non-IPv4 frame
+        self.good_src = set()      # source addresses already found valid
         # dst -> (valid_until, 16-byte prefix, 8-byte addresses, partial checksum)
         self.templates = {}
         self.ip_id = 0
@@ -72,54 +76,88 @@ class Ipv4Layer:
             counters.setdefault(k, 0)
 
     # -- input ---------------------------------------------------------------------------
-    def input(self, f, now: float) -> None:
-        """One frame (vnet + Ethernet) whose ethertype is IPv4 and len(f) >= 44."""
-        dmac, vhl, _tos, tot, _id, frag, _ttl, proto, _csum, src, dst = _rx(f, VNET_LEN)
+    def rx(self, frames, now: float) -> None:
+        """The receive loop of a batch of port frames (vnet + Ethernet).
+
+        It lives here, not in the stack, because IPv4 -> TCP is the hot path: one Struct
+        covers Ethernet + IPv4 (FIELD-NOTES: one unpack is ~2x cheaper than several) and
+        no call is spent before the TCP hand-off. Every other frame goes to ``self.other``
+        (the stack's Ethernet demux: ARP, short, unknown types)."""
         c = self.counters
-        if dmac != self.mac and not dmac[0] & 1:
-            c["drop.eth.not_for_us"] += 1
-            return
-        if vhl == 0x45:
-            l4 = L4_NO_OPTIONS
-        else:
-            if vhl >> 4 != 4:
-                c["drop.ipv4.bad_version"] += 1
-                return
-            if vhl & 15 < 5:
-                c["drop.ipv4.bad_ihl"] += 1
-                return
-            l4 = L3 + (vhl & 15) * 4          # options are skipped, not interpreted
-            if l4 > len(f):
-                c["drop.ipv4.short"] += 1
-                return
-        end = L3 + tot                        # anything past it is Ethernet padding
-        if end < l4 or end > len(f):
-            c["drop.ipv4.bad_length"] += 1
-            return
-        # ones'-complement sum of a correct header is 0xffff, i.e. 0 mod 0xffff (and the
-        # header is never all zero: its version is 4)
-        if _from_bytes(f[L3:l4], "big") % 0xFFFF:
-            c["drop.ipv4.bad_checksum"] += 1
-            return
-        if frag & 0x3FFF:                     # MF or a fragment offset
-            c["drop.ipv4.fragment"] += 1
-            return
-        if dst != self.ip:
-            if dst == 0xFFFFFFFF or dst == self.bcast or dst >= 0xE0000000:
-                c["drop.ipv4.broadcast"] += 1
-            else:
-                c["drop.ipv4.not_for_us"] += 1
-            return
-        # RFC 1122 3.2.1.3: discard datagrams from a broadcast/multicast/loopback/own source
-        if src >= 0xE0000000 or src == self.bcast or src == dst or not src >> 24 or src >> 24 == 127:
-            c["drop.ipv4.bad_src"] += 1
-            return
-        if proto == PROTO_TCP:
-            self.tcp_input(f, src, dst, l4, end, f[0] & 3 != 0, now)
-        elif proto == PROTO_ICMP:
-            self.icmp_input(f, src, dst, l4, end, f[0] & 3 != 0)
-        else:
-            c["drop.ipv4.unknown_proto"] += 1
+        mymac = self.mac
+        myip = self.ip
+        good_src = self.good_src
+        tcp_input = self.tcp_input
+        other = self.other
+        for f in frames:
+            try:
+                n = len(f)
+                if n < L4_NO_OPTIONS:
+                    other(f, now)
+                    continue
+                dmac, etype, vhl, tot, frag, proto, src, dst = _rx(f, VNET_LEN)
+                if etype != 0x0800:
+                    other(f, now)
+                    continue
+                if dmac != mymac and not dmac[0] & 1:
+                    c["drop.eth.not_for_us"] += 1
+                    continue
+                if vhl == 0x45:
+                    l4 = L4_NO_OPTIONS
+                else:
+                    if vhl >> 4 != 4:
+                        c["drop.ipv4.bad_version"] += 1
+                        continue
+                    if vhl & 15 < 5:
+                        c["drop.ipv4.bad_ihl"] += 1
+                        continue
+                    l4 = L3 + (vhl & 15) * 4          # options are skipped, not interpreted
+                    if l4 > n:
+                        c["drop.ipv4.short"] += 1
+                        continue
+                end = L3 + tot                        # anything past it is Ethernet padding
+                if end < l4 or end > n:
+                    c["drop.ipv4.bad_length"] += 1
+                    continue
+                # the ones'-complement sum of a correct header is 0xffff, i.e. 0 mod 0xffff
+                # (and the header is never all zero: its version is 4)
+                if _from_bytes(f[L3:l4], "big") % 0xFFFF:
+                    c["drop.ipv4.bad_checksum"] += 1
+                    continue
+                if frag & 0x3FFF:                     # MF or a fragment offset
+                    c["drop.ipv4.fragment"] += 1
+                    continue
+                if dst != myip:
+                    if dst == 0xFFFFFFFF or dst == self.bcast or dst >= 0xE0000000:
+                        c["drop.ipv4.broadcast"] += 1
+                    else:
+                        c["drop.ipv4.not_for_us"] += 1
+                    continue
+                if src not in good_src:               # a set hit (~20 ns) instead of 5 compares
+                    if not self._src_ok(src):
+                        c["drop.ipv4.bad_src"] += 1
+                        continue
+                if proto == PROTO_TCP:
+                    tcp_input(f, src, dst, l4, end, f[0] & 3 != 0, now)
+                elif proto == PROTO_ICMP:
+                    self.icmp_input(f, src, dst, l4, end, f[0] & 3 != 0)
+                else:
+                    c["drop.ipv4.unknown_proto"] += 1
+            except Exception:
+                # last resort, never relied upon: every known malformation has its counter
+                c["drop.internal"] += 1
+
+    def _src_ok(self, src: int) -> bool:
+        """RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, loopback, 0/8 or our
+        own address is discarded. Good sources are remembered (bounded)."""
+        if src >= 0xE0000000 or src == self.bcast or src == self.ip or src < 0x01000000 \
+                or src >> 24 == 127:
+            return False
+        good = self.good_src
+        if len(good) >= _MAX_GOOD_SRC:
+            good.clear()
+        good.add(src)
+        return True
 
     # -- output --------------------------------------------------------------------------
     def output(self, dst: int, proto: int, payload, vnet_hdr: bytes = PLAIN) -> None:

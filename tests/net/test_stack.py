@@ -26,8 +26,10 @@ def test_null_tcp_counts_segments():
     s = make_stack(tcp_factory=NullTcp)
     out, d = inject(s, frame(Ether(dst=MAC, src=PEER_MAC) / IP(src=PEER_IP, dst=MYIP) / TCP()))
     assert out == [] and d["drop.tcp.no_stack"] == 1
+    s.tcp.listen(80)                      # a shard without TCP still starts
+    assert s.tcp.listening == [80]
     with pytest.raises(RuntimeError):
-        s.tcp.listen(80)
+        s.tcp.connect(1, 80, 0.0)
 
 
 def test_default_factory_falls_back_when_tcp_missing(monkeypatch):
