@@ -105,22 +105,8 @@ def build_parser():
 
 def _load_app(spec):
     """Import APP once in the supervisor so a typo is an exit-2 error, not a crash loop."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like gunicorn: the app is found from the cwd
-    if ":" not in spec:
-        raise ValueError(f"APP {spec!r}: expected module:attribute, e.g. apps.hello:app")
-    try:
-        from framework.web.loader import load_app
-    except ImportError:
-        load_app = None
-    if load_app is not None:
-        return load_app(spec)
-    import importlib
-    mod, _, attr = spec.partition(":")
-    obj = importlib.import_module(mod)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+    from framework.shard.worker import load_app
+    return load_app(spec)
 
 
 def serve(args, parser):

@@ -15,9 +15,10 @@ import sys
 import time
 
 import multiprocess
+import psutil
 
 from framework import link as linkmod
-from framework.shard.worker import WorkerSpec, worker_main
+from framework.shard.worker import STAT_NAMES, WorkerSpec, worker_main
 
 log = logging.getLogger("framework.supervisor")
 
@@ -88,6 +89,7 @@ class Supervisor:
         self._ctx = multiprocess.get_context("fork")
         self._report_r = self._report_w = None
         self._wake_r = None
+        self.stats = {}
 
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
@@ -97,6 +99,7 @@ class Supervisor:
             self._install_signals()
             self._cleanup_stale()
             self._setup_link()
+            self._create_shm()
             self._report_r, self._report_w = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(self._report_r, False)
             for w in self.workers:
@@ -154,6 +157,16 @@ class Supervisor:
             raise ServeError(f"could not create the default link: {e}")
         self.link_info = self.link.info()
 
+    def _create_shm(self):
+        """One stats block per shard, made before any fork: the workers inherit the
+        mappings, a restarted worker writes into the same block."""
+        try:
+            from framework.shm import StatsBlock
+        except ImportError:
+            return
+        for w in self.workers:
+            self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, STAT_NAMES)
+
     def url(self):
         return f"http://{self.link_info.ip}:{self.http_port}"
 
@@ -168,7 +181,7 @@ class Supervisor:
     def _spec(self):
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
-                          os.getpid())
+                          os.getpid(), self.stats)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -180,17 +193,20 @@ class Supervisor:
 
         p = self._ctx.Process(target=worker_main, args=(spec, w.shard, report),
                               name=f"fw-shard-{w.shard}", daemon=False)
-        p.start()
+        # fork inherits the CPU affinity: pinning ourselves around the fork makes the
+        # worker pinned from its first instruction (it pins itself again, to be sure)
+        me = psutil.Process()
+        mine = me.cpu_affinity()
+        me.cpu_affinity([w.core])
+        try:
+            p.start()
+        finally:
+            me.cpu_affinity(mine)
         w.proc = p
         w.pid = p.pid
         w.started = time.monotonic()
         w.ready = False
         w.restart_at = None
-        try:  # the worker pins itself too; this closes the window before it runs
-            import psutil
-            psutil.Process(p.pid).cpu_affinity([w.core])
-        except Exception:
-            pass
         log.debug("shard %d: pid %d on core %d", w.shard, p.pid, w.core)
 
     def _read_reports(self):
@@ -315,6 +331,9 @@ class Supervisor:
                 self.link.teardown()
             except Exception:
                 log.exception("removing the link failed")
+        for st in self.stats.values():
+            st.close()
+        self.stats = {}
         naming = _shm()
         if naming is not None:
             try:

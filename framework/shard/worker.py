@@ -29,6 +29,12 @@ from framework.shard.streams import Streams
 log = logging.getLogger("framework.worker")
 
 RX_BATCH = 64
+MAX_SLEEP_MS = 1000     # an idle worker still turns once a second (heartbeat, stats)
+STATS_EVERY = 0.5       # seconds between two publications of the shard's counters
+# the per-shard stats block (framework/shm StatsBlock) the supervisor creates
+STAT_NAMES = ("pid", "heartbeat_ms", "loop.turns", "loop.sleeps", "port.rx", "port.tx",
+              "port.rx_drops", "port.tx_drops", "streams.open", "streams.accepted",
+              "stack.rx_frames", "stack.tx_frames")
 TX_BACKLOG_MAX = 4096
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -50,6 +56,8 @@ class UserShard:
         self.turns = 0
         self.sleeps = 0
         self._extra_fds = []
+        self.stats = None          # a framework.shm StatsBlock, or None
+        self._next_stats = 0.0
 
     def add_wakeup_fd(self, fd):
         """Another fd that ends a sleep (signal wake-up pipe, shard doorbell)."""
@@ -96,8 +104,25 @@ class UserShard:
         self.turns += 1
         return busy
 
+    def publish(self, now):
+        """Copy the loop's counters into the shared stats block (one writer: this shard)."""
+        self._next_stats = now + STATS_EVERY
+        st = self.stats
+        if st is None:
+            return
+        ps = getattr(self.port, "stats", None) or {}
+        sc = getattr(self.stack, "counters", None) or {}
+        st.update({
+            "pid": os.getpid(), "heartbeat_ms": int(now * 1000), "loop.turns": self.turns,
+            "loop.sleeps": self.sleeps, "port.rx": ps.get("rx", 0), "port.tx": ps.get("tx", 0),
+            "port.rx_drops": ps.get("rx_drops", 0), "port.tx_drops": ps.get("tx_drops", 0),
+            "streams.open": max(0, self.streams.open), "streams.accepted": self.streams.accepted,
+            "stack.rx_frames": sc.get("rx.frames", 0), "stack.tx_frames": sc.get("tx.frames", 0),
+        })
+
     def sleep_timeout(self, now):
-        """poll() timeout in ms until the next stack or reactor deadline (-1: none)."""
+        """poll() timeout in ms until the next stack or reactor deadline, at most
+        MAX_SLEEP_MS."""
         if self.tx_backlog:
             return 1
         d1 = self.stack.poll_at()
@@ -109,9 +134,9 @@ class UserShard:
         else:
             d = d1 if d1 < d2 else d2
         if d is None:
-            return -1
+            return MAX_SLEEP_MS
         # round up: waking a little late is fine, waking early would spin until due
-        return max(0, math.ceil((d - now) * 1000.0))
+        return min(MAX_SLEEP_MS, max(0, math.ceil((d - now) * 1000.0)))
 
     def run(self):
         poller = select.poll()
@@ -121,8 +146,15 @@ class UserShard:
         run_once = self.run_once
         while not self.stopping:
             if run_once():
+                if self.turns & 63 == 0:
+                    now = self.clock()
+                    if now >= self._next_stats:
+                        self.publish(now)
                 continue
-            timeout = self.sleep_timeout(self.clock())
+            now = self.clock()
+            if now >= self._next_stats:
+                self.publish(now)
+            timeout = self.sleep_timeout(now)
             if timeout == 0:
                 continue
             self.sleeps += 1
@@ -147,10 +179,10 @@ class WorkerSpec:
     """Everything a worker needs; plain data, so it pickles for any start method."""
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
-                 "log_level", "run_id", "supervisor_pid")
+                 "log_level", "run_id", "supervisor_pid", "stats")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
-                 log_level="info", run_id=None, supervisor_pid=None):
+                 log_level="info", run_id=None, supervisor_pid=None, stats=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.link.LinkInfo
@@ -160,6 +192,7 @@ class WorkerSpec:
         self.log_level = log_level
         self.run_id = run_id
         self.supervisor_pid = supervisor_pid
+        self.stats = stats              # {shard: StatsBlock} created by the supervisor
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -195,6 +228,7 @@ def open_port(link, shard_id, shard_count):
 
 
 def load_app(spec):
+    """framework.web.loader.load_app (module:attr or file.py:attr)."""
     from framework.web.loader import load_app as _load
     return _load(spec)
 
@@ -252,11 +286,13 @@ def _run_user(spec, shard_id, report):
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500))
     reactor = Reactor(time.monotonic())
     ctx = ShardContext(reactor, shard_id, spec.shard_count)
-    make_state = getattr(app, "make_state", None)
-    if make_state is not None:
-        ctx.state = make_state(ctx)
-    listeners = app.listeners(spec.http_port) if hasattr(app, "listeners") else {}
+    on_start = getattr(app, "on_shard_start", None)
+    if on_start is not None:
+        on_start(ctx)  # builds ctx.state, runs the app's on_start hooks
+    listeners = app.listeners(spec.http_port)
     shard = UserShard(port, stack, ctx, listeners)
+    if spec.stats:
+        shard.stats = spec.stats.get(shard_id)
 
     def stop():
         shard.stopping = True
@@ -269,6 +305,9 @@ def _run_user(spec, shard_id, report):
     try:
         shard.run()
     finally:
+        on_stop = getattr(app, "on_shard_stop", None)
+        if on_stop is not None:
+            on_stop(ctx)
         port.close()
     log.info("shard %d stopped", shard_id)
 

@@ -1,0 +1,192 @@
+"""`framework serve` end to end: the default link, pinned workers, ping through the
+user-level stack, restarts, signals, cleanup. The peer is the host kernel (ping)."""
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from framework import link as linkmod
+from framework import netns
+from framework.nic import steer
+
+from conftest import HERE, ROOT, free_subnet, parse_ping, ping, ping_cmd
+
+BANNER = re.compile(r"^serving pingapp:app on http://198\.18\.\d+\.2:8080 "
+                    r"\((\d+) user-stack workers?, afpacket\)$")
+
+
+def ip_int(s):
+    a, b, c, d = map(int, s.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def icmp_owner(s):
+    """The shard that gets the host's echo requests (steering of non-TCP/UDP IPv4)."""
+    return steer.shard_of(ip_int(s.host_ip), ip_int(s.ip), 0, 0, s.cores)
+
+
+def assert_pinned(s):
+    w = s.wait_workers(s.cores)
+    assert sorted(w) == list(range(s.cores))
+    for k, p in w.items():
+        assert p.cpu_affinity() == [k], f"shard {k} on {p.cpu_affinity()}"
+    return w
+
+
+def test_bad_flags_exit_2_one_line_nothing_left():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
+    cases = [
+        ["serve"],
+        ["serve", "pingapp:app", "--cores", str(len(psutil.Process().cpu_affinity()) + 1)],
+        ["serve", "pingapp:app", "--cores", "0"],
+        ["serve", "pingapp:app", "--bogus"],
+        ["serve", "pingapp:app", "--port", "70000"],
+        ["serve", "pingapp:app", "--stack", "both"],
+        ["serve", "pingapp:app", "--port-type", "dpdk"],
+        ["serve", "pingapp:app", "--iface", "nosuchif0", "--ip", "198.18.9.2/24"],
+        ["serve", "pingapp:app", "--iface", "lo"],
+        ["serve", "pingapp:app", "--ip", "198.18.9.2"],
+        ["serve", "pingapp:app", "--link-subnet", "10.1.2.0/24"],
+        ["serve", "no_such_module:app"],
+        ["serve", "pingapp:nothing_here"],
+        ["frobnicate"],
+    ]
+    for argv in cases:
+        p = subprocess.Popen([sys.executable, "-m", "framework", *argv], cwd=HERE, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout, stderr = p.communicate(timeout=30)
+        assert p.returncode == 2, (argv, p.returncode, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and "error" in lines[0], (argv, stderr)
+        assert stdout == ""
+        short = f"{p.pid:x}"
+        assert not netns.netns_exists(f"fw-{short}") and not netns.link_exists(f"fw{short}h")
+        assert not [f for f in os.listdir("/dev/shm") if f".{p.pid}-" in f]
+
+
+def test_one_core_ping_pinned_idle(serve):
+    s = serve(cores=1)
+    m = BANNER.match(s.banner)
+    assert m and m.group(1) == "1" and s.ip in s.banner, s.banner
+    w = assert_pinned(s)
+    tx, rx, rtts, out = ping(s.ip, count=20, interval=0.05)
+    assert (tx, rx) == (20, 20), out
+    print(f"\nafpacket, 1 core: median ping RTT {statistics.median(rtts):.3f} ms")
+    # idle: the worker sleeps in poll(); the supervisor sleeps on its sentinels
+    time.sleep(0.3)
+    procs = [psutil.Process(s.pid)] + list(w.values())
+    for p in procs:
+        p.cpu_percent(None)
+    time.sleep(2.0)
+    for p in procs:
+        pct = p.cpu_percent(None)
+        assert pct < 3.0, f"{p.name()} used {pct}% CPU while idle"
+
+
+def test_two_cores_ping_flood_and_sigkill_restart(serve):
+    s = serve(cores=2)
+    assert BANNER.match(s.banner).group(1) == "2"
+    w = assert_pinned(s)
+    tx, rx, _, out = ping(s.ip, count=20, interval=0.05)
+    assert (tx, rx) == (20, 20), out
+
+    # ping -f for 5 s crashes nothing
+    tx, rx, _, out = ping(s.ip, count=0, flood=True, deadline=5)
+    print(f"\nping -f 5 s: {tx} sent, {rx} answered")
+    assert tx > 500 and rx > 0.9 * tx, out
+    assert s.proc.poll() is None
+    assert {k: p.pid for k, p in s.wait_workers(2).items()} == {k: p.pid for k, p in w.items()}
+    tx, rx, _, out = ping(s.ip, count=5, interval=0.05)
+    assert (tx, rx) == (5, 5), out
+
+    # continuous ping while each worker is SIGKILLed in turn
+    interval = 0.01
+    pinger = subprocess.Popen([ping_cmd(), "-n", "-i", str(interval), "-w", "5", "-W", "1", s.ip],
+                              stdout=subprocess.PIPE, text=True)
+    outbox = []
+    reader = threading.Thread(target=lambda: outbox.append(pinger.stdout.read()), daemon=True)
+    reader.start()
+    owner = icmp_owner(s)
+    restarts = {}
+    try:
+        time.sleep(1.0)
+        for shard in (1 - owner, owner):  # first the one that does not answer pings
+            victim = s.workers()[shard]
+            t0 = time.monotonic()
+            victim.kill()
+            new = s.wait_workers(2, timeout=2.0, exclude={victim.pid})[shard]
+            restarts[shard] = time.monotonic() - t0
+            assert new.cpu_affinity() == [shard]
+            time.sleep(1.2)
+        pinger.wait(10)
+    finally:
+        if pinger.poll() is None:
+            pinger.kill()
+    reader.join(5)
+    tx, rx, _, out = parse_ping(outbox[0])
+    seqs = sorted(int(x) for x in re.findall(r"icmp_seq=(\d+)", out))
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:])]
+    longest = max(gaps, default=0) * interval
+    print(f"restart after SIGKILL: {', '.join(f'shard {k} {v*1000:.0f} ms' for k, v in restarts.items())}; "
+          f"{tx} pings, {tx - rx} lost, longest gap {longest*1000:.0f} ms")
+    assert all(v < 1.0 for v in restarts.values()), restarts
+    assert seqs and seqs[-1] >= tx - 5, "pings stopped being answered"
+    assert longest < 1.0, f"pings unanswered for {longest:.2f} s"
+    assert s.proc.poll() is None
+
+
+def test_sigterm_removes_link_namespace_and_shm(serve):
+    s = serve(cores=2)
+    w = s.wait_workers(2)
+    left = s.leftovers()
+    # while running, all of them exist (so the check below means something)
+    assert any(x.startswith("fw-") for x in left) and any("/dev/shm/" in x for x in left), left
+    t0 = time.monotonic()
+    assert s.stop(signal.SIGTERM) == 0, s.stderr()
+    assert time.monotonic() - t0 < 6
+    assert s.leftovers() == []
+    assert not any(psutil.pid_exists(p.pid) and p.status() != psutil.STATUS_ZOMBIE
+                   for p in w.values())
+
+
+def test_sigint_stops_too_and_stale_runs_are_cleaned_at_start(serve):
+    from framework.shm import StatsBlock
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = linkmod.DefaultLink(owner_pid=dead.pid, subnet=free_subnet())
+    stale.setup()
+    blk = StatsBlock.create(f"{dead.pid}-abcd", 0, ["x"])
+    blk.close()
+    try:
+        assert stale.exists()
+        s = serve(cores=1)
+        assert not stale.exists(), "stale link of a dead run survived the start"
+        assert not [f for f in os.listdir("/dev/shm") if f".{dead.pid}-abcd." in f]
+        assert s.stop(signal.SIGINT) == 0, s.stderr()
+        assert s.leftovers() == []
+    finally:
+        stale.created = True
+        stale.teardown()
+        for f in os.listdir("/dev/shm"):
+            if f".{dead.pid}-abcd." in f:
+                os.unlink(os.path.join("/dev/shm", f))
+
+
+def test_restart_storm_stops_with_exit_1(serve):
+    s = serve(cores=1)
+    killed = set()
+    for _ in range(6):
+        w = s.wait_workers(1, timeout=3.0, exclude=killed)[0]
+        killed.add(w.pid)
+        w.kill()
+    rc = s.proc.wait(10)
+    err = s.stderr()
+    assert rc == 1, err
+    assert "died 6 times within 10 s" in err, err
+    assert s.leftovers() == []
