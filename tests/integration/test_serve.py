@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import psutil
 
@@ -29,6 +30,12 @@ def ip_int(s):
 def icmp_owner(s):
     """The shard that gets the host's echo requests (steering of non-TCP/UDP IPv4)."""
     return steer.shard_of(ip_int(s.host_ip), ip_int(s.ip), 0, 0, s.cores)
+
+
+def http_get(url, timeout=5):
+    """GET with a fresh connection (what curl does); returns (status, body)."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
 
 
 def assert_pinned(s):
@@ -189,4 +196,16 @@ def test_restart_storm_stops_with_exit_1(serve):
     err = s.stderr()
     assert rc == 1, err
     assert "died 6 times within 10 s" in err, err
+    assert s.leftovers() == []
+
+
+def test_kernel_stack_serves_hello(serve):
+    """--stack kernel: the same app on kernel sockets in the link's namespace."""
+    s = serve(app="apps.hello:app", cores=2, extra=("--stack", "kernel"), cwd=ROOT)
+    assert re.match(r"^serving apps\.hello:app on http://198\.18\.\d+\.2:8080 "
+                    r"\(2 kernel-stack workers\)$", s.banner), s.banner
+    assert_pinned(s)
+    for _ in range(3):
+        assert http_get(f"http://{s.ip}:8080/") == (200, b"Hello, World!")
+    assert s.stop() == 0, s.stderr()
     assert s.leftovers() == []
