@@ -1,0 +1,421 @@
+"""``--stack kernel``: the same App on ordinary kernel sockets, one epoll loop per worker.
+
+Each worker opens its own SO_REUSEPORT listening socket per listener port (the kernel
+spreads connections over the workers), accepts non-blocking sockets and adapts each
+to the Protocol/Transport interface of CONTRACTS section 5, driving the shard's Reactor
+in the same loop. This is the baseline the user-level stack is compared against, so
+the loop is kept lean:
+
+- writes are corked: ``transport.write`` only appends; after each batch of events
+  (and reactor callbacks) every written-to connection gets one ``send`` of the joined
+  bytes (pipelined responses leave in one segment);
+- a close whose peer may still be sending (unread data, or an error response) is a
+  lingering close: shut down our side, discard input until EOF or a short timeout, so
+  the kernel does not answer the client's late data with an RST that destroys the
+  response we just sent.
+
+Stopping: pass ``stop_event`` (anything with ``is_set()``, e.g. a threading or
+multiprocess Event; checked at least every 0.2 s and after every batch). Without one,
+and when called in the main thread, SIGTERM/SIGINT stop the loop (the signal wakes
+epoll at once through a wake-up pipe). Either way the worker stops accepting, lets
+in-flight requests finish (up to 5 s), closes everything and returns.
+``ready``: a callable (called with no arguments) or an Event (``.set()``), signalled
+once all listening sockets are bound.
+"""
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+
+from .context import ShardContext
+from .reactor import Reactor
+
+log = logging.getLogger("framework.kernel")
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
+_RECV = 256 * 1024
+_BACKLOG = 1024
+_ACCEPT_BATCH = 64
+_STOP_POLL = 0.2            # how often a stop_event is looked at when idle
+_GRACE = 5.0                # in-flight requests get this long at shutdown
+_LINGER_TIME = 2.0          # lingering close: wait this long for the peer's EOF ...
+_LINGER_BYTES = 4 << 20     # ... and discard at most this much of its data
+_LINGER_OFF = struct.pack("ii", 1, 0)
+
+
+class KernelTransport:
+    """One accepted socket as a Transport (CONTRACTS section 5)."""
+
+    __slots__ = ("sock", "fd", "loop", "protocol", "wbuf", "closing", "closed", "reading",
+                 "out_registered", "peer", "lingering", "eof", "discarded", "linger_handle")
+
+    def __init__(self, sock, loop, peer):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.protocol = None
+        self.wbuf = []
+        self.closing = False
+        self.closed = False
+        self.reading = True
+        self.out_registered = False
+        self.peer = peer
+        self.lingering = False
+        self.eof = False
+        self.discarded = 0
+        self.linger_handle = None
+
+    # ---- Transport interface -----------------------------------------------------------
+    def write(self, data):
+        if self.closing or self.closed or not data:
+            return
+        if not self.wbuf:
+            self.loop.dirty.append(self)
+        self.wbuf.append(data)
+
+    def close(self):
+        """Close after pending data is sent; linger if the peer may still be sending."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        linger = False
+        try:
+            linger = bool(self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            pass
+        self.lingering = linger
+        if not self.wbuf:
+            self.loop.finish_close(self)
+
+    def lingering_close(self):
+        """Close after an error response: the peer is probably still sending."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        self.lingering = True
+        if not self.wbuf:
+            self.loop.finish_close(self)
+
+    def abort(self):
+        if self.closed:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+        except OSError:
+            pass
+        self.wbuf = []
+        self.loop.finalize(self, None)
+
+    def is_closing(self):
+        return self.closing or self.closed
+
+    def get_extra_info(self, name, default=None):
+        if name == "peername":
+            return self.peer
+        if name == "sockname":
+            try:
+                return self.sock.getsockname()
+            except OSError:
+                return default
+        if name == "socket":
+            return self.sock
+        return default
+
+    def pause_reading(self):
+        if self.reading and not self.closed:
+            self.reading = False
+            self.loop.update_events(self)
+
+    def resume_reading(self):
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.loop.update_events(self)
+
+    def get_write_buffer_size(self):
+        return sum(len(b) for b in self.wbuf)
+
+    def __repr__(self):
+        return f"<KernelTransport fd={self.fd} peer={self.peer}>"
+
+
+class KernelLoop:
+    def __init__(self, app, host, http_port, shard_id, shard_count, stop_event=None):
+        self.app = app
+        self.host = host
+        self.stop_event = stop_event
+        self.stopping = False
+        self.reactor = Reactor(time.monotonic())
+        self.ctx = ShardContext(self.reactor, shard_id, shard_count)
+        self.ep = select.epoll()
+        self.conns = {}          # fd -> KernelTransport
+        self.listeners = {}      # fd -> (socket, factory)
+        self.dirty = []
+        self.wake_r = None
+        app.on_shard_start(self.ctx)
+        for port, factory in app.listeners(http_port).items():
+            self.listen(port, factory)
+
+    def listen(self, port, factory):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((self.host, port))
+            s.listen(_BACKLOG)
+            s.setblocking(False)
+        except OSError as e:
+            s.close()
+            raise OSError(e.errno, f"cannot listen on {self.host}:{port}: {e.strerror}") from e
+        self.listeners[s.fileno()] = (s, factory)
+        self.ep.register(s.fileno(), _EPOLLIN)
+
+    # ---- connection plumbing -----------------------------------------------------------
+    def accept(self, lsock, factory):
+        ctx = self.ctx
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, peer = lsock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:   # EMFILE, ECONNABORTED, ...: try again next round
+                if e.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    log.warning("accept failed: %s", e)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = KernelTransport(sock, self, peer)
+            self.conns[t.fd] = t
+            self.ep.register(t.fd, _EPOLLIN)
+            try:
+                proto = t.protocol = factory(ctx)
+                proto.connection_made(t)
+            except Exception:
+                log.exception("protocol setup failed")
+                t.abort()
+
+    def update_events(self, t):
+        if t.closed:
+            return
+        mask = (_EPOLLIN if t.reading or (t.lingering and not t.eof) else 0) | (_EPOLLOUT if t.out_registered else 0)
+        try:
+            self.ep.modify(t.fd, mask)
+        except OSError:
+            pass
+
+    def readable(self, t):
+        try:
+            data = t.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.finalize(t, e)
+            return
+        if t.closing:           # lingering: discard, wait for the peer's EOF
+            t.discarded += len(data)
+            if not data or t.discarded > _LINGER_BYTES:
+                self.finalize(t, None)
+            return
+        if data:
+            t.protocol.data_received(data)
+            return
+        # EOF: the peer sends no more; stop reading (level-triggered epoll would spin)
+        t.eof = True
+        t.reading = False
+        self.update_events(t)
+        try:
+            keep = t.protocol.eof_received()
+        except Exception:
+            log.exception("eof_received failed")
+            keep = False
+        if not keep:
+            t.close()
+
+    def flush(self):
+        dirty, self.dirty = self.dirty, []
+        for t in dirty:
+            if t.closed or not t.wbuf:
+                continue
+            self.send(t)
+
+    def send(self, t):
+        wbuf = t.wbuf
+        data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
+        try:
+            n = t.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            t.wbuf = []
+            self.finalize(t, e)
+            return
+        if n == len(data):
+            t.wbuf = []
+            if t.out_registered:
+                t.out_registered = False
+                self.update_events(t)
+            if t.closing:
+                self.finish_close(t)
+        else:
+            t.wbuf = [memoryview(data)[n:]] if n else [data]
+            if not t.out_registered:
+                t.out_registered = True
+                self.update_events(t)
+
+    def finish_close(self, t):
+        """All data sent and close() was asked: close now or linger."""
+        if t.closed:
+            return
+        if not t.lingering:
+            self.finalize(t, None)
+            return
+        try:
+            t.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.finalize(t, None)
+            return
+        if t.eof:               # peer already sent EOF: nothing to wait for
+            self.finalize(t, None)
+            return
+        self.update_events(t)
+        t.linger_handle = self.reactor.call_later(_LINGER_TIME, self.finalize, t, None)
+
+    def finalize(self, t, exc):
+        if t.closed:
+            return
+        t.closed = True
+        t.closing = True
+        if t.linger_handle is not None:
+            t.linger_handle.cancel()
+            t.linger_handle = None
+        self.conns.pop(t.fd, None)
+        try:
+            self.ep.unregister(t.fd)
+        except (OSError, ValueError):
+            pass
+        t.sock.close()
+        if t.protocol is not None:
+            self.reactor.call_soon(t.protocol.connection_lost, exc)
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _stop_requested(self):
+        return self.stopping or (self.stop_event is not None and self.stop_event.is_set())
+
+    def install_signals(self):
+        """SIGTERM/SIGINT stop the loop; a wake-up pipe in the epoll set ends the wait."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = r
+        self._wake_w = w
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self.ep.register(r, _EPOLLIN)
+
+        def on_signal(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def run(self, ready=None):
+        if self.stop_event is None:
+            self.install_signals()
+        if ready is not None:
+            (ready.set if hasattr(ready, "set") else ready)()
+        self._serve(stop_at=None)
+        self._shutdown()
+
+    def _serve(self, stop_at):
+        reactor = self.reactor
+        conns = self.conns
+        listeners = self.listeners
+        ep = self.ep
+        readable = self.readable
+        send = self.send
+        cap = _STOP_POLL if (self.stop_event is not None or stop_at is not None) else 3600.0
+        monotonic = time.monotonic
+        now = monotonic()
+        while True:
+            if stop_at is None:
+                if self.stopping or (self.stop_event is not None and self.stop_event.is_set()):
+                    return
+            elif not conns or now >= stop_at:
+                return
+            if reactor._ready:
+                timeout = 0
+            else:
+                d = reactor.next_deadline()
+                timeout = cap if d is None else min(cap, max(0.0, d - now))
+            events = ep.poll(timeout, 1024)
+            now = monotonic()
+            reactor.now = now
+            for fd, ev in events:
+                t = conns.get(fd)
+                if t is not None:
+                    if ev & _EPOLLIN or ev & _EPOLLERR_HUP and not ev & _EPOLLOUT:
+                        readable(t)
+                    if ev & _EPOLLOUT and not t.closed and t.wbuf:
+                        send(t)
+                    elif ev & _EPOLLERR_HUP and not t.closed and not ev & _EPOLLIN:
+                        self.finalize(t, ConnectionResetError("connection reset"))
+                    continue
+                lis = listeners.get(fd)
+                if lis is not None:
+                    self.accept(*lis)
+                elif fd == self.wake_r:
+                    try:
+                        os.read(fd, 512)
+                    except OSError:
+                        pass
+            reactor.run_once(now)
+            if self.dirty:
+                self.flush()
+
+    def _shutdown(self):
+        for fd, (s, _f) in list(self.listeners.items()):
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+            s.close()
+        self.listeners.clear()
+        # let in-flight requests finish: protocols that know how stop reading and close
+        # after their current response; the rest are closed (their data is flushed)
+        for t in list(self.conns.values()):
+            shutdown = getattr(t.protocol, "shutdown", None)
+            if shutdown is not None:
+                try:
+                    shutdown()
+                except Exception:
+                    log.exception("protocol shutdown failed")
+                    t.close()
+            else:
+                t.close()
+        self.reactor.run_once(time.monotonic())
+        self.flush()
+        self._serve(stop_at=time.monotonic() + _GRACE)
+        for t in list(self.conns.values()):
+            t.abort()
+        self.reactor.run_once(time.monotonic())
+        try:
+            self.app.on_shard_stop(self.ctx)
+        except Exception:
+            log.exception("on_shard_stop failed")
+        if self.wake_r is not None:
+            signal.set_wakeup_fd(-1)
+            os.close(self.wake_r)
+            os.close(self._wake_w)
+        self.ep.close()
+
+
+def run_kernel_worker(app, host: str, http_port: int, shard_id: int, shard_count: int,
+                      stop_event=None, ready=None):
+    """Serve ``app`` on kernel sockets in this thread until stopped (see module doc)."""
+    loop = KernelLoop(app, host, http_port, shard_id, shard_count, stop_event)
+    loop.run(ready)

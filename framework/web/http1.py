@@ -1,0 +1,560 @@
+"""HTTP/1.1 server protocol on httptools, for one connection (CONTRACTS section 5).
+
+Pure: no sockets and no clock reads of its own. Time is ``ctx.reactor.now`` (set by
+the shard loop); the wall clock for the Date header is an injectable function read at
+most once per second. Everything a shard's connections share (router, limits, the
+cached Date line, the timeout sweep) lives in one ``HttpShared`` per shard.
+
+Request flow: bytes -> httptools callbacks -> ``Request`` -> (queue, for pipelining)
+-> handler. Only one handler runs per connection at a time, so responses leave in
+request order; later pipelined requests are parsed and queued meanwhile. A sync
+handler runs inside ``data_received`` and its response is written before the next
+request is looked at; an ``async def`` handler becomes a reactor Task.
+
+Timeouts are deadlines on the connection (a float, 0 = none) checked by one periodic
+sweep per shard, not a timer per request: setting a float costs nothing on the hot path.
+"""
+import logging
+from collections import deque
+from email.utils import formatdate
+import time
+
+import httptools
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
+
+from .handler import REASONS, STATUS_LINES, HTTPHeaders, Request, ShardInfo
+
+log = logging.getLogger("framework.web")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY_STATUS = frozenset((204, 304)) | frozenset(range(100, 200))
+_PAUSE_AT = 16          # queued pipelined requests before we stop reading
+_RESUME_AT = 4
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback to answer ``status`` and close."""
+
+    def __init__(self, status):
+        self.status = status
+
+
+class _Stop(Exception):
+    """Raised inside on_message_complete: no more requests on this connection."""
+
+
+class HttpConfig:
+    __slots__ = ("max_body_size", "max_header_size", "idle_timeout", "request_timeout",
+                 "server_header", "default_content_type")
+
+    def __init__(self, max_body_size=1 << 20, max_header_size=8192, idle_timeout=60.0,
+                 request_timeout=30.0, server_header="framework",
+                 default_content_type="text/html; charset=UTF-8"):
+        self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.server_header = server_header
+        self.default_content_type = default_content_type
+
+
+class HttpShared:
+    """Per-shard state of the HTTP server: router, config, Date cache, timeout sweep."""
+
+    __slots__ = ("app", "ctx", "reactor", "router", "config", "shard_info", "conns",
+                 "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
+                 "clock", "server_line")
+
+    def __init__(self, app, ctx, router, config, clock=time.time):
+        self.app = app
+        self.ctx = ctx
+        self.reactor = ctx.reactor
+        self.router = router
+        self.config = config
+        self.shard_info = ShardInfo(ctx.shard_id, ctx.shard_count)
+        self.conns = set()
+        self._sweep_handle = None
+        self._tick = min(1.0, max(0.02, min(config.idle_timeout, config.request_timeout) / 4))
+        self._prefix_until = -1.0
+        self._prefix = b""
+        self.clock = clock
+        self.server_line = (b"Server: %s\r\n" % config.server_header.encode("latin-1")
+                            if config.server_header else b"")
+        self.ctype_line = b"Content-Type: %s\r\n" % config.default_content_type.encode("latin-1")
+
+    def prefix(self):
+        """``Server:`` + ``Date:`` header lines; the Date is rebuilt once per wall second."""
+        now = self.reactor.now
+        if now >= self._prefix_until:
+            wall = self.clock()
+            self._prefix = self.server_line + b"Date: %s\r\n" % formatdate(
+                wall, usegmt=True).encode("ascii")
+            self._prefix_until = now + (1.0 - wall % 1.0)
+        return self._prefix
+
+    def track(self, conn):
+        self.conns.add(conn)
+        if self._sweep_handle is None:
+            self._sweep_handle = self.reactor.call_later(self._tick, self._sweep)
+
+    def untrack(self, conn):
+        self.conns.discard(conn)
+
+    def _sweep(self):
+        now = self.reactor.now
+        for conn in [c for c in self.conns if 0.0 < c.deadline <= now]:
+            conn._timed_out()
+        self._sweep_handle = (self.reactor.call_later(self._tick, self._sweep)
+                              if self.conns else None)
+
+    def close_idle(self):
+        """Graceful shutdown: close every connection that is not in a request."""
+        for conn in list(self.conns):
+            conn.shutdown()
+
+
+class HttpProtocol:
+    __slots__ = ("shared", "transport", "parser", "remote_ip", "deadline", "_closed",
+                 "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
+                 "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
+                 "_req", "_task")
+
+    def __init__(self, shared):
+        self.shared = shared
+        self.transport = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.remote_ip = None
+        self.deadline = 0.0
+        self._closed = False
+        self._stopped = False     # no more requests will be read (close after responses)
+        self._eof = False
+        self._active = None       # the handler currently producing a response
+        self._queue = None        # pipelined requests (or error statuses) waiting their turn
+        self._paused = False
+        self._in_msg = False
+        self._in_hdrs = False
+        self._url = b""
+        self._headers = None
+        self._body = None
+        self._body_size = 0
+        self._hdr_size = 0
+        self._partial = 0
+        self._req = None
+        self._task = None
+
+    # ---- Protocol interface ------------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote_ip = peer[0] if peer else None
+        shared = self.shared
+        self.deadline = shared.reactor.now + shared.config.idle_timeout
+        shared.track(self)
+
+    def data_received(self, data):
+        if self._stopped or self._closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Stop):
+                pass
+            elif isinstance(cause, _Reject):
+                self._fail(cause.status)
+            else:  # a bug in a callback of ours: do not leave the connection half-parsed
+                log.error("HTTP parser callback failed", exc_info=cause)
+                self._fail(500)
+            return
+        except HttpParserUpgrade:
+            # Upgrade/CONNECT: we speak no other protocol; answer the request, then close
+            self._stopped = True
+            if self._req is not None and self._in_msg:
+                req = self._req
+                req.body = b""
+                req.keep_alive = False
+                self._in_msg = False
+                self._dispatch(req)
+            return
+        except HttpParserError:
+            self._fail(400)
+            return
+        if self._in_hdrs:
+            # A header block still arriving: bound what the parser buffers (431), counting
+            # completed lines in _hdr_size and the unfinished line in _partial.
+            nl = data.rfind(b"\n")
+            self._partial = len(data) - nl - 1 if nl >= 0 else self._partial + len(data)
+            if self._hdr_size + self._partial > self.shared.config.max_header_size:
+                self._fail(431)
+        elif not self._in_msg and self._active is None and not self._queue:
+            self.deadline = self.shared.reactor.now + self.shared.config.idle_timeout
+
+    def eof_received(self):
+        self._eof = True
+        self._stopped = True
+        if self._active is None and not self._queue:
+            self._close()
+            return False
+        return True   # keep the write side open to finish the responses
+
+    def connection_lost(self, exc):
+        self._closed = True
+        self.shared.untrack(self)
+        h = self._active
+        if h is not None:
+            try:
+                h.on_connection_close()
+            except Exception:
+                log.exception("on_connection_close failed")
+
+    def shutdown(self):
+        """Stop reading; close once the current response is out."""
+        self._stopped = True
+        if self._active is None and not self._queue:
+            self._close()
+
+    # ---- httptools callbacks -----------------------------------------------------------
+    def on_message_begin(self):
+        self._in_msg = True
+        self._in_hdrs = True
+        self._url = b""
+        self._headers = HTTPHeaders()
+        self._body = None
+        self._body_size = 0
+        self._hdr_size = 0
+        self._partial = 0
+        shared = self.shared
+        self.deadline = shared.reactor.now + shared.config.request_timeout
+
+    def on_url(self, url):
+        self._url += url
+        self._hdr_size += len(url)
+
+    def on_header(self, name, value):
+        self._hdr_size += len(name) + len(value) + 4
+        if self._hdr_size > self.shared.config.max_header_size:
+            raise _Reject(431)
+        key = name.decode("latin-1").lower()
+        h = self._headers
+        old = dict.get(h, key)
+        value = value.decode("latin-1")
+        dict.__setitem__(h, key, value if old is None else f"{old}, {value}")
+
+    def on_headers_complete(self):
+        self._in_hdrs = False
+        self._partial = 0
+        config = self.shared.config
+        if self._hdr_size > config.max_header_size:
+            raise _Reject(431)
+        parser = self.parser
+        url = self._url
+        headers = self._headers
+        if url[:1] != b"/":
+            if url == b"*":
+                path, query = "*", ""
+            else:  # absolute-form (a proxy-style request line)
+                try:
+                    u = httptools.parse_url(url)
+                except HttpParserError:
+                    raise _Reject(400) from None
+                path = (u.path or b"/").decode("latin-1")
+                query = (u.query or b"").decode("latin-1")
+        else:
+            q = url.find(b"?")
+            if q < 0:
+                path, query = url.decode("latin-1"), ""
+            else:
+                path, query = url[:q].decode("latin-1"), url[q + 1:].decode("latin-1")
+            f = path.find("#")
+            if f >= 0:
+                path = path[:f]
+        version = parser.get_http_version()
+        req = Request(parser.get_method().decode("ascii"), url.decode("latin-1"), path,
+                      query, "HTTP/" + version, headers, b"", self.remote_ip)
+        self._req = req
+        cl = dict.get(headers, "content-length")
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                raise _Reject(400) from None
+            if n > config.max_body_size:
+                raise _Reject(413)
+        expect = dict.get(headers, "expect")
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                raise _Reject(417)
+            if version == "1.1":
+                if self._active is None and not self._queue:
+                    self.transport.write(_CONTINUE)
+                else:
+                    # an earlier response is still due: 100 would jump the queue; the
+                    # client sends the body anyway after its own short wait
+                    req.expect_continue = True
+
+    def on_body(self, body):
+        n = self._body_size + len(body)
+        if n > self.shared.config.max_body_size:
+            raise _Reject(413)
+        self._body_size = n
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
+
+    def on_message_complete(self):
+        req = self._req
+        self._req = None
+        self._in_msg = False
+        body = self._body
+        if body is not None:
+            req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = None
+        keep = self.parser.should_keep_alive()
+        req.keep_alive = keep
+        self.deadline = 0.0
+        self._dispatch(req)
+        if not keep:
+            self._stopped = True
+            raise _Stop()
+
+    # ---- request execution -------------------------------------------------------------
+    def _dispatch(self, req):
+        if self._active is not None or self._queue:
+            if self._queue is None:
+                self._queue = deque()
+            self._queue.append(req)
+            if len(self._queue) >= _PAUSE_AT and not self._paused:
+                pause = getattr(self.transport, "pause_reading", None)
+                if pause is not None:
+                    pause()
+                    self._paused = True
+            return
+        self._run(req)
+
+    def _pump(self):
+        """Run queued requests once the active one has finished."""
+        q = self._queue
+        while q and self._active is None and not self._closed:
+            item = q.popleft()
+            if item.__class__ is int:
+                self._fail(item)
+                return
+            self._run(item)
+        if self._paused and (not q or len(q) <= _RESUME_AT):
+            self._paused = False
+            resume = getattr(self.transport, "resume_reading", None)
+            if resume is not None:
+                resume()
+        if self._active is None and not q:
+            if self._stopped:
+                self._close()
+            elif not self._in_msg:
+                shared = self.shared
+                self.deadline = shared.reactor.now + shared.config.idle_timeout
+
+    def _run(self, req):
+        shared = self.shared
+        route, args, kwargs = shared.router.match(req.path)
+        if route is None:
+            self._simple(req, 404)
+            return
+        name = route.methods.get(req.method)
+        if name is None:
+            self._simple(req, 405, b"Allow: %s\r\n" % route.allow.encode())
+            return
+        h = route.handler(shared.app, req, self, shared.ctx, shared.shard_info)
+        self._active = h
+        h.path_kwargs = kwargs
+        try:
+            if route.kwargs:
+                h.initialize(**route.kwargs)
+            pending = h.prepare()
+            if pending is not None:   # async prepare()
+                self._task = shared.reactor.create_task(
+                    self._run_async(h, pending, getattr(h, name), args, kwargs))
+                return
+            if h._finished:
+                return
+            if route.is_async[req.method]:
+                self._task = shared.reactor.create_task(
+                    self._run_async(h, None, getattr(h, name), args, kwargs))
+                return
+            getattr(h, name)(*args, **kwargs)
+            if not h._finished:
+                h.finish()
+        except Exception as e:
+            h._handle_exception(e)
+
+    async def _run_async(self, h, pending, method, args, kwargs):
+        try:
+            if pending is not None:
+                await pending
+            if not h._finished:
+                r = method(*args, **kwargs)
+                if r is not None and hasattr(r, "__await__"):
+                    await r
+                if not h._finished:
+                    h.finish()
+        except Exception as e:
+            h._handle_exception(e)
+        self._task = None
+        if self._active is h:   # finish() never reached us (connection gone): let go
+            self._active = None
+        self._pump()
+
+    # ---- responses ---------------------------------------------------------------------
+    def _head(self, h, status, extra):
+        """Status line and header bytes of handler ``h``'s response."""
+        shared = self.shared
+        if h._reason is None:
+            line = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        else:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, h._reason.encode("latin-1"))
+        headers = h._headers
+        if headers is None:
+            hdr = shared.ctype_line if status not in _NO_BODY_STATUS else b""
+        else:
+            hdr = "".join([f"{k}: {v}\r\n" if v.__class__ is str else
+                           "".join(f"{k}: {x}\r\n" for x in v)
+                           for k, v in headers.items()]).encode("latin-1")
+            if "Content-Type" not in headers and status not in _NO_BODY_STATUS:
+                hdr = shared.ctype_line + hdr
+        return line + shared.prefix() + hdr + extra
+
+    def _send(self, h, body):
+        """Complete response of a handler that never flushed."""
+        if self._closed:
+            self._active = None
+            return
+        req = h.request
+        status = h._status
+        # stopped (EOF, shutdown, a later "Connection: close"): close after the last one
+        keep = req.keep_alive and not (self._stopped and not self._queue)
+        if status in _NO_BODY_STATUS:
+            extra = b""
+            body = b""
+        elif h._headers is not None and "Content-Length" in h._headers:
+            extra = b""
+        else:
+            extra = b"Content-Length: %d\r\n" % len(body)
+        if not keep:
+            extra += b"Connection: close\r\n"
+        elif req.version == "HTTP/1.0":
+            extra += b"Connection: keep-alive\r\n"
+        head = self._head(h, status, extra)
+        if req.method == "HEAD" or not body:
+            self.transport.write(head + b"\r\n")
+        else:
+            self.transport.write(b"".join((head, b"\r\n", body)))
+        self._active = None
+        if not keep:
+            self._stopped = True
+            self._close()
+
+    def _send_chunk(self, h, data, last):
+        """Streamed response: headers on the first flush, then chunks (HTTP/1.1)."""
+        if self._closed:
+            if last:
+                self._active = None
+            return
+        req = h.request
+        head_only = req.method == "HEAD" or h._status in _NO_BODY_STATUS
+        out = []
+        if not h._headers_written:
+            h._headers_written = True
+            chunked = req.version == "HTTP/1.1" and not head_only
+            h._chunked = chunked
+            if not chunked and not head_only:
+                # HTTP/1.0 has no chunks: the body ends when the connection closes
+                req.keep_alive = False
+            keep = req.keep_alive and not (self._stopped and not self._queue)
+            extra = b"Transfer-Encoding: chunked\r\n" if chunked else b""
+            if not keep:
+                extra += b"Connection: close\r\n"
+            elif req.version == "HTTP/1.0":
+                extra += b"Connection: keep-alive\r\n"
+            out.append(self._head(h, h._status, extra) + b"\r\n")
+        if not head_only:
+            if h._chunked:
+                if data:
+                    out.append(b"%x\r\n%s\r\n" % (len(data), data))
+                if last:
+                    out.append(b"0\r\n\r\n")
+            elif data:
+                out.append(data)
+        if out:
+            self.transport.write(b"".join(out))
+        if last:
+            self._active = None
+            if not req.keep_alive or (self._stopped and not self._queue):
+                self._stopped = True
+                self._close()
+
+    def _simple(self, req, status, extra=b""):
+        """A framework-made response (404, 405, ...) to a parsed request."""
+        if self._closed:
+            return
+        reason = REASONS[status]
+        body = b"%d: %s\n" % (status, reason.encode())
+        keep = req.keep_alive and not (self._stopped and not self._queue)
+        shared = self.shared
+        head = b"".join((STATUS_LINES[status], shared.prefix(),
+                         b"Content-Type: text/plain; charset=UTF-8\r\n", extra,
+                         b"Content-Length: %d\r\n" % len(body),
+                         b"" if keep else b"Connection: close\r\n",
+                         b"Connection: keep-alive\r\n" if keep and req.version == "HTTP/1.0"
+                         else b"", b"\r\n"))
+        self.transport.write(head if req.method == "HEAD" else head + body)
+        if not keep:
+            self._stopped = True
+            self._close()
+
+    def _fail(self, status):
+        """Protocol error (400/408/413/431/...): answer in turn, then close."""
+        self._stopped = True
+        self._in_msg = False
+        self._in_hdrs = False
+        if self._active is not None or self._queue:
+            if self._queue is None:
+                self._queue = deque()
+            self._queue.append(status)
+            return
+        if self._closed:
+            return
+        reason = REASONS.get(status, "Error")
+        body = b"%d: %s\n" % (status, reason.encode())
+        self.transport.write(b"".join((
+            STATUS_LINES.get(status, b"HTTP/1.1 %d Error\r\n" % status), self.shared.prefix(),
+            b"Content-Type: text/plain; charset=UTF-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body), body)))
+        # the client may still be sending (a refused body): let the transport drain it
+        # before closing, so no RST destroys the response (kernel transport only)
+        self._closed = True
+        self.deadline = 0.0
+        self.shared.untrack(self)
+        linger = getattr(self.transport, "lingering_close", None)
+        (linger or self.transport.close)()
+
+    def _timed_out(self):
+        if self._closed:
+            return
+        if self._in_msg:      # a request that never completed (slowloris): 408
+            self._fail(408)
+        elif self._active is None and not self._queue:
+            self._close()     # idle keep-alive connection
+        self.deadline = 0.0
+
+    def _abort(self):
+        self._stopped = True
+        if not self._closed:
+            self._closed = True
+            self.shared.untrack(self)
+            self.transport.abort()
+
+    def _close(self):
+        if not self._closed:
+            self._closed = True
+            self.deadline = 0.0
+            self.shared.untrack(self)
+            self.transport.close()

@@ -1,0 +1,129 @@
+"""StreamHandler: raw TCP protocols (``app.stream(port, Handler)``).
+
+One handler instance per connection. Override ``on_connect``, ``on_data``,
+``on_eof`` (peer half-closed; default: close) and ``on_close``; call ``write`` and
+``close``. An exception in a callback is logged and the connection is aborted.
+"""
+import logging
+
+from .handler import ShardInfo
+
+log = logging.getLogger("framework.web")
+
+
+class StreamHandler:
+    __slots__ = ("transport", "ctx", "shard", "state", "remote_address", "closed", "__dict__")
+
+    def __init__(self, transport, ctx, shard_info):
+        self.transport = transport
+        self.ctx = ctx
+        self.shard = shard_info
+        self.state = ctx.state
+        self.remote_address = transport.get_extra_info("peername")
+        self.closed = False
+
+    @property
+    def reactor(self):
+        return self.ctx.reactor
+
+    # ---- override these ----------------------------------------------------------------
+    def on_connect(self):
+        pass
+
+    def on_data(self, data):
+        pass
+
+    def on_eof(self):
+        """The peer will send no more; return True to keep writing, else we close."""
+        return False
+
+    def on_close(self):
+        pass
+
+    # ---- use these ---------------------------------------------------------------------
+    def write(self, data):
+        if not self.closed:
+            self.transport.write(data if isinstance(data, (bytes, bytearray, memoryview))
+                                 else str(data).encode())
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self):
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+def _ignore(data):
+    pass
+
+
+class StreamProtocol:
+    """Adapts a StreamHandler class to the Protocol interface (CONTRACTS section 5)."""
+
+    __slots__ = ("handler_cls", "ctx", "shard_info", "handler", "on_data")
+
+    def __init__(self, handler_cls, ctx, shard_info):
+        self.handler_cls = handler_cls
+        self.ctx = ctx
+        self.shard_info = shard_info
+        self.handler = None
+        self.on_data = None
+
+    def connection_made(self, transport):
+        try:
+            h = self.handler = self.handler_cls(transport, self.ctx, self.shard_info)
+            self.on_data = h.on_data
+            h.on_connect()
+        except Exception:
+            log.exception("%s.on_connect failed", self.handler_cls.__name__)
+            self.on_data = _ignore
+            if self.handler is not None:
+                self.handler.abort()
+            else:
+                transport.abort()
+
+    def data_received(self, data):
+        try:
+            self.on_data(data)
+        except Exception:
+            log.exception("%s.on_data failed", self.handler_cls.__name__)
+            self.handler.abort()
+
+    def eof_received(self):
+        if self.handler is None:
+            return False
+        try:
+            keep = self.handler.on_eof()
+        except Exception:
+            log.exception("%s.on_eof failed", self.handler_cls.__name__)
+            keep = False
+        if not keep:
+            self.handler.close()
+        return bool(keep)
+
+    def connection_lost(self, exc):
+        h = self.handler
+        if h is None:
+            return
+        h.closed = True
+        try:
+            h.on_close()
+        except Exception:
+            log.exception("%s.on_close failed", self.handler_cls.__name__)
+
+
+def stream_factory(handler_cls):
+    infos = {}
+
+    def factory(ctx):
+        info = infos.get(ctx)
+        if info is None:
+            info = infos[ctx] = ShardInfo(ctx.shard_id, ctx.shard_count)
+        return StreamProtocol(handler_cls, ctx, info)
+
+    factory.handler_cls = handler_cls
+    return factory

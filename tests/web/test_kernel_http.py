@@ -1,0 +1,264 @@
+"""Real clients (curl, http.client, urllib, raw sockets) against a served app."""
+import http.client
+import json
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from .fakes import parse_responses
+from .servers import connect, curl, in_netns, recv_responses, recv_until_closed
+
+
+def test_curl_hello(server):
+    r = curl(server.ns, "-i", server.url + "/")
+    assert r.returncode == 0, r.stderr
+    head, body = r.stdout.split(b"\r\n\r\n", 1)
+    assert body == b"Hello, World!"
+    assert b"Content-Length: 13" in head and b"Content-Type: text/plain" in head
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"\r\nDate: " in head
+
+
+def test_http_client_keepalive(server):
+    with in_netns(server.ns):
+        c = http.client.HTTPConnection(server.ip, server.port, timeout=5)
+        c.connect()
+    try:
+        for i in range(20):
+            c.request("GET", f"/seq/{i}")
+            r = c.getresponse()
+            assert r.status == 200 and r.read() == f"seq {i}".encode()
+        c.request("GET", "/json")
+        r = c.getresponse()
+        assert r.getheader("Content-Type") == "application/json; charset=UTF-8"
+        assert json.loads(r.read()) == {"message": "Hello, World!"}
+        c.request("POST", "/echo", body=b"x" * 10000)
+        r = c.getresponse()
+        assert r.read() == b"x" * 10000
+    finally:
+        c.close()
+
+
+def test_urllib_args_and_headers(server):
+    with in_netns(server.ns):
+        req = urllib.request.Request(server.url + "/info?a=1&b=x%20y&a=2",
+                                     headers={"x-TEST": "yes"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            info = json.loads(r.read())
+    assert info["args"] == {"a": ["1", "2"], "b": ["x y"]}
+    assert info["x"] == "yes"
+    assert info["remote_ip"] == "198.18.5.2"
+    assert info["shard"] == [0, 1]
+
+
+def test_pipelining_in_order(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        reqs = b"".join(f"GET /seq/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(50))
+        s.sendall(reqs)
+        got = recv_responses(s, 50, parse_responses)
+        assert [b for _, _, b in got] == [f"seq {i}".encode() for i in range(50)]
+    finally:
+        s.close()
+
+
+def test_pipelining_async_keeps_order(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"GET /slow/1?t=0.2 HTTP/1.1\r\n\r\nGET /seq/2 HTTP/1.1\r\n\r\n"
+                  b"GET /slow/3?t=0.05 HTTP/1.1\r\n\r\nGET /seq/4 HTTP/1.1\r\n\r\n")
+        got = recv_responses(s, 4, parse_responses)
+        assert [b for _, _, b in got] == [b"slow 1", b"seq 2", b"slow 3", b"seq 4"]
+    finally:
+        s.close()
+
+
+def test_async_does_not_block_other_connections(server):
+    slow = connect(server.ns, server.ip, server.port)
+    fast = connect(server.ns, server.ip, server.port)
+    try:
+        t0 = time.monotonic()
+        slow.sendall(b"GET /slow/1?t=1.0 HTTP/1.1\r\n\r\n")
+        time.sleep(0.05)
+        fast.sendall(b"GET /seq/9 HTTP/1.1\r\n\r\n")
+        got = recv_responses(fast, 1, parse_responses)
+        assert got[0][2] == b"seq 9"
+        assert time.monotonic() - t0 < 0.5
+        assert recv_responses(slow, 1, parse_responses)[0][2] == b"slow 1"
+        assert time.monotonic() - t0 >= 0.95
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_500_then_keeps_serving(server):
+    a = connect(server.ns, server.ip, server.port)
+    b = connect(server.ns, server.ip, server.port)
+    try:
+        a.sendall(b"GET /boom HTTP/1.1\r\n\r\n")
+        (status, headers, body), = recv_responses(a, 1, parse_responses)
+        assert status == 500
+        assert b"secret" not in body and b"Traceback" not in body
+        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert recv_responses(b, 1, parse_responses)[0][2] == b"Hello, World!"
+        a.sendall(b"GET / HTTP/1.1\r\n\r\n")   # the same connection survives too
+        assert recv_responses(a, 1, parse_responses)[0][2] == b"Hello, World!"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_connection_close_and_http10(server):
+    s = connect(server.ns, server.ip, server.port)
+    s.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /json HTTP/1.1\r\n\r\n")
+    data = recv_until_closed(s)
+    s.close()
+    (status, headers, body), = parse_responses(data)
+    assert body == b"Hello, World!" and headers["connection"] == "close"
+    s = connect(server.ns, server.ip, server.port)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = recv_until_closed(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\nHello, World!")
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        (st, h, b), = recv_responses(s, 1, parse_responses)
+        assert h["connection"] == "keep-alive"
+        s.sendall(b"GET /json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert json.loads(recv_responses(s, 1, parse_responses)[0][2])
+    finally:
+        s.close()
+
+
+def test_chunked_request_and_response(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        assert recv_responses(s, 1, parse_responses)[0][2] == b"hello world"
+        s.sendall(b"GET /stream HTTP/1.1\r\n\r\n")
+        (st, h, body), = recv_responses(s, 1, parse_responses)
+        assert h["transfer-encoding"] == "chunked"
+        assert body == b"part0\npart1\npart2\nend\n"
+    finally:
+        s.close()
+    r = curl(server.ns, "-N", server.url + "/stream")
+    assert r.stdout == b"part0\npart1\npart2\nend\n"
+
+
+def test_expect_100_continue(server):
+    body = "z" * 5000
+    r = curl(server.ns, "-v", "-H", "Expect: 100-continue", "--data-binary", body,
+             server.url + "/echo")
+    assert r.stdout == body.encode()
+    assert b"HTTP/1.1 100 Continue" in r.stderr
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"abcde")
+        assert recv_responses(s, 1, parse_responses)[0][2] == b"abcde"
+    finally:
+        s.close()
+
+
+def test_head_404_405(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"HEAD / HTTP/1.1\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(1000)
+        assert b"Content-Length: 13\r\n" in data and data.endswith(b"\r\n\r\n")
+        s.sendall(b"GET /nope HTTP/1.1\r\n\r\nDELETE / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        got = recv_responses(s, 3, parse_responses)
+        assert [g[0] for g in got] == [404, 405, 200]
+        assert got[1][1]["allow"] == "GET, HEAD"
+    finally:
+        s.close()
+
+
+def test_limits_413_431_400(server):
+    with in_netns(server.ns):
+        c = http.client.HTTPConnection(server.ip, server.port, timeout=5)
+        c.request("POST", "/echo", body=b"y" * (200 * 1024))
+        r = c.getresponse()
+        assert r.status == 413
+        c.close()
+    s = connect(server.ns, server.ip, server.port)
+    s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    data = recv_until_closed(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 431 ")
+    s = connect(server.ns, server.ip, server.port)
+    s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000)   # never finished
+    data = recv_until_closed(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 431 ")
+    s = connect(server.ns, server.ip, server.port)
+    s.sendall(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n")
+    data = recv_until_closed(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in data
+
+
+def test_idle_and_slowloris_timeouts(server):
+    idle = connect(server.ns, server.ip, server.port)
+    slow = connect(server.ns, server.ip, server.port)
+    try:
+        t0 = time.monotonic()
+        idle.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert recv_responses(idle, 1, parse_responses)[0][2] == b"Hello, World!"
+        slow.sendall(b"GET / HTTP/1.1\r\n")
+        for _ in range(4):       # a header line every 0.25 s: never completes in time
+            time.sleep(0.25)
+            try:
+                slow.sendall(b"X-a: b\r\n")
+            except OSError:
+                break
+        data = recv_until_closed(slow)
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert recv_until_closed(idle) == b""     # closed by the server, no response
+        assert time.monotonic() - t0 < 3
+    finally:
+        idle.close()
+        slow.close()
+
+
+def test_tcp_stream_echo(server):
+    s = connect(server.ns, server.ip, 8007)
+    try:
+        for i in range(5):
+            msg = f"hello {i}\n".encode() * 100
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                got += s.recv(65536)
+            assert got == msg
+        s.shutdown(socket.SHUT_WR)
+        assert recv_until_closed(s) == b""
+    finally:
+        s.close()
+
+
+def test_many_connections(server):
+    socks = [connect(server.ns, server.ip, server.port) for _ in range(50)]
+    try:
+        for s in socks:
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        for s in socks:
+            assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.app("apps.hello:app")
+def test_apps_hello(server):
+    r = curl(server.ns, server.url + "/")
+    assert r.stdout == b"Hello, World!"
+    r = curl(server.ns, server.url + "/json")
+    assert json.loads(r.stdout) == {"message": "Hello, World!"}

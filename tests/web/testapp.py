@@ -1,0 +1,91 @@
+"""The app the HTTP integration tests serve (small limits so every limit is testable fast)."""
+from framework import App, HTTPError, RequestHandler, StreamHandler
+
+app = App(max_body_size=64 * 1024, idle_timeout=0.6, request_timeout=0.6)
+
+
+@app.shard_state
+def state(ctx):
+    return {"hits": 0}
+
+
+@app.route("/")
+class Hello(RequestHandler):
+    def get(self):
+        self.state["hits"] += 1
+        self.set_header("Content-Type", "text/plain")
+        self.write("Hello, World!")
+
+
+@app.route("/json")
+class Json(RequestHandler):
+    def get(self):
+        self.write({"message": "Hello, World!"})
+
+
+@app.route("/echo")
+class Echo(RequestHandler):
+    def post(self):
+        self.set_header("Content-Type", "application/octet-stream")
+        self.write(self.request.body)
+
+    put = post
+
+
+@app.route("/seq/{n}")
+class Seq(RequestHandler):
+    def get(self, n):
+        self.write(f"seq {n}")
+
+
+@app.route("/slow/{n}")
+class Slow(RequestHandler):
+    async def get(self, n):
+        await self.reactor.sleep(float(self.get_argument("t", "0.2")))
+        self.write(f"slow {n}")
+
+
+@app.route("/info")
+class Info(RequestHandler):
+    def get(self):
+        r = self.request
+        self.write({"method": r.method, "path": r.path, "query": r.query,
+                    "args": r.arguments, "remote_ip": r.remote_ip,
+                    "ua": r.headers.get("user-agent"), "x": r.headers.get("X-Test"),
+                    "version": r.version, "shard": [self.shard.id, self.shard.count],
+                    "hits": self.state["hits"]})
+
+
+@app.route("/boom")
+class Boom(RequestHandler):
+    def get(self):
+        raise RuntimeError("secret traceback detail")
+
+
+@app.route("/teapot")
+class Teapot(RequestHandler):
+    def get(self):
+        raise HTTPError(418)
+
+
+@app.route("/redirect")
+class Redirect(RequestHandler):
+    def get(self):
+        self.redirect("/json")
+
+
+@app.route("/stream")
+class Stream(RequestHandler):
+    async def get(self):
+        self.set_header("Content-Type", "text/plain")
+        for i in range(3):
+            self.write(f"part{i}\n")
+            self.flush()
+            await self.reactor.sleep(0.05)
+        self.write("end\n")
+
+
+@app.stream(8007)
+class EchoStream(StreamHandler):
+    def on_data(self, data):
+        self.write(data)
