@@ -22,6 +22,7 @@ COUNTERS = (
     "arp.probe",
     "drop.arp.short", "drop.arp.bad", "drop.arp.bad_op", "drop.arp.bad_sender",
     "drop.arp.not_for_us", "drop.arp.conflict", "drop.arp.queue_full", "drop.arp.unresolved",
+    "drop.arp.too_many_pending",
 )
 
 _VNET_ETH_ARP_LEN = 10 + 42
@@ -53,11 +54,11 @@ class Pending:
 
 class ArpLayer:
     __slots__ = ("mac", "ip", "counters", "tx", "ttl", "refresh", "retry", "tries", "qlen",
-                 "cache", "pending", "on_neighbour", "max_entries")
+                 "cache", "pending", "on_neighbour", "max_entries", "max_pending")
 
     def __init__(self, mac: bytes, ip: int, counters: dict, tx: list, ttl: float = 60.0,
                  retry: float = 1.0, tries: int = 3, qlen: int = 4, on_neighbour=None,
-                 max_entries: int = 4096):
+                 max_entries: int = 4096, max_pending: int = 256):
         self.mac = mac
         self.ip = ip
         self.counters = counters
@@ -74,6 +75,8 @@ class ArpLayer:
         # queued_items are the frames that waited for it (possibly empty).
         self.on_neighbour = on_neighbour
         self.max_entries = max_entries
+        # bounded, so replies to many spoofed on-link sources cannot grow it without end
+        self.max_pending = max_pending
         for k in COUNTERS:
             counters.setdefault(k, 0)
 
@@ -177,6 +180,9 @@ class ArpLayer:
         A full queue drops its oldest item (the newest is the most useful to TCP)."""
         p = self.pending.get(ip)
         if p is None:
+            if len(self.pending) >= self.max_pending:
+                self.counters["drop.arp.too_many_pending"] += 1
+                return
             p = self.pending[ip] = Pending(now + self.retry)
             self._request(ip, BROADCAST)
         q = p.queue

@@ -66,11 +66,13 @@ class Stack:
 
     def __init__(self, mac, ip="198.18.0.2", prefix=24, gateway=None, csum_offload=True,
                  gso=False, mtu=1500, tcp_config=None, tcp_factory=None, arp_ttl=60.0,
-                 arp_retry=1.0, arp_tries=3, arp_queue=4):
+                 arp_retry=1.0, arp_tries=3, arp_queue=4, arp_max_pending=256):
         self.mac = mac_to_bytes(mac)
         self.ip = ip_to_int(ip)
         self.prefix = prefix
         self.gateway = None if gateway is None else ip_to_int(gateway)
+        if not 68 <= mtu <= 65535:         # RFC 791: every host takes 68-byte datagrams
+            raise ValueError(f"bad MTU {mtu}")
         self.mtu = mtu
         self.csum_offload = csum_offload
         self.gso = gso
@@ -78,7 +80,7 @@ class Stack:
         c = self._counters = {k: 0 for k in COUNTERS}
         tx = self._tx = []
         self.arp = ArpLayer(self.mac, self.ip, c, tx, ttl=arp_ttl, retry=arp_retry,
-                            tries=arp_tries, qlen=arp_queue)
+                            tries=arp_tries, qlen=arp_queue, max_pending=arp_max_pending)
         self.ipv4 = Ipv4Layer(self.mac, self.ip, prefix, self.gateway, mtu, c, tx, self.arp)
         self.arp.on_neighbour = self.ipv4.neighbour_changed
         # the bound method itself: TCP's calls go straight to IPv4, no extra hop

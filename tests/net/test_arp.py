@@ -237,3 +237,13 @@ def test_tcp_frame_from_unknown_peer_does_not_teach_arp(stack):
     """Only ARP teaches the cache (a spoofed IPv4 source must not redirect our traffic)."""
     inject(stack, frame(Ether(dst=MAC, src=PEER_MAC) / IP(src=PEER_IP, dst=MYIP) / TCP()))
     assert stack.arp.cache == {}
+
+
+def test_pending_neighbours_bounded():
+    stack = make_stack(arp_max_pending=3)
+    stack.process([], 0.0)
+    for i in range(5):
+        stack.ip_output(ip_to_int("198.18.0.%d" % (10 + i)), 6, b"x")
+    out = stack.dispatch(0.0)
+    assert len(out) == 3 and len(stack.arp.pending) == 3
+    assert stack.counters["drop.arp.too_many_pending"] == 2

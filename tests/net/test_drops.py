@@ -118,7 +118,8 @@ def test_every_input_drop_reason_has_a_case():
     ones have their own tests)."""
     from .conftest import make_stack
     output_side = {"drop.ipv4.no_route", "drop.ipv4.bad_dst", "drop.ipv4.too_big",
-                   "drop.arp.queue_full", "drop.arp.unresolved", "drop.internal"}
+                   "drop.arp.queue_full", "drop.arp.unresolved", "drop.arp.too_many_pending",
+                   "drop.internal"}
     declared = {k for k in make_stack().counters if k.startswith("drop.") and not k.startswith("drop.tcp.")}
     covered = {reason for reason, _ in CASES.values()}
     assert declared - output_side == covered

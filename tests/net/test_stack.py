@@ -114,6 +114,8 @@ def test_mac_and_ip_forms():
     assert s.mac == bytes.fromhex("020000000002") and s.ip == ip_to_int(MYIP)
     with pytest.raises(ValueError):
         Stack(mac="02:00", ip=MYIP, tcp_factory=RecordingTcp)
+    with pytest.raises(ValueError):
+        Stack(mac=MAC, ip=MYIP, mtu=60, tcp_factory=RecordingTcp)
 
 
 def test_fuzzed_frames_never_raise(stack):
@@ -142,7 +144,7 @@ def test_fuzzed_frames_never_raise(stack):
     c = stack.counters
     assert c["drop.internal"] == 0
     assert c["rx.frames"] == len(frames)
-    output_side = ("drop.arp.queue_full", "drop.arp.unresolved", "drop.ipv4.no_route",
+    output_side = ("drop.arp.queue_full", "drop.arp.unresolved", "drop.arp.too_many_pending", "drop.ipv4.no_route",
                    "drop.ipv4.bad_dst", "drop.ipv4.too_big")
     # every frame ends in exactly one place: one drop reason or one consumer
     ended = (sum(v for k, v in c.items() if k.startswith("drop.") and k not in output_side)
