@@ -287,12 +287,17 @@ def cleanup_stale(keep_pid=None):
     return removed
 
 
-def attached(port_type, iface, ip_with_prefix, gateway=None):
-    """LinkInfo for --iface: an existing interface in the host namespace."""
+def attached(port_type, iface, ip_with_prefix, gateway=None, owner_pid=None):
+    """LinkInfo for --iface: an existing interface in the host namespace.
+
+    The stack takes a MAC of its own (generated, locally administered), not the
+    interface's: frames for it are then "other host" to the kernel, which drops them
+    before its IP layer instead of routing or forwarding them (it would, with
+    ip_forward on, for frames addressed to its own MAC). On a veth or TAP that is all;
+    a physical NIC must also be in promiscuous mode to deliver them.
+    """
     itf = ipaddress.ip_interface(ip_with_prefix)
-    try:
-        with open(f"/sys/class/net/{iface}/address") as f:
-            mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    except OSError:
+    if not os.path.exists(f"/sys/class/net/{iface}"):
         raise LinkError(f"--iface {iface}: no such interface")
+    mac = make_mac(os.getpid() if owner_pid is None else owner_pid)
     return LinkInfo(port_type, iface, None, mac, str(itf.ip), itf.network.prefixlen, gateway)

@@ -16,7 +16,7 @@ from framework import link as linkmod
 from framework import netns
 from framework.nic import steer
 
-from conftest import HERE, ROOT, free_subnet, parse_ping, ping, ping_cmd
+from .serve_helpers import HERE, ROOT, free_subnet, parse_ping, ping, ping_cmd
 
 BANNER = re.compile(r"^serving pingapp:app on http://198\.18\.\d+\.2:8080 "
                     r"\((\d+) user-stack workers?, afpacket\)$")
@@ -208,4 +208,25 @@ def test_kernel_stack_serves_hello(serve):
     for _ in range(3):
         assert http_get(f"http://{s.ip}:8080/") == (200, b"Hello, World!")
     assert s.stop() == 0, s.stderr()
+    assert s.leftovers() == []
+
+
+def test_attach_to_existing_iface(serve, lab):
+    """--iface: the stack attaches to a veth end on the host; the peer is a namespace."""
+    client = lab.netns()
+    ours, peer = lab.veth(b_netns=client)
+    subnet = free_subnet()
+    pre = subnet[:-len("0/24")]
+    netns.ip("link", "set", "dev", ours, "addrgenmode", "none")
+    netns.ip("link", "set", ours, "up")
+    netns.ip("addr", "add", pre + "1/24", "dev", peer, netns=client)
+    netns.ip("link", "set", peer, "up", netns=client)
+    s = serve(cores=2, extra=("--iface", ours, "--ip", pre + "2/24"), subnet=None)
+    assert s.banner.startswith(f"serving pingapp:app on http://{pre}2:8080 (2 user-stack"), s.banner
+    out = netns.run_in(client, ["ping", "-n", "-c", "10", "-i", "0.05", "-W", "1", pre + "2"],
+                       capture_output=True, text=True).stdout
+    tx, rx, _, _ = parse_ping(out)
+    assert (tx, rx) == (10, 10), out
+    assert s.stop() == 0, s.stderr()
+    assert netns.link_exists(ours), "--iface must leave the user's interface alone"
     assert s.leftovers() == []

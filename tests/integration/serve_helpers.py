@@ -1,0 +1,169 @@
+"""Run ``framework serve`` as a real subprocess on its own default link.
+
+Each server gets a /24 of its own inside 198.18.0.0/15 through the hidden
+``--link-subnet`` flag (the default 198.18.0.0/24 stays free for a user's own run, and
+parallel tests do not collide); its link and namespace names carry its pid. Whatever
+happens, teardown stops the server and removes anything it left behind.
+"""
+import glob
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from framework import link as linkmod
+from framework import netns
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+START_TIMEOUT = 30.0
+
+
+def free_subnet():
+    for _ in range(100):
+        net = f"198.18.{random.randint(100, 250)}.0/24"
+        if not linkmod.subnet_in_use(linkmod.parse_subnet(net)):
+            return net
+    raise RuntimeError("no free /24 in 198.18.100-250")
+
+
+class Server:
+    def __init__(self, app="pingapp:app", cores=1, extra=(), cwd=HERE, subnet="auto"):
+        self.subnet = free_subnet() if subnet == "auto" else subnet
+        if self.subnet:
+            prefix = self.subnet[:-len("0/24")]       # "198.18.N."
+            self.host_ip, self.ip = prefix + "1", prefix + "2"
+            extra = ("--link-subnet", self.subnet, *extra)
+        self.cores = cores
+        self.errfile = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
+        self.cmd = [sys.executable, "-m", "framework", "serve", app, "--cores", str(cores),
+                    "--log-level", "info", *extra]
+        self.proc = subprocess.Popen(self.cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=self.errfile, text=True)
+        self.pid = self.proc.pid
+        self.banner = self._read_banner()
+
+    def _read_banner(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                line = self.proc.stdout.readline()
+                if line.startswith("serving "):
+                    return line.strip()
+                if not line and self.proc.poll() is not None:
+                    break
+            elif self.proc.poll() is not None:
+                break
+        raise AssertionError(f"server did not start: rc={self.proc.poll()}\n{self.stderr()}")
+
+    def stderr(self):
+        self.errfile.seek(0)
+        return self.errfile.read()
+
+    def workers(self):
+        """{shard: psutil.Process} of the live workers."""
+        out = {}
+        try:
+            kids = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return out
+        for p in kids:
+            try:
+                m = re.match(r"fw-shard-(\d+)$", p.name())
+                if m and p.status() != psutil.STATUS_ZOMBIE:
+                    out[int(m.group(1))] = p
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def wait_workers(self, n, timeout=5.0, exclude=()):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            w = self.workers()
+            if len(w) == n and not any(p.pid in exclude for p in w.values()):
+                return w
+            time.sleep(0.005)
+        raise AssertionError(f"expected {n} workers, have {self.workers()}")
+
+    def link_names(self):
+        short = f"{self.pid:x}"
+        return f"fw{short}h", f"fw{short}t", f"fw-{short}"
+
+    def leftovers(self):
+        """Links, namespaces and /dev/shm files of this run that still exist."""
+        h, t, ns = self.link_names()
+        left = [x for x in (h, t) if netns.link_exists(x)]
+        if netns.netns_exists(ns):
+            left.append(ns)
+        left += glob.glob(f"/dev/shm/framework.{self.pid}-*")
+        left += glob.glob(f"/dev/shm/sem.framework.{self.pid}-*")
+        return left
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.proc.poll()
+
+    def cleanup(self):
+        """Never leave anything behind, even when a test failed half-way."""
+        if self.proc.poll() is None:
+            self.stop()
+        if self.proc.poll() is None:
+            for p in self.workers().values():
+                p.kill()
+            self.proc.kill()
+            self.proc.wait(5)
+        h, t, ns = self.link_names()
+        netns.del_link(h)
+        netns.del_link(t)
+        netns.del_netns(ns)
+        for f in glob.glob(f"/dev/shm/*framework.{self.pid}-*"):
+            os.unlink(f)
+        self.proc.stdout.close()
+        self.errfile.close()
+
+
+def ping_cmd():
+    p = shutil.which("ping")
+    if not p:
+        pytest.fail("these tests use ping from iputils (apt-get install iputils-ping)")
+    return p
+
+
+def ping(ip, count=20, interval=0.05, flood=False, deadline=None, timeout=1):
+    """Run ping; returns (transmitted, received, rtts_ms, output)."""
+    cmd = [ping_cmd(), "-n", "-W", str(timeout)]
+    if flood:
+        cmd += ["-f", "-q"]
+    else:
+        cmd += ["-i", str(interval)]
+    if count:
+        cmd += ["-c", str(count)]
+    if deadline:
+        cmd += ["-w", str(deadline)]
+    out = subprocess.run(cmd + [ip], capture_output=True, text=True,
+                         timeout=(deadline or count * interval + timeout) + 10).stdout
+    return parse_ping(out)
+
+
+def parse_ping(out):
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    if not m:
+        raise AssertionError(f"unexpected ping output:\n{out}")
+    rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+    return int(m.group(1)), int(m.group(2)), rtts, out
