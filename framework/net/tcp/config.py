@@ -1,0 +1,41 @@
+"""Tunables of one TcpLayer; connections copy the per-connection ones at creation."""
+
+
+class TcpConfig:
+    __slots__ = ("mss", "rcvbuf", "sndbuf", "sndbuf_lowat", "time_wait", "min_rto", "max_rto",
+                 "initial_rto", "delack", "nagle", "keepalive", "ka_idle", "ka_intvl", "ka_cnt",
+                 "syn_retries", "synack_retries", "max_retries", "timestamps", "window_scale",
+                 "initial_window", "fin_wait2", "ephemeral", "challenge_ack_limit", "gso_max")
+
+    def __init__(self, **kw):
+        self.mss = None            # None: from the MTU (mtu - 40)
+        self.rcvbuf = 256 * 1024   # receive buffer per connection (bounds the advertised window)
+        self.sndbuf = 256 * 1024   # send buffer per connection
+        self.sndbuf_lowat = None   # EV_WRITABLE below this (None: sndbuf // 2)
+        self.time_wait = 60.0      # TIME_WAIT length (2*MSL); RFC 9293 suggests MSL = 2 min
+        # Minimum RTO 200 ms, as Linux: RFC 6298 asks for 1 s, but on LANs RTTs are sub-ms
+        # and the only thing a lower bound must cover is the peer's delayed ACK (Linux: 40 ms
+        # minimum, 200 ms maximum) plus scheduling jitter; 1 s would stall a lossy LAN flow.
+        self.min_rto = 0.2
+        self.max_rto = 60.0
+        self.initial_rto = 1.0     # RFC 6298 §2.1
+        self.delack = 0.04         # delayed-ACK timer (issue: <= 40 ms)
+        self.nagle = False
+        self.keepalive = False
+        self.ka_idle = 7200.0      # RFC 1122 defaults
+        self.ka_intvl = 75.0
+        self.ka_cnt = 9
+        self.syn_retries = 6
+        self.synack_retries = 5
+        self.max_retries = 15      # data retransmissions before giving up (Linux tcp_retries2)
+        self.timestamps = True
+        self.window_scale = True
+        self.initial_window = 10   # segments (RFC 6928)
+        self.fin_wait2 = 60.0      # orphaned FIN_WAIT_2 lifetime (Linux tcp_fin_timeout)
+        self.ephemeral = (32768, 60999)
+        self.challenge_ack_limit = 1000  # per second per layer (RFC 5961 §7)
+        self.gso_max = 65000       # largest GSO payload
+        for k, v in kw.items():
+            if not hasattr(self, k):
+                raise TypeError(f"unknown TCP option {k!r}")
+            setattr(self, k, v)

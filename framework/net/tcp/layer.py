@@ -1,0 +1,322 @@
+"""TcpLayer: the flow table, listeners, timers and output queue of one shard (CONTRACTS §4, §6).
+
+Pure: ``input`` takes a frame and the offsets of its TCP segment, ``poll`` fires due
+timers, ``flush`` runs output for every connection with something to say; segments
+leave through ``ip_output(dst, 6, segment, vnet_hdr)``. ``now`` is always passed in.
+
+Timers live in one heap of (deadline, tiebreak, connection) entries, pushed only when a
+connection's earliest deadline moves *earlier*; later moves are lazy (the old entry
+fires, finds nothing due, and re-arms). That keeps per-segment timer work to one
+comparison while 10,000 idle connections cost nothing per loop.
+"""
+import hashlib
+import os
+import struct
+from heapq import heappop
+
+from ...nic import vnet
+from ..checksum import ones_sum, pseudo_header_sum
+from ..wire.tcp import ACK, FIN, RST, SYN, TCP_HDR, parse_options
+from .config import TcpConfig
+from .connection import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M, Connection
+from .consts import EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
+
+_unpack = TCP_HDR.unpack_from
+_pack = TCP_HDR.pack
+_key_pack = struct.Struct("!IHHI").pack
+
+COUNTERS = (
+    "tcp.rx", "tcp.tx", "tcp.active_opens", "tcp.passive_opens", "tcp.rst_sent", "tcp.resets_rx",
+    "tcp.retransmits", "tcp.rto", "tcp.fast_retransmits", "tcp.zero_window_probes",
+    "tcp.keepalive_probes", "tcp.challenge_acks", "tcp.time_wait_expired", "tcp.tw_reuse",
+    "tcp.timeouts", "tcp.rx_ooo",
+    "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
+    "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
+    "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
+)
+
+
+class Listener:
+    """A listening port: SYN queue (connections in SYN_RECEIVED) and accept queue
+    (established connections whose EV_ACCEPT the shard has not drained yet), both
+    bounded by ``backlog``."""
+
+    __slots__ = ("port", "backlog", "syn_count", "acc_count")
+
+    def __init__(self, port, backlog):
+        self.port = port
+        self.backlog = backlog
+        self.syn_count = 0
+        self.acc_count = 0
+
+
+class TcpLayer:
+    def __init__(self, ip_output, local_ip: int, mtu: int = 1500, csum_offload: bool = False,
+                 gso: bool = False, config: TcpConfig | None = None):
+        cfg = config or TcpConfig()
+        self.config = cfg
+        self.ip_output = ip_output
+        self.local_ip = local_ip
+        self.mtu = mtu
+        self.mss = cfg.mss or (mtu - 40)
+        self.csum_offload = csum_offload
+        self.gso = gso
+        self.gso_max = cfg.gso_max
+        self.vh_partial = vnet.csum_partial_hdr(34, 16)
+        self.lowat = cfg.sndbuf_lowat if cfg.sndbuf_lowat is not None else cfg.sndbuf // 2
+        ws = 0
+        if cfg.window_scale:
+            while (cfg.rcvbuf >> ws) > 65535 and ws < 14:
+                ws += 1
+        self.rcv_ws = ws
+        self.flows = {}          # (remote ip, remote port, local port) -> Connection
+        self.listeners = {}      # local port -> Listener
+        self.events = []
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.now = 0.0
+        self._timers = []
+        self._tseq = 0
+        self._pending = []
+        self._secret = os.urandom(16)                  # RFC 6528 key, random per layer
+        self.ts_off = int.from_bytes(os.urandom(4), "big")
+        self._eph = cfg.ephemeral[0] + int.from_bytes(os.urandom(2), "big") % (
+            cfg.ephemeral[1] - cfg.ephemeral[0] + 1)
+        self._acc_item = None    # the last EV_ACCEPT tuple (tells whether events were drained)
+        self._acc_pos = -1
+        self._chack_sec = -1
+        self._chack_n = 0
+        self._psum_base = (local_ip >> 16) + (local_ip & 0xFFFF) + 6
+
+    # ------------------------------------------------------------------ app side
+    def listen(self, port: int, backlog: int = 128) -> None:
+        if port in self.listeners:
+            self.listeners[port].backlog = backlog
+        else:
+            self.listeners[port] = Listener(port, backlog)
+
+    def unlisten(self, port: int) -> None:
+        self.listeners.pop(port, None)
+
+    def connect(self, dst: int, dport: int, now: float, sport: int | None = None) -> Connection:
+        self.now = now
+        if sport is None:
+            sport = self._ephemeral(dst, dport)
+        key = (dst, dport, sport)
+        old = self.flows.get(key)
+        if old is not None:
+            if old.state != TIME_WAIT:
+                raise OSError(98, f"4-tuple in use (port {sport})")
+            old._finish(None)                      # our own TIME_WAIT: the ISN clock moved on
+        c = Connection(self, key, self._isn(key, now), SYN_SENT)
+        self.flows[key] = c
+        self.counters["tcp.active_opens"] += 1
+        c._send_syn()
+        return c
+
+    def take_events(self) -> list:
+        """Return the queued events and start a fresh list (the preferred way to drain)."""
+        ev = self.events
+        self.events = []
+        return ev
+
+    # ------------------------------------------------------------------ stack side
+    def input(self, frame, src: int, dst: int, l4_off: int, l4_end: int, csum_trusted: bool,
+              now: float) -> None:
+        self.now = now
+        c = self.counters
+        c["tcp.rx"] += 1
+        if l4_end - l4_off < 20:
+            c["drop.tcp.short"] += 1
+            return
+        sport, dport, seq, ack, offb, flags, win, _, _ = _unpack(frame, l4_off)
+        doff = l4_off + ((offb >> 4) << 2)
+        if doff < l4_off + 20 or doff > l4_end:
+            c["drop.tcp.bad_header"] += 1
+            return
+        if not csum_trusted:
+            seg = memoryview(frame)[l4_off:l4_end]
+            s = (self._psum(src) + (l4_end - l4_off) + ones_sum(seg)) % 0xFFFF
+            if s != 0:
+                c["drop.tcp.bad_checksum"] += 1
+                return
+        conn = self.flows.get((src, sport, dport))
+        if conn is not None:
+            if conn.state == TIME_WAIT and flags & (SYN | ACK | RST) == SYN and dport in self.listeners:
+                if not self._tw_reusable(conn, seq, frame, l4_off + 20, doff):
+                    c["drop.tcp.time_wait"] += 1
+                    return
+                c["tcp.tw_reuse"] += 1
+                conn._finish(None)
+            else:
+                conn.process(flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
+                return
+        lst = self.listeners.get(dport)
+        if lst is not None and flags & (SYN | ACK | RST) == SYN:
+            self._passive_open(lst, src, sport, dport, seq, win, frame, l4_off + 20, doff)
+            return
+        if flags & RST:
+            return
+        c["drop.tcp.no_listener"] += 1
+        # RFC 9293 §3.10.7.1: reset for a segment to no connection
+        if flags & ACK:
+            self._send_rst((src, sport, dport), ack, 0, RST)
+        else:
+            seglen = l4_end - doff + (1 if flags & SYN else 0) + (flags & FIN)
+            self._send_rst((src, sport, dport), 0, seq + seglen, RST | ACK)
+
+    def poll(self, now: float) -> None:
+        """Fire due timers."""
+        self.now = now
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            when, _, conn = heappop(heap)
+            if conn.heap_at != when:
+                continue                         # superseded by an earlier entry
+            conn.heap_at = None
+            conn.on_timer(now)
+            nxt = conn.poll_at()
+            if nxt is not None and conn.state:
+                conn._arm(nxt)
+
+    def flush(self, now: float) -> None:
+        """Output for every connection with pending data, FIN or ACK."""
+        self.now = now
+        p = self._pending
+        if not p:
+            return
+        self._pending = []
+        for conn in p:
+            conn.bits &= ~B_PENDING
+            if conn.state:
+                conn.output(now)
+
+    def poll_at(self):
+        heap = self._timers
+        while heap and heap[0][2].heap_at != heap[0][0]:
+            heappop(heap)
+        if self._pending:
+            return self.now
+        return heap[0][0] if heap else None
+
+    # ------------------------------------------------------------------ internals
+    def _psum(self, rip):
+        s = self._psum_base + (rip >> 16) + (rip & 0xFFFF)
+        return (s & 0xFFFF) + (s >> 16)
+
+    def _isn(self, key, now):
+        """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
+        h = hashlib.blake2s(_key_pack(key[0], key[1], key[2], self.local_ip), digest_size=4,
+                            key=self._secret).digest()
+        return (int(now * 250000) + int.from_bytes(h, "big")) & M
+
+    def _ephemeral(self, dst, dport):
+        lo, hi = self.config.ephemeral
+        span = hi - lo + 1
+        for _ in range(span):
+            p = self._eph
+            self._eph = lo + (p - lo + 1) % span
+            if (dst, dport, p) not in self.flows and p not in self.listeners:
+                return p
+        raise OSError(99, "no free ephemeral port")
+
+    def _want_output(self, conn):
+        if not conn.bits & B_PENDING:
+            conn.bits |= B_PENDING
+            self._pending.append(conn)
+
+    def _remove(self, conn):
+        if self.flows.get(conn.key) is conn:
+            del self.flows[conn.key]
+        lst = conn.listener
+        if lst is not None and conn.bits & B_PASSIVE and not conn.bits & B_ESTAB:  # still in the SYN queue
+            lst.syn_count -= 1
+            conn.listener = None
+
+    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff):
+        c = self.counters
+        if lst.syn_count >= lst.backlog:
+            c["drop.tcp.syn_queue_full"] += 1
+            return
+        key = (src, sport, dport)
+        conn = Connection(self, key, self._isn(key, self.now), SYN_RECEIVED)
+        conn.bits |= B_PASSIVE
+        conn.listener = lst
+        conn.irs = seq
+        conn.rcv_nxt = seq + 1
+        conn.last_ack_sent = seq + 1
+        opts = parse_options(frame, ooff, doff) if doff > ooff else None
+        conn._negotiate(opts, opts.tsval if opts is not None else None)
+        conn.snd_wnd = win
+        conn.max_sndwnd = win
+        conn.snd_wl1 = seq
+        lst.syn_count += 1
+        self.flows[key] = conn
+        c["tcp.passive_opens"] += 1
+        conn._send_syn()
+
+    def _tw_reusable(self, conn, seq, frame, ooff, doff):
+        """RFC 6191: a new SYN may reuse a TIME_WAIT 4-tuple when its timestamp (or, without
+        timestamps, its sequence number) is beyond what the old incarnation used."""
+        opts = parse_options(frame, ooff, doff) if doff > ooff else None
+        tsval = opts.tsval if opts is not None else None
+        if conn.bits & B_TS and tsval is not None and self.config.timestamps:
+            return 0 < ((tsval - conn.ts_recent) & M) < HALF
+        return 0 < ((seq - conn.rcv_nxt) & M) < HALF
+
+    def _accept_room(self, lst):
+        ev = self.events
+        pos = self._acc_pos
+        if pos < 0 or pos >= len(ev) or ev[pos] is not self._acc_item:
+            # the shard drained the events since the last EV_ACCEPT: those were all taken
+            for l in self.listeners.values():
+                l.acc_count = 0
+            self._acc_item = None
+        return lst.acc_count < lst.backlog
+
+    def _accepted(self, conn):
+        lst = conn.listener
+        item = (EV_ACCEPT, conn)
+        self.events.append(item)
+        self._acc_item = item
+        self._acc_pos = len(self.events) - 1
+        if lst is not None:
+            lst.acc_count += 1
+
+    def _challenge_ok(self):
+        """RFC 5961 §7: at most challenge_ack_limit challenge ACKs per second."""
+        sec = int(self.now)
+        if sec != self._chack_sec:
+            self._chack_sec = sec
+            self._chack_n = 0
+        self._chack_n += 1
+        return self._chack_n <= self.config.challenge_ack_limit
+
+    def _send_rst(self, key, seq, ack, flags):
+        """A RST not tied to a connection's template (closed port, bad ACK in SYN states)."""
+        seq &= M
+        ack &= M
+        rip, rport, lport = key
+        psum = self._psum(rip)
+        if self.csum_offload:
+            s = psum + 20
+            csum = (s & 0xFFFF) + (s >> 16)
+            vh = self.vh_partial
+        else:
+            s = (psum + 20 + rport + lport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16)
+                 + (ack & 0xFFFF) + ((20 << 10) | flags)) % 0xFFFF
+            csum = (~s & 0xFFFF) if s else 0
+            vh = vnet.PLAIN
+        self.counters["tcp.rst_sent"] += 1
+        self.counters["tcp.tx"] += 1
+        self.ip_output(rip, 6, _pack(lport, rport, seq, ack, 0x50, flags, 0, csum, 0), vh)
+
+    # ------------------------------------------------------------------ introspection
+    def stats(self):
+        """Connections per state name (for /metrics and tests)."""
+        from .consts import STATE_NAMES
+        out = {}
+        for conn in self.flows.values():
+            n = STATE_NAMES[conn.state]
+            out[n] = out.get(n, 0) + 1
+        return out
+

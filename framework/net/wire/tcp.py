@@ -1,0 +1,120 @@
+"""TCP header and options: the wire format only (RFC 9293 §3.1, RFC 7323, RFC 2018).
+
+No state lives here. One precompiled Struct reads or writes the fixed 20-byte
+header in one call (FIELD-NOTES: one unpack is ~40% cheaper than three), options
+are parsed by a small loop with a fast path for the timestamps-only layout every
+established Linux segment carries (NOP NOP TS).
+"""
+import struct
+
+# sport, dport, seq, ack, data offset byte, flags, window, checksum, urgent pointer
+TCP_HDR = struct.Struct("!HHIIBBHHH")
+TCP_HDR_LEN = 20
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WS = 3
+OPT_SACK_PERM = 4
+OPT_SACK = 5
+OPT_TS = 8
+
+_H = struct.Struct("!H")
+_II = struct.Struct("!II")
+_TS_FULL = struct.Struct("!4sII")
+
+# NOP NOP kind=8 len=10: the layout of a timestamps-only option block (12 bytes)
+TS_PREFIX = b"\x01\x01\x08\x0a"
+TS_OPT_LEN = 12
+
+
+def ts_option(val: int, ecr: int) -> bytes:
+    """The 12-byte NOP NOP TS option block."""
+    return _TS_FULL.pack(TS_PREFIX, val, ecr)
+
+
+class Options:
+    """Parsed options of one segment. ``None`` means the option was absent."""
+
+    __slots__ = ("mss", "wscale", "sack_perm", "tsval", "tsecr", "sack")
+
+    def __init__(self):
+        self.mss = None
+        self.wscale = None
+        self.sack_perm = False
+        self.tsval = None
+        self.tsecr = None
+        self.sack = None
+
+    def __repr__(self):
+        return (f"Options(mss={self.mss}, wscale={self.wscale}, sack_perm={self.sack_perm}, "
+                f"ts={self.tsval, self.tsecr if self.tsval is not None else None}, sack={self.sack})")
+
+
+def parse_options(buf, off: int, end: int) -> Options:
+    """Parse the option bytes buf[off:end]. Malformed trailing options are ignored
+    (as Linux does): whatever parsed cleanly before them is kept."""
+    o = Options()
+    if end - off == TS_OPT_LEN and buf[off:off + 4] == TS_PREFIX:
+        o.tsval, o.tsecr = _II.unpack_from(buf, off + 4)
+        return o
+    i = off
+    while i < end:
+        kind = buf[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        ln = buf[i + 1]
+        if ln < 2 or i + ln > end:
+            break
+        if kind == OPT_MSS and ln == 4:
+            o.mss = _H.unpack_from(buf, i + 2)[0]
+        elif kind == OPT_WS and ln == 3:
+            o.wscale = min(buf[i + 2], 14)  # RFC 7323 §2.3: larger shifts are treated as 14
+        elif kind == OPT_SACK_PERM and ln == 2:
+            o.sack_perm = True
+        elif kind == OPT_TS and ln == 10:
+            o.tsval, o.tsecr = _II.unpack_from(buf, i + 2)
+        elif kind == OPT_SACK and ln >= 10 and (ln - 2) % 8 == 0:
+            o.sack = [_II.unpack_from(buf, j) for j in range(i + 2, i + ln, 8)]
+        i += ln
+    return o
+
+
+def build_options(mss=None, wscale=None, sack_perm=False, ts=None, sack=None) -> bytes:
+    """Options in Linux's order, NOP-padded to a multiple of 4 bytes.
+
+    ``ts`` is a (val, ecr) pair; ``sack`` a list of (left, right) sequence pairs.
+    """
+    out = bytearray()
+    if mss is not None:
+        out += b"\x02\x04" + _H.pack(mss)
+    if sack_perm and ts is not None:
+        out += b"\x04\x02\x08\x0a" + _II.pack(*ts)
+    else:
+        if sack_perm:
+            out += b"\x01\x01\x04\x02"
+        if ts is not None:
+            out += ts_option(*ts)
+    if wscale is not None:
+        out += b"\x01\x03\x03" + bytes((wscale,))
+    if sack:
+        out += b"\x01\x01\x05" + bytes((2 + 8 * len(sack),))
+        for left, right in sack:
+            out += _II.pack(left & 0xFFFFFFFF, right & 0xFFFFFFFF)
+    while len(out) % 4:
+        out += b"\x01"
+    return bytes(out)
