@@ -352,6 +352,19 @@ def test_kernel_accepts_our_frames(link):
         except socket.timeout:
             pass
         assert got == set(payloads) | {b"partial"}
+        # a 64 KiB GSO TCP segment (checksum-partial) to a closed port: the kernel's RST
+        # acknowledges every payload byte, so it took the whole frame
+        pay = bytes(i & 0xFF for i in range(65535 - 54))
+        b = bytearray(raw(Ether(src=STACK_MAC, dst=mac) / IP(src=STACK_IP, dst=HOST_IP) /
+                          TCP(sport=40001, dport=9, flags="P", seq=1000, chksum=0) / pay))
+        s = sum(int.from_bytes(b[26 + i:28 + i], "big") for i in range(0, 8, 2)) + 6 + len(b) - 34
+        while s > 0xFFFF:
+            s = (s & 0xFFFF) + (s >> 16)
+        b[50:52] = s.to_bytes(2, "big")
+        assert port.tx_burst([vnet.gso_tcpv4_hdr(54, 1448, 34) + bytes(b)]) == 1
+        got = drain([port], lambda g: any(flow_of(f) for f in g[0]))
+        rst = [Ether(f[10:]) for f in got[0] if flow_of(f) and flow_of(f)[0] == 6]
+        assert len(rst) == 1 and "R" in rst[0][TCP].flags and rst[0][TCP].ack == 1000 + len(pay)
     finally:
         rx.close()
         port.close()

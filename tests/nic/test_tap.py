@@ -1,0 +1,131 @@
+"""Multi-queue TAP ports: frames both ways, per-flow queue stability, flow learning."""
+import socket
+import time
+
+import pytest
+from scapy.all import IP, TCP, UDP, Ether, raw
+
+from framework import netns
+from framework.nic import vnet
+from framework.nic.nsenter import netns as in_netns
+from framework.nic.tap import TapDevice
+
+from .helpers import STACK_MAC, drain, flow_of
+
+HOST_IP, STACK_IP = "198.18.78.1", "198.18.78.2"
+
+
+@pytest.fixture
+def tap(lab):
+    ns = lab.netns("fwnt")
+    name = "fwtap" + ns[-6:]
+    with in_netns(ns):
+        dev = TapDevice(name, 2)
+    ports = [dev.port(k) for k in range(2)]
+    netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
+    netns.ip("link", "set", name, "up", netns=ns)
+    netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+    netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+    mac = netns.ip("-o", "link", "show", name, netns=ns).split("link/ether ")[1].split()[0]
+    yield ns, dev, ports, mac
+    for p in ports:
+        p.close()
+    dev.close()
+
+
+def kernel_udp(ns, n):
+    with in_netns(ns):
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for s in socks:
+        s.bind((HOST_IP, 0))
+    return socks
+
+
+def where(got):
+    w = {}
+    for q, frames in got.items():
+        for f in frames:
+            fl = flow_of(f)
+            if fl:
+                assert w.setdefault(fl, q) == q, f"{fl} on two queues"
+    return w
+
+
+def test_tap_flows_stay_on_one_queue_and_learn(tap):
+    ns, dev, ports, mac = tap
+    socks = kernel_udp(ns, 100)
+    try:
+        for r in range(3):
+            for s in socks:
+                s.sendto(b"r%d" % r, (STACK_IP, 9000))
+        got = drain(ports, lambda g: sum(len(v) for v in g.values()) >= 300)
+        w = where(got)
+        assert len(w) == 100 and sum(len(v) for v in got.values()) == 300
+        assert 10 < sum(1 for q in w.values() if q == 0) < 90   # the kernel spreads flows
+        # flow learning: a reply written into the *other* queue pulls the flow there
+        for fl, q in w.items():
+            _, (src, sport), (dst, dport) = fl
+            reply = vnet.PLAIN + raw(Ether(src=STACK_MAC, dst=mac) /
+                                     IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=dport, dport=sport) / b"re")
+            assert ports[1 - q].tx_burst([reply]) == 1
+        for s in socks:
+            assert s.recv(100) == b"re"
+            s.sendto(b"again", (STACK_IP, 9000))
+        got2 = drain(ports, lambda g: sum(len(v) for v in g.values()) >= 100)
+        w2 = where(got2)
+        assert len(w2) == 100
+        moved = sum(1 for fl, q in w2.items() if q == 1 - w[fl])
+        assert moved == 100, moved
+    finally:
+        for s in socks:
+            s.close()
+
+
+SIZES = [60, 64, 200, 1000, 1514]
+
+
+def test_tap_frames_both_ways(tap):
+    ns, dev, ports, mac = tap
+    with in_netns(ns):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((HOST_IP, 7777))
+    rx.settimeout(0.5)
+    (tx,) = kernel_udp(ns, 1)
+    try:
+        # stack -> kernel: complete UDP frames of every size, one per queue alternately
+        pays = [bytes([65 + i]) * (n - 42) for i, n in enumerate(SIZES)]
+        for i, p in enumerate(pays):
+            f = vnet.PLAIN + raw(Ether(src=STACK_MAC, dst=mac) / IP(src=STACK_IP, dst=HOST_IP) /
+                                 UDP(sport=5000, dport=7777) / p)
+            assert ports[i % 2].tx_burst([f]) == 1
+        assert sorted(rx.recv(2000) for _ in pays) == sorted(pays)
+        # stack -> kernel: a 64 KiB GSO TCP segment (checksum-partial) to a closed port; the
+        # kernel's RST acknowledges every payload byte, so it took the whole frame
+        pay = bytes(i & 0xFF for i in range(65535 - 14 - 40))
+        b = bytearray(raw(Ether(src=STACK_MAC, dst=mac) / IP(src=STACK_IP, dst=HOST_IP) /
+                          TCP(sport=40001, dport=9, flags="P", seq=1000, chksum=0) / pay))
+        s = sum(int.from_bytes(b[26 + i:28 + i], "big") for i in range(0, 8, 2)) + 6 + len(b) - 34
+        while s > 0xFFFF:
+            s = (s & 0xFFFF) + (s >> 16)
+        b[50:52] = s.to_bytes(2, "big")
+        assert ports[0].tx_burst([vnet.gso_tcpv4_hdr(54, 1448, 34) + bytes(b)]) == 1
+        got = drain(ports, lambda g: any(flow_of(f) and flow_of(f)[0] == 6 for v in g.values() for f in v))
+        rst = [Ether(f[10:]) for v in got.values() for f in v if flow_of(f) and flow_of(f)[0] == 6]
+        assert len(rst) == 1 and "R" in rst[0][TCP].flags
+        assert rst[0][TCP].ack == 1000 + len(pay)
+        # kernel -> stack: datagrams of every size up to one MTU, and a 30 kB one (fragments)
+        for n in SIZES:
+            tx.sendto(b"k" * (n - 42), (STACK_IP, 9001))
+        tx.sendto(b"F" * 30000, (STACK_IP, 9001))
+        got = drain(ports, lambda g: sum(len(v) for v in g.values()) >= len(SIZES) + 21)
+        pkts = [Ether(f[10:]) for v in got.values() for f in v]
+        pkts = [e for e in pkts if e.haslayer(IP) and e[IP].dst == STACK_IP and e[IP].proto == 17]
+        whole = [e for e in pkts if e[IP].flags.MF == 0 and e[IP].frag == 0]
+        assert sorted(len(e) for e in whole) == SIZES
+        assert all(e[UDP].dport == 9001 and bytes(e[UDP].payload) == b"k" * (len(e) - 42) for e in whole)
+        frags = [e for e in pkts if e[IP].flags.MF or e[IP].frag]
+        assert len({e[IP].id for e in frags}) == 1
+        assert sum(len(bytes(e[IP].payload)) for e in frags) == 30008   # UDP header + 30,000
+    finally:
+        rx.close()
+        tx.close()
