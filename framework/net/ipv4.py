@@ -18,7 +18,7 @@ import struct
 
 from ..nic.vnet import PLAIN, VNET_LEN
 from .wire.ethernet import ETH_LEN
-from .wire.ipv4 import DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP
+from .wire.ipv4 import DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP, prefix_mask
 
 COUNTERS = (
     "drop.eth.not_for_us",
@@ -51,7 +51,6 @@ class Ipv4Layer:
 
     def __init__(self, mac: bytes, ip: int, prefix: int, gateway, mtu: int, counters: dict,
                  tx: list, arp):
-        from .wire.ipv4 import prefix_mask
         self.mac = mac
         self.ip = ip
         self.mask = prefix_mask(prefix)

@@ -36,6 +36,10 @@ def test_echo_reply_exact(stack, data):
     assert icmp.chksum == verified(ICMP, bytes(icmp))
     assert d["icmp.rx_echo_request"] == 1 and d["icmp.tx_echo_reply"] == 1 and drops(d) == {}
     assert len(out[0]) == 10 + 14 + 20 + 8 + len(data)
+    # byte for byte what scapy builds for the same reply (our IP id is a counter)
+    expected = (Ether(dst=PEER_MAC, src=MAC) / IP(src=MYIP, dst=PEER_IP, id=ip.id, flags="DF", ttl=64)
+                / ICMP(type=0, id=0x1234, seq=7) / data)
+    assert out[0][10:] == bytes(expected)
 
 
 def test_echo_reply_with_padding_and_options(stack):

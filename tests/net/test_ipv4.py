@@ -101,6 +101,10 @@ def check_ip(f, dst, payload, proto=6):
     assert ip.chksum == IP(bytes(again)).chksum
     assert bytes(ip.payload) == payload
     assert p[Ether].src == MAC and p[Ether].type == 0x0800
+    # byte for byte what scapy builds for the same datagram (our IP id is a counter)
+    expected = (Ether(dst=p[Ether].dst, src=MAC) /
+                IP(src=MYIP, dst=dst, id=ip.id, flags="DF", ttl=64, proto=proto) / Raw(payload))
+    assert f[10:] == bytes(expected)
     return p
 
 
@@ -226,3 +230,9 @@ def test_template_follows_time_and_arp(stack):
     stack.ip_output(PEER, 6, b"b")
     out = stack.dispatch(11.0)
     assert len(out) == 1 and parse(out[0])[Ether].type == 0x0806     # re-resolving, b queued
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_output_accepts_buffer_payloads(stack, kind):
+    learn_peer(stack)
+    check_ip(out_one(stack, PEER, kind(b"abcdef")), PEER_IP, b"abcdef")
