@@ -6,14 +6,14 @@ should receive. IFF_VNET_HDR + TUNSETOFFLOAD(csum|tso4) lets the kernel hand us
 checksum-partial and 64 KiB GSO frames and take ours the same way.
 
 Steering with TAP is the kernel's, not ``steer.shard_of``:
-- without a steering program the kernel picks the queue from its own symmetric flow
+- without a steering program (``steering="kernel"``) the kernel picks the queue from its own symmetric flow
   hash (random key per boot, not computable from Python) -- and it *learns*: when a
   shard writes a frame of a flow into its queue, the kernel sends that flow's next
   frames to the same queue (tun flow table, entries expire after ~3 s idle). So a
   connection we open (connect(): the SYN is written by the calling shard) comes back
   to the caller as long as we keep writing; a connection the kernel opens lands
   where its hash says.
-- ``steering="shard_of"`` loads an eBPF socket-filter program (hand-assembled from the
+- ``steering="shard_of"`` (default) loads an eBPF socket-filter program (hand-assembled from the
   same function as the AF_PACKET cBPF program, see ``ebpf.py``) with TUNSETSTEERINGEBPF:
   the queue is then exactly ``shard_of`` (the program's return value mod the number of
   queues), like with AF_PACKET. If that load fails (no bpf() rights), the port
@@ -50,7 +50,7 @@ class TapDevice:
     flows, so workers get dups (``port(k)``) and the device keeps the originals."""
 
     def __init__(self, name, nqueues=1, *, netns=None, offload=TUN_F_CSUM | TUN_F_TSO4,
-                 steering="kernel"):
+                 steering="shard_of"):
         if len(name) > 15:
             raise ValueError("interface name too long")
         self.name = name
@@ -58,6 +58,7 @@ class TapDevice:
         self.offload = offload
         self.fds = []
         self.steering = "kernel"
+        self.steering_error = None
         self._prog_fd = -1
         try:
             with _in_netns(netns):
@@ -69,7 +70,10 @@ class TapDevice:
                     fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_LEN))
                     fcntl.ioctl(fd, TUNSETOFFLOAD, offload)
             if steering == "shard_of":
-                self._set_steering()
+                try:
+                    self._set_steering()
+                except OSError as e:       # no bpf() rights: the kernel's own flow hash
+                    self.steering_error = str(e)
         except BaseException:
             self.close()
             raise

@@ -20,7 +20,7 @@ def tap(lab):
     ns = lab.netns("fwnt")
     name = "fwtap" + ns[-6:]
     with in_netns(ns):
-        dev = TapDevice(name, 2)
+        dev = TapDevice(name, 2, steering="kernel")
     ports = [dev.port(k) for k in range(2)]
     netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
     netns.ip("link", "set", name, "up", netns=ns)
@@ -129,3 +129,42 @@ def test_tap_frames_both_ways(tap):
     finally:
         rx.close()
         tx.close()
+
+
+def test_tap_ebpf_steering_is_shard_of(lab):
+    """TUNSETSTEERINGEBPF with our hand-translated program: the kernel's queue choice is
+    steer.shard_of, for the flows the kernel opens too."""
+    from .helpers import check_steering
+    ns = lab.netns("fwnt")
+    name = "fwtap" + ns[-6:]
+    with in_netns(ns):
+        dev = TapDevice(name, 2, steering="shard_of")
+    ports = [dev.port(k) for k in range(2)]
+    try:
+        assert dev.steering == "shard_of"
+        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
+        netns.ip("link", "set", name, "up", netns=ns)
+        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        socks = kernel_udp(ns, 100)
+        with in_netns(ns):
+            tcp = [socket.socket() for _ in range(50)]
+        for s in tcp:
+            s.setblocking(False)
+            try:
+                s.connect((STACK_IP, 80))
+            except BlockingIOError:
+                pass
+        for r in range(2):
+            for s in socks:
+                s.sendto(b"r%d" % r, (STACK_IP, 9000))
+        got = drain(ports, lambda g: sum(len(v) for v in g.values()) >= 250)
+        w = check_steering(got, 2)
+        assert len(w) == 150
+        assert 40 < sum(1 for q in w.values() if q == 0) < 110
+        for s in socks + tcp:
+            s.close()
+    finally:
+        for p in ports:
+            p.close()
+        dev.close()
