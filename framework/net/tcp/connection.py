@@ -54,7 +54,7 @@ class Connection:
         "sbuf_seq", "sndbuf", "fin_seq",
         "rcv_nxt", "rcv_adv", "rcvbuf", "ooo", "ooo_fin", "last_ack_sent", "unacked",
         "mss", "rcv_mss", "snd_ws", "rcv_ws", "ts_recent",
-        "srtt", "rttvar", "rto", "rtt_seq", "rtt_time", "retries",
+        "srtt", "rttvar", "rto", "rtt_seq", "rtt_time", "retries", "backoff",
         "cwnd", "ssthresh", "dupacks", "recover", "ca_acc", "last_send",
         "t_rtx", "t_delack", "t_ka", "heap_at",
         "ka_idle", "ka_intvl", "ka_cnt", "ka_probes",
@@ -99,7 +99,8 @@ class Connection:
         self.rto = cfg.initial_rto
         self.rtt_seq = None                 # Karn: the one timed sequence number (no timestamps)
         self.rtt_time = 0.0
-        self.retries = 0
+        self.retries = 0                    # unanswered retransmissions / probes
+        self.backoff = 0                    # persist-timer backoff exponent
         self.cwnd = 0
         self.ssthresh = 1 << 30
         self.dupacks = 0
@@ -508,6 +509,8 @@ class Connection:
     def _on_ack(self, sack, acked, tsecr, now):
         """SND.UNA advances to sack (acked bytes of sequence space)."""
         L = self.layer
+        if self.snd_una == self.iss:
+            acked -= 1                       # the SYN is not data: no cwnd credit
         self.snd_una = sack
         if sack > self.snd_nxt:
             self.snd_nxt = sack
@@ -549,7 +552,7 @@ class Connection:
                     self.dupacks = -1        # marks "first partial ACK seen": reset timer once
                     self.t_rtx = now + self.rto
                     self._arm(self.t_rtx)
-        else:
+        elif acked > 0:
             self.dupacks = 0
             if self.cwnd < self.ssthresh:
                 self.cwnd += acked if acked < 2 * mss else 2 * mss   # slow start, ABC L=2 (RFC 3465)
@@ -705,6 +708,8 @@ class Connection:
         self.rcv_nxt += 1
         self.bits |= B_ACK_NOW | B_EOF
         L._want_output(self)
+        if not self.bits & B_APP_CLOSED:
+            L.events.append((EV_EOF, self))
         st = self.state
         if st == ESTABLISHED:
             self.state = CLOSE_WAIT
@@ -712,8 +717,6 @@ class Connection:
             self.state = CLOSING         # simultaneous close (our FIN is not acked yet)
         elif st == FIN_WAIT_2:
             self._time_wait(now)
-        if not self.bits & B_APP_CLOSED:
-            L.events.append((EV_EOF, self))
 
     # ------------------------------------------------------------------ endings
     def _time_wait(self, now):
@@ -840,7 +843,8 @@ class Connection:
                     return
                 L.counters["tcp.zero_window_probes"] += 1
                 self._tx(ACK, una - 1)
-                t = self.rto * (1 << min(self.retries, 12))
+                self.backoff += 1
+                t = self.rto * (1 << min(self.backoff, 12))
                 self.t_rtx = now + (t if t < cfg.max_rto else cfg.max_rto)
                 self._arm(self.t_rtx)
             else:
@@ -926,12 +930,13 @@ class Connection:
                     self.snd_max = nxt
                 if sent:
                     self.last_send = now
+                    self.backoff = 0
                     if self.t_rtx is None:
                         self.t_rtx = now + self.rto
                         self._arm(self.t_rtx)
                 elif self.t_rtx is None and self.snd_max == una and nxt < end:
                     # nothing in flight and nothing sendable: persist timer
-                    t = self.rto * (1 << min(self.retries, 12))
+                    t = self.rto * (1 << min(self.backoff, 12))
                     self.t_rtx = now + (t if t < L.config.max_rto else L.config.max_rto)
                     self._arm(self.t_rtx)
         if not sent and self.bits & B_ACK_NOW and st >= ESTABLISHED:
