@@ -26,6 +26,8 @@ class StaticFileHandler(RequestHandler):
         full = os.path.realpath(os.path.join(self.root, path))
         if full != self.root and not full.startswith(self.root + os.sep):
             return None
+        if path.endswith("/") and not os.path.isdir(full):
+            return None        # "a.txt/" names a directory that does not exist
         if os.path.isdir(full):
             if not self.index:
                 return None
@@ -127,7 +129,7 @@ def parse_range(header, size):
         end = int(last) + 1 if last else size
     except ValueError:
         return None
-    if start < 0 or end <= start:
+    if start < 0 or (last and end <= start):
         return None            # syntactically invalid (last < first): ignore
     if start >= size:
         return "unsatisfiable"

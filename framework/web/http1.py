@@ -175,6 +175,8 @@ class HttpProtocol:
                 req.keep_alive = False
                 self._in_msg = False
                 self._dispatch(req)
+            if self._active is None and not self._queue:
+                self._close()
             return
         except HttpParserError:
             self._fail(400)

@@ -58,7 +58,7 @@ class Harness:
         self.factories = app.listeners(port)
         self.port = port
         http = self.factories.get(port)
-        if http is not None and hasattr(app, "http_factory"):
+        if http is not None and getattr(http, "handler_cls", None) is None:
             self.factories[port] = app.http_factory(clock=lambda: FIXED_WALL)
 
     def connect(self, port=None):
@@ -70,10 +70,13 @@ class Harness:
 
     def run(self, advance=0.0):
         """Advance fake time and run what is due, until nothing is ready."""
-        now = self.reactor.now + advance
-        self.reactor.run_once(now)
-        while self.reactor.has_ready():
-            self.reactor.run_once(now)
+        r = self.reactor
+        while r.has_ready():        # what is due now, at the current time
+            r.run_once(r.now)
+        now = r.now + advance
+        r.run_once(now)
+        while r.has_ready():
+            r.run_once(now)
 
     def run_until(self, t_end, step=0.01):
         while self.reactor.now < t_end:
