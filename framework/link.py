@@ -10,9 +10,12 @@ kernel there never answers for the stack's address (no RST, no ICMP, no ARP) and
 ip_forward on, never forwards the stack's frames back out (FIELD-NOTES). Workers enter
 the namespace (``netns.setns``) before opening their AF_PACKET socket.
 
-tap (port type ``tap``): a persistent multi-queue TAP device ``fw<id>t`` on the host with
+tap (port type ``tap``): a multi-queue TAP device ``fw<id>t`` on the host with
 198.18.0.1/24; its user side is the stack's end, so no namespace is needed (the host
-kernel has no address for the stack's side either).
+kernel has no address for the stack's side either). The supervisor holds one fd per
+queue (``framework.nic.tap.TapDevice``) and each worker a dup of its own: a worker that
+dies does not detach its queue, and the device vanishes with the supervisor, even one
+killed with SIGKILL.
 
 The host gets one interface and its connected 198.18.0.0/24 route (like docker0); nothing
 else on the host changes. Every name carries the supervisor's pid in hex, which is how a
@@ -141,7 +144,7 @@ class DefaultLink:
     """Creates and removes the default link of one run."""
 
     def __init__(self, owner_pid=None, port_type="afpacket", subnet=DEFAULT_SUBNET,
-                 kernel_ip=False, tso_off=True):
+                 kernel_ip=False, tso_off=False, queues=1):
         self.pid = owner_pid if owner_pid is not None else os.getpid()
         self.short = f"{self.pid:x}"
         self.port_type = port_type
@@ -161,6 +164,8 @@ class DefaultLink:
             self.netns = f"{NS_PREFIX}{self.short}"
             self.host_ifname = f"fw{self.short}h"
             self.stack_ifname = f"fw{self.short}s"
+        self.queues = queues
+        self.device = None      # the TapDevice (tap only), held for the workers
         self.created = False
 
     def info(self):
@@ -205,8 +210,9 @@ class DefaultLink:
         netns.ip("link", "set", h, "up")
 
     def _setup_tap(self):
+        from framework.nic.tap import TapDevice
         t = self.host_ifname
-        netns.ip("tuntap", "add", "dev", t, "mode", "tap", "multi_queue", "vnet_hdr")
+        self.device = TapDevice(t, self.queues)
         netns.ip("link", "set", "dev", t, "alias", self.alias)
         netns.ip("link", "set", "dev", t, "addrgenmode", "none")
         netns.ip("addr", "add", f"{self.host_ip}/{self.prefix}", "dev", t)
@@ -216,9 +222,11 @@ class DefaultLink:
         if not self.created:
             return
         if self.port_type == "tap":
-            netns.ip("tuntap", "del", "dev", self.host_ifname, "mode", "tap", "multi_queue",
-                     check=False)
-            netns.del_link(self.host_ifname)
+            if self.device is not None:
+                self.device.close()  # the last fd of a non-persistent TAP removes it
+                self.device = None
+            if netns.link_exists(self.host_ifname):
+                netns.del_link(self.host_ifname)
         else:
             netns.del_link(self.host_ifname)  # removes both ends of the veth
             netns.del_netns(self.netns)

@@ -90,6 +90,7 @@ class Supervisor:
         self._report_r = self._report_w = None
         self._wake_r = None
         self.stats = {}
+        self.device = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
@@ -144,11 +145,20 @@ class Supervisor:
                 log.warning("shm cleanup of stale runs failed", exc_info=True)
 
     def _setup_link(self):
+        n = len(self.workers)
         if self.iface:
             self.link_info = linkmod.attached(self.port_type, self.iface, self.ip, self.gateway)
+            if self.port_type == "tap" and self.stack == "user":
+                from framework.nic.tap import TapDevice
+                try:
+                    self.device = TapDevice(self.iface, n)
+                except OSError as e:
+                    raise ServeError(f"--iface {self.iface}: cannot attach {n} TAP queues: {e}",
+                                     code=2)
             return
-        self.link = linkmod.DefaultLink(os.getpid(), self.port_type, self.link_subnet,
-                                        kernel_ip=(self.stack == "kernel"))
+        port_type = self.port_type if self.stack == "user" else "afpacket"  # kernel: veth
+        self.link = linkmod.DefaultLink(os.getpid(), port_type, self.link_subnet,
+                                        kernel_ip=(self.stack == "kernel"), queues=n)
         try:
             self.link.setup()
         except linkmod.LinkError as e:
@@ -156,6 +166,7 @@ class Supervisor:
         except Exception as e:
             raise ServeError(f"could not create the default link: {e}")
         self.link_info = self.link.info()
+        self.device = self.link.device
 
     def _create_shm(self):
         """One stats block per shard, made before any fork: the workers inherit the
@@ -181,7 +192,7 @@ class Supervisor:
     def _spec(self):
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
-                          os.getpid(), self.stats)
+                          os.getpid(), self.stats, self.device)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -326,6 +337,9 @@ class Supervisor:
                 w.proc.join(2.0)
         for w in self.workers:
             w.proc = None
+        if self.device is not None and self.link is None:  # --iface tap: our queues only
+            self.device.close()
+        self.device = None
         if self.link is not None:
             try:
                 self.link.teardown()

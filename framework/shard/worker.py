@@ -179,10 +179,10 @@ class WorkerSpec:
     """Everything a worker needs; plain data, so it pickles for any start method."""
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
-                 "log_level", "run_id", "supervisor_pid", "stats")
+                 "log_level", "run_id", "supervisor_pid", "stats", "device")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
-                 log_level="info", run_id=None, supervisor_pid=None, stats=None):
+                 log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.link.LinkInfo
@@ -193,6 +193,7 @@ class WorkerSpec:
         self.run_id = run_id
         self.supervisor_pid = supervisor_pid
         self.stats = stats              # {shard: StatsBlock} created by the supervisor
+        self.device = device            # TapDevice held by the supervisor (tap), inherited
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -216,14 +217,18 @@ def pin_to(core):
     psutil.Process().cpu_affinity([core])
 
 
-def open_port(link, shard_id, shard_count):
-    """The port of shard ``shard_id`` on the link (CONTRACTS §2)."""
+def open_port(link, shard_id, shard_count, device=None):
+    """The port of shard ``shard_id`` on the link (CONTRACTS §2).
+
+    afpacket: a socket of its own with the shard's steering filter (restart-safe).
+    tap: a dup of queue ``shard_id`` of the TapDevice the supervisor holds (inherited)."""
     if link.port_type == "afpacket":
         from framework.nic.afpacket import AfPacketPort
         return AfPacketPort(link.ifname, shard_id, shard_count)
     if link.port_type == "tap":
-        from framework.nic.tap import TapPort
-        return TapPort(link.ifname, shard_id, shard_count)
+        if device is None:
+            raise RuntimeError("tap port: the supervisor's TapDevice was not passed down")
+        return device.port(shard_id)
     raise ValueError(f"unknown port type {link.port_type!r}")
 
 
@@ -280,7 +285,7 @@ def _run_user(spec, shard_id, report):
     from framework.net.stack import Stack
     link = spec.link
     app = load_app(spec.app_spec)
-    port = open_port(link, shard_id, spec.shard_count)
+    port = open_port(link, shard_id, spec.shard_count, spec.device)
     stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
                   csum_offload=getattr(port, "csum_offload", False),
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500))

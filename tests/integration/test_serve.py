@@ -19,7 +19,7 @@ from framework.nic import steer
 from .serve_helpers import HERE, ROOT, free_subnet, parse_ping, ping, ping_cmd
 
 BANNER = re.compile(r"^serving pingapp:app on http://198\.18\.\d+\.2:8080 "
-                    r"\((\d+) user-stack workers?, afpacket\)$")
+                    r"\((\d+) user-stack workers?, (afpacket|tap)\)$")
 
 
 def ip_int(s):
@@ -229,4 +229,29 @@ def test_attach_to_existing_iface(serve, lab):
     assert (tx, rx) == (10, 10), out
     assert s.stop() == 0, s.stderr()
     assert netns.link_exists(ours), "--iface must leave the user's interface alone"
+    assert s.leftovers() == []
+
+
+def test_tap_port_ping_restart_cleanup(serve):
+    """--port-type tap: the TAP device is the stack's end; the supervisor holds its
+    queues, so a killed worker's queue stays attached and the restarted one takes it."""
+    s = serve(cores=2, extra=("--port-type", "tap"))
+    m = BANNER.match(s.banner)
+    assert m and m.groups() == ("2", "tap"), s.banner
+    h, t, ns = s.link_names()
+    assert netns.link_exists(t) and not netns.netns_exists(ns)
+    assert_pinned(s)
+    tx, rx, rtts, out = ping(s.ip, count=20, interval=0.05)
+    assert (tx, rx) == (20, 20), out
+    print(f"\ntap, 2 cores: median ping RTT {statistics.median(rtts):.3f} ms")
+    for shard in (0, 1):
+        victim = s.workers()[shard]
+        victim.kill()
+        t0 = time.monotonic()
+        new = s.wait_workers(2, timeout=2.0, exclude={victim.pid})[shard]
+        assert time.monotonic() - t0 < 1.0 and new.cpu_affinity() == [shard]
+    time.sleep(0.3)
+    tx, rx, _, out = ping(s.ip, count=10, interval=0.05)
+    assert (tx, rx) == (10, 10), out
+    assert s.stop() == 0, s.stderr()
     assert s.leftovers() == []
