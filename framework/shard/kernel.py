@@ -184,9 +184,18 @@ class KernelLoop:
                 sock, peer = lsock.accept()
             except BlockingIOError:
                 return
-            except OSError as e:   # EMFILE, ECONNABORTED, ...: try again next round
-                if e.errno not in (errno.ECONNABORTED, errno.EPROTO):
-                    log.warning("accept failed: %s", e)
+            except OSError as e:
+                if e.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so a level-triggered
+                # epoll would spin; stop watching it for a moment
+                log.warning("accept failed: %s; pausing accepts for 0.1 s", e)
+                fd = lsock.fileno()
+                try:
+                    self.ep.unregister(fd)
+                except OSError:
+                    pass
+                self.reactor.call_later(0.1, self._rearm, fd)
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -199,6 +208,13 @@ class KernelLoop:
             except Exception:
                 log.exception("protocol setup failed")
                 t.abort()
+
+    def _rearm(self, fd):
+        if fd in self.listeners:
+            try:
+                self.ep.register(fd, _EPOLLIN)
+            except OSError:
+                pass
 
     def update_events(self, t):
         if t.closed:

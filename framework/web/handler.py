@@ -80,17 +80,20 @@ class HTTPHeaders(dict):
 class Request:
     """What the client asked: method, uri, path, query, version, headers, body, remote_ip."""
 
-    __slots__ = ("method", "uri", "path", "query", "version", "headers", "body",
-                 "remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
+    __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
+                 "body", "remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
                  "expect_continue")
 
-    def __init__(self, method, uri, path, query, version, headers, body, remote_ip):
+    def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
         self.method = method
         self.uri = uri
         self.path = path
         self.query = query
         self.version = version
-        self.headers = headers
+        # [(name bytes, value bytes)] as received; decoded into HTTPHeaders on first use
+        # (most handlers never look at a header, so parsing pays nothing for them)
+        self.raw_headers = raw_headers
+        self._headers = None
         self.body = body
         self.remote_ip = remote_ip
         self.keep_alive = True
@@ -98,6 +101,20 @@ class Request:
         self._body_args = None
         self.connection = None
         self.expect_continue = False
+
+    @property
+    def headers(self):
+        """Case-insensitive request headers (HTTPHeaders)."""
+        h = self._headers
+        if h is None:
+            h = self._headers = HTTPHeaders()
+            setitem = dict.__setitem__
+            for name, value in self.raw_headers:
+                key = name.decode("latin-1").lower()
+                value = value.decode("latin-1")
+                old = dict.get(h, key)
+                setitem(h, key, value if old is None else f"{old}, {value}")
+        return h
 
     @property
     def query_arguments(self):

@@ -22,12 +22,13 @@ import time
 import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from .handler import REASONS, STATUS_LINES, HTTPHeaders, Request, ShardInfo
+from .handler import REASONS, STATUS_LINES, Request, ShardInfo
 
 log = logging.getLogger("framework.web")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUS = frozenset((204, 304)) | frozenset(range(100, 200))
+_HDR_CACHE = {}          # tuple(handler headers) -> their bytes
 _PAUSE_AT = 16          # queued pipelined requests before we stop reading
 _RESUME_AT = 4
 
@@ -117,7 +118,7 @@ class HttpProtocol:
     __slots__ = ("shared", "transport", "parser", "remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
                  "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
-                 "_req", "_task")
+                 "_req", "_task", "_clen", "_expect", "_max_hdr")
 
     def __init__(self, shared):
         self.shared = shared
@@ -141,6 +142,9 @@ class HttpProtocol:
         self._partial = 0
         self._req = None
         self._task = None
+        self._clen = None
+        self._expect = None
+        self._max_hdr = shared.config.max_header_size
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -220,7 +224,9 @@ class HttpProtocol:
         self._in_msg = True
         self._in_hdrs = True
         self._url = b""
-        self._headers = HTTPHeaders()
+        self._headers = []
+        self._clen = None
+        self._expect = None
         self._body = None
         self._body_size = 0
         self._hdr_size = 0
@@ -233,14 +239,20 @@ class HttpProtocol:
         self._hdr_size += len(url)
 
     def on_header(self, name, value):
-        self._hdr_size += len(name) + len(value) + 4
-        if self._hdr_size > self.shared.config.max_header_size:
+        n = self._hdr_size + len(name) + len(value) + 4
+        self._hdr_size = n
+        if n > self._max_hdr:
             raise _Reject(431)
-        key = name.decode("latin-1").lower()
-        h = self._headers
-        old = dict.get(h, key)
-        value = value.decode("latin-1")
-        dict.__setitem__(h, key, value if old is None else f"{old}, {value}")
+        self._headers.append((name, value))
+        ln = len(name)
+        if ln == 14 or ln == 6:   # the two headers the protocol itself must look at
+            lname = name.lower()
+            if lname == b"content-length":
+                if self._clen is not None and self._clen != value:
+                    raise _Reject(400)
+                self._clen = value
+            elif lname == b"expect":
+                self._expect = value
 
     def on_headers_complete(self):
         self._in_hdrs = False
@@ -274,7 +286,7 @@ class HttpProtocol:
         req = Request(parser.get_method().decode("ascii"), url.decode("latin-1"), path,
                       query, "HTTP/" + version, headers, b"", self.remote_ip)
         self._req = req
-        cl = dict.get(headers, "content-length")
+        cl = self._clen
         if cl is not None:
             try:
                 n = int(cl)
@@ -282,9 +294,9 @@ class HttpProtocol:
                 raise _Reject(400) from None
             if n > config.max_body_size:
                 raise _Reject(413)
-        expect = dict.get(headers, "expect")
+        expect = self._expect
         if expect is not None:
-            if expect.lower() != "100-continue":
+            if expect.strip().lower() != b"100-continue":
                 raise _Reject(417)
             if version == "1.1":
                 if self._active is None and not self._queue:
@@ -417,9 +429,20 @@ class HttpProtocol:
         if headers is None:
             hdr = shared.ctype_line if status not in _NO_BODY_STATUS else b""
         else:
-            hdr = "".join([f"{k}: {v}\r\n" if v.__class__ is str else
-                           "".join(f"{k}: {x}\r\n" for x in v)
-                           for k, v in headers.items()]).encode("latin-1")
+            # handlers tend to set the same few headers every time: cache their bytes
+            items = tuple(headers.items())
+            try:
+                hdr = _HDR_CACHE.get(items)
+            except TypeError:       # a list value (add_header): not hashable, not cached
+                hdr = items = None
+            if hdr is None:
+                hdr = "".join([f"{k}: {v}\r\n" if v.__class__ is str else
+                               "".join(f"{k}: {x}\r\n" for x in v)
+                               for k, v in headers.items()]).encode("latin-1")
+                if items is not None:
+                    if len(_HDR_CACHE) >= 512:
+                        _HDR_CACHE.clear()
+                    _HDR_CACHE[items] = hdr
             if "Content-Type" not in headers and status not in _NO_BODY_STATUS:
                 hdr = shared.ctype_line + hdr
         return line + shared.prefix() + hdr + extra

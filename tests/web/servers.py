@@ -38,23 +38,27 @@ class ServerHandle:
         return self.proc.exitcode
 
 
-def _kernel_child(app_spec, ns, ip, port, stop_event, ready):
+def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_count, signals):
     import logging
     logging.basicConfig(level=logging.WARNING)
     from framework.shard.kernel import run_kernel_worker
     from framework.web.loader import load_app
     netns.setns(ns)            # before any socket exists
     app = load_app(app_spec)
-    run_kernel_worker(app, ip, port, 0, 1, stop_event=stop_event, ready=ready)
+    run_kernel_worker(app, ip, port, shard_id, shard_count,
+                      stop_event=None if signals else stop_event, ready=ready)
 
 
-def start_server(stack, app_spec, ns, ip, port, timeout=10.0):
+def start_server(stack, app_spec, ns, ip, port, timeout=10.0, shard_id=0, shard_count=1,
+                 signals=False):
+    """Serve ``app_spec`` on ``ip:port`` inside ``ns``; ``signals``: stop by SIGTERM only."""
     mp = multiprocessing.get_context("fork")
     stop_event = mp.Event()
     ready = mp.Event()
     if stack == "kernel":
-        proc = mp.Process(target=_kernel_child, args=(app_spec, ns, ip, port, stop_event, ready),
-                          daemon=True)
+        proc = mp.Process(target=_kernel_child,
+                          args=(app_spec, ns, ip, port, stop_event, ready, shard_id,
+                                shard_count, signals), daemon=True)
     else:
         raise ValueError(f"unknown stack {stack!r}")
     proc.start()

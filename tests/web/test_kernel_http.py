@@ -262,3 +262,23 @@ def test_apps_hello(server):
     assert r.stdout == b"Hello, World!"
     r = curl(server.ns, server.url + "/json")
     assert json.loads(r.stdout) == {"message": "Hello, World!"}
+
+
+def test_graceful_stop_finishes_inflight(server):
+    s = connect(server.ns, server.ip, server.port)
+    idle = connect(server.ns, server.ip, server.port)
+    try:
+        s.sendall(b"GET /slow/1?t=0.5 HTTP/1.1\r\n\r\n")
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        server.handle.stop_event.set()
+        data = recv_until_closed(s)
+        (st, hd, body), = parse_responses(data)
+        assert body == b"slow 1" and hd["connection"] == "close"
+        assert recv_until_closed(idle) == b""      # idle keep-alive: closed at once
+        server.handle.proc.join(5)
+        assert server.handle.proc.exitcode == 0
+        assert time.monotonic() - t0 < 3
+    finally:
+        s.close()
+        idle.close()
