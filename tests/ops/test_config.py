@@ -1,0 +1,114 @@
+"""framework.config: precedence flag > env > file > default, and one-line errors."""
+import pytest
+
+from framework.config import OPTIONS, ConfigError, check, resolve
+
+
+def write(tmp_path, text, name="fw.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults():
+    cfg = resolve({"app": "apps.hello:app"}, env={})
+    assert cfg.cores == 1 and cfg.stack == "user" and cfg.port == 8080
+    assert cfg.metrics is None and cfg.timeout == 30.0 and cfg.graceful_timeout == 30.0
+    assert cfg.sources["port"] == "default" and cfg.sources["app"] == "flag"
+
+
+def test_precedence_flag_env_file_default(tmp_path):
+    path = write(tmp_path, 'app = "apps.hello:app"\nport = 1111\ncores = 2\n'
+                           'graceful_timeout = 7\nlog-level = "info"\n')
+    env = {"FRAMEWORK_PORT": "2222", "FRAMEWORK_CORES": "auto"}
+    cfg = resolve({"port": "3333", "config": path}, env=env)
+    assert cfg.port == 3333 and cfg.sources["port"] == "flag"          # flag beats env + file
+    assert cfg.cores == "auto" and cfg.sources["cores"] == "env"       # env beats file
+    assert cfg.graceful_timeout == 7.0 and cfg.sources["graceful_timeout"] == "file"
+    assert cfg.log_level == "info" and cfg.sources["log_level"] == "file"  # dash key accepted
+    assert cfg.app == "apps.hello:app" and cfg.sources["app"] == "file"
+    assert cfg.stack == "user" and cfg.sources["stack"] == "default"
+    # without the flag the env wins; without both the file
+    assert resolve({"config": path}, env=env).port == 2222
+    assert resolve({"config": path}, env={}).port == 1111
+
+
+def test_config_file_from_env_and_serve_table(tmp_path):
+    path = write(tmp_path, '[serve]\napp = "x:app"\nmetrics = "127.0.0.1:9200"\n'
+                           'cpuset = [0]\ntimeout = 0\n')
+    cfg = resolve({}, env={"FRAMEWORK_CONFIG": path})
+    assert cfg.app == "x:app" and cfg.metrics == ("127.0.0.1", 9200)
+    assert cfg.cpuset == [0] and cfg.timeout is None
+    assert cfg.config_file == path
+
+
+def test_every_option_has_env_and_file_form(tmp_path):
+    # the same value through each source parses to the same thing
+    samples = {"app": "m:a", "cores": "2", "cpuset": "0-1", "stack": "kernel",
+               "port_type": "tap", "iface": "eth9", "ip": "198.18.5.2/24",
+               "gateway": "198.18.5.1", "port": "81", "log_level": "debug",
+               "log_file": "/tmp/x.log", "pcap": "/tmp/p", "pcap_size": "1M", "pcap_files": "2",
+               "metrics": "127.0.0.1:9109", "metrics_netns": "ns1", "graceful_timeout": "1.5",
+               "timeout": "3", "link_subnet": "198.18.7.0/24"}
+    assert set(samples) == set(OPTIONS)
+    for name, text in samples.items():
+        a = getattr(resolve({name: text}, env={}), name)
+        b = getattr(resolve({}, env={OPTIONS[name].env: text}), name)
+        c = getattr(resolve({}, env={}, config_file=write(tmp_path, f'{name} = "{text}"\n')), name)
+        assert a == b == c, name
+        assert a != OPTIONS[name].default, name
+
+
+@pytest.mark.parametrize("kind,src,msg", [
+    ("flag", {"port": "0"}, "--port: port 0 out of range"),
+    ("flag", {"cores": "many"}, "--cores: expected a number of cores"),
+    ("env", {"FRAMEWORK_STACK": "dpdk"}, "FRAMEWORK_STACK: invalid choice 'dpdk'"),
+    ("env", {"FRAMEWORK_TIMEOUT": "-1"}, "FRAMEWORK_TIMEOUT: must be a positive"),
+    ("env", {"FRAMEWORK_METRICS": "localhost:x"}, "FRAMEWORK_METRICS: 'localhost:x'"),
+    ("env", {"FRAMEWORK_LINK_SUBNET": "10.0.0.0/24"}, "FRAMEWORK_LINK_SUBNET: 10.0.0.0/24: must be"),
+    ("file", 'coers = 2\n', "unknown key 'coers'"),
+    ("file", 'port = "http"\n', "port: expected a port number"),
+    ("file", 'port = true\n', "port: expected a port number"),
+    ("file", 'cpuset = "3-1"\n', "cpuset: bad cpuset range"),
+    ("file", 'port = \n', "not valid TOML"),
+    ("file", '[other]\nx = 1\n', "unknown key 'other'"),
+])
+def test_errors_are_one_line(tmp_path, kind, src, msg):
+    with pytest.raises(ConfigError) as ei:
+        if kind == "flag":
+            resolve(src, env={})
+        elif kind == "env":
+            resolve({}, env=src)
+        else:
+            resolve({}, env={}, config_file=write(tmp_path, src))
+    text = str(ei.value)
+    assert "\n" not in text and msg in text, text
+
+
+def test_missing_file_and_unknown_env_ignored(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve({"config": str(tmp_path / "nope.toml")}, env={})
+    cfg = resolve({"app": "a:b"}, env={"FRAMEWORK_STATIC_ROOT": "/srv", "FRAMEWORK_PORT": ""})
+    assert cfg.port == 8080
+
+
+def test_check_cores_cpuset_and_iface():
+    c = resolve({"app": "a:b", "cores": "auto"}, env={})
+    assert check(c, [0, 1, 2]) == [0, 1, 2]
+    c = resolve({"app": "a:b", "cores": "2", "cpuset": "1,3"}, env={})
+    assert check(c, [0, 1, 2, 3]) == [1, 3]
+    c = resolve({"app": "a:b", "cpuset": "2-3", "cores": "auto"}, env={})
+    assert check(c, [0, 1, 2, 3]) == [2, 3]
+    with pytest.raises(ConfigError, match=r"--cores 3: only 2 cores in --cpuset \(1,3\)"):
+        check(resolve({"app": "a:b", "cores": "3", "cpuset": "1,3"}, env={}), [0, 1, 2, 3])
+    with pytest.raises(ConfigError, match="core 7 is not available"):
+        check(resolve({"app": "a:b", "cpuset": "7"}, env={}), [0, 1])
+    with pytest.raises(ConfigError, match="only 2 cores available"):
+        check(resolve({"app": "a:b", "cores": "4"}, env={}), [0, 1])
+    with pytest.raises(ConfigError, match="--iface needs --ip"):
+        check(resolve({"app": "a:b", "iface": "x"}, env={}), [0])
+    with pytest.raises(ConfigError, match="no such interface"):
+        check(resolve({"app": "a:b", "iface": "x", "ip": "198.18.1.2/24"}, env={}), [0],
+              iface_exists=lambda n: False)
+    with pytest.raises(ConfigError, match="no APP"):
+        check(resolve({}, env={}), [0])
