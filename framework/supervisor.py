@@ -91,6 +91,8 @@ class Supervisor:
         self._wake_r = None
         self.stats = {}
         self.device = None
+        self.fwd = None
+        self._fwd_objs = []
 
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
@@ -177,6 +179,16 @@ class Supervisor:
             return
         for w in self.workers:
             self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, STAT_NAMES)
+        n = len(self.workers)
+        if self.stack == "user" and n > 1 and self.port_type == "tap":
+            # TAP gives each ARP frame to one queue only; with the kernel's flow hash
+            # (no bpf() rights) IPv4 flows land anywhere too: forward over shm rings
+            from framework.shard import forward
+            mode = (forward.MODE_CLASSIFY if getattr(self.device, "steering", "") == "kernel"
+                    else forward.MODE_NON_IP)
+            bells, rings = forward.create_all(self.run_id, n, mode)
+            self._fwd_objs = list(bells.values()) + list(rings.values())
+            self.fwd = (mode, bells, rings)
 
     def url(self):
         return f"http://{self.link_info.ip}:{self.http_port}"
@@ -192,7 +204,7 @@ class Supervisor:
     def _spec(self):
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
-                          os.getpid(), self.stats, self.device)
+                          os.getpid(), self.stats, self.device, self.fwd)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -348,6 +360,13 @@ class Supervisor:
         for st in self.stats.values():
             st.close()
         self.stats = {}
+        for obj in self._fwd_objs:
+            try:
+                obj.close()
+            except Exception:
+                pass
+        self._fwd_objs = []
+        self.fwd = None
         naming = _shm()
         if naming is not None:
             try:

@@ -34,7 +34,7 @@ STATS_EVERY = 0.5       # seconds between two publications of the shard's counte
 # the per-shard stats block (framework/shm StatsBlock) the supervisor creates
 STAT_NAMES = ("pid", "heartbeat_ms", "loop.turns", "loop.sleeps", "port.rx", "port.tx",
               "port.rx_drops", "port.tx_drops", "streams.open", "streams.accepted",
-              "stack.rx_frames", "stack.tx_frames")
+              "stack.rx_frames", "stack.tx_frames", "fwd.out", "fwd.in", "fwd.drops")
 TX_BACKLOG_MAX = 4096
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -57,6 +57,7 @@ class UserShard:
         self.sleeps = 0
         self._extra_fds = []
         self.stats = None          # a framework.shm StatsBlock, or None
+        self.fwd = None            # a forward.Forwarder when frames cross shards
         self._next_stats = 0.0
 
     def add_wakeup_fd(self, fd):
@@ -69,9 +70,17 @@ class UserShard:
         stack = self.stack
         tcp = stack.tcp
         frames = self.port.rx_burst(RX_BATCH)
+        busy = bool(frames)
+        fwd = self.fwd
+        if fwd is not None:
+            if frames:
+                frames = fwd.steer(frames)
+            got = fwd.receive(RX_BATCH)
+            if got:
+                busy = True
+                frames = frames + got if frames else got
         if frames:
             stack.process(frames, now)
-        busy = bool(frames)
         events = tcp.events
         if events:
             busy = True
@@ -119,6 +128,8 @@ class UserShard:
             "streams.open": max(0, self.streams.open), "streams.accepted": self.streams.accepted,
             "stack.rx_frames": sc.get("rx.frames", 0), "stack.tx_frames": sc.get("tx.frames", 0),
         })
+        if self.fwd is not None:
+            st.update(self.fwd.counters)
 
     def sleep_timeout(self, now):
         """poll() timeout in ms until the next stack or reactor deadline, at most
@@ -143,6 +154,11 @@ class UserShard:
         poller.register(self.port.fileno(), _POLLIN)
         for fd in self._extra_fds:
             poller.register(fd, _POLLIN)
+        bell = self.fwd.bell if self.fwd is not None else None
+        bell_fd = -1
+        if bell is not None:
+            bell_fd = bell.fileno()
+            poller.register(bell_fd, _POLLIN)
         run_once = self.run_once
         while not self.stopping:
             if run_once():
@@ -157,10 +173,21 @@ class UserShard:
             timeout = self.sleep_timeout(now)
             if timeout == 0:
                 continue
+            if bell is not None:
+                # announce the sleep, then look again: a producer that pushed before
+                # seeing the announcement did not ring (no lost wake-up)
+                bell.prepare_sleep()
+                if self.fwd.pending():
+                    bell.awake()
+                    continue
             self.sleeps += 1
             for fd, _ in poller.poll(timeout):
-                if fd in self._extra_fds:
+                if fd == bell_fd:
+                    bell.drain()
+                elif fd in self._extra_fds:
                     _drain(fd)
+            if bell is not None:
+                bell.awake()
 
 
 def _drain(fd):
@@ -179,10 +206,11 @@ class WorkerSpec:
     """Everything a worker needs; plain data, so it pickles for any start method."""
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
-                 "log_level", "run_id", "supervisor_pid", "stats", "device")
+                 "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
-                 log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None):
+                 log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
+                 fwd=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.link.LinkInfo
@@ -194,6 +222,7 @@ class WorkerSpec:
         self.supervisor_pid = supervisor_pid
         self.stats = stats              # {shard: StatsBlock} created by the supervisor
         self.device = device            # TapDevice held by the supervisor (tap), inherited
+        self.fwd = fwd                  # (mode, bells, rings) for forward.for_shard, or None
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -298,6 +327,10 @@ def _run_user(spec, shard_id, report):
     shard = UserShard(port, stack, ctx, listeners)
     if spec.stats:
         shard.stats = spec.stats.get(shard_id)
+    if spec.fwd:
+        from framework.shard.forward import for_shard
+        mode, bells, rings = spec.fwd
+        shard.fwd = for_shard(shard_id, spec.shard_count, bells, rings, mode)
 
     def stop():
         shard.stopping = True
