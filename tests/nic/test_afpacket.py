@@ -145,11 +145,17 @@ class Worker:
             child_reader(make_port, w)
         os.close(w)
         self.buf = b""
-        assert self.read_until(lambda lines: b"R" in lines, 5)
+        self.pending = []
+        lines = self.read_until(lambda lines: b"R" in lines, 5)
+        assert b"R" in lines
+        # frames already waiting are reported right after "R", maybe in the same read
+        self.pending = lines[lines.index(b"R") + 1:]
 
     def read_until(self, cond, timeout):
         end = time.monotonic() + timeout
-        lines = []
+        lines, self.pending = self.pending, []
+        if lines and cond(lines):
+            return lines
         while time.monotonic() < end:
             r, _, _ = select.select([self.r], [], [], 0.05)
             if r:
@@ -194,7 +200,8 @@ def run_restart(link, make_port, expect_after):
         time.sleep(0.1)
         for w in workers:   # and nothing more than expected arrives
             after += [tuple(map(int, l.split())) for l in w.read_until(lambda l: False, 0.1) if l]
-        assert len(after) == want
+        assert len(after) == want, (len(before), sum(1 for x in before if x[0] == 0),
+                                    len(after), sum(1 for x in after if x[0] == 0))
         for q, proto, s, sp, d, dp in before + after:
             assert steer.shard_of(s, d, sp, dp, N) == q
         # the flows of each shard are the same ones as before the kill
