@@ -48,13 +48,15 @@ _GRACE = 5.0                # in-flight requests get this long at shutdown
 _LINGER_TIME = 2.0          # lingering close: wait this long for the peer's EOF ...
 _LINGER_BYTES = 4 << 20     # ... and discard at most this much of its data
 _LINGER_OFF = struct.pack("ii", 1, 0)
+_HIGH_WATER = 256 * 1024    # unsent bytes above which the protocol's pause_writing() is called
+_LOW_WATER = 64 * 1024      # ... and below which resume_writing() is
 
 
 class KernelTransport:
     """One accepted socket as a Transport (CONTRACTS section 5)."""
 
     __slots__ = ("sock", "fd", "loop", "protocol", "wbuf", "closing", "closed", "reading",
-                 "out_registered", "peer", "lingering", "eof", "discarded", "linger_handle")
+                 "out_registered", "peer", "lingering", "eof", "wlen", "wpaused", "discarded", "linger_handle")
 
     def __init__(self, sock, loop, peer):
         self.sock = sock
@@ -62,6 +64,8 @@ class KernelTransport:
         self.loop = loop
         self.protocol = None
         self.wbuf = []
+        self.wlen = 0
+        self.wpaused = False
         self.closing = False
         self.closed = False
         self.reading = True
@@ -79,6 +83,12 @@ class KernelTransport:
         if not self.wbuf:
             self.loop.dirty.append(self)
         self.wbuf.append(data)
+        self.wlen += len(data)
+        if self.wlen > _HIGH_WATER and not self.wpaused:
+            self.wpaused = True
+            pause = getattr(self.protocol, "pause_writing", None)
+            if pause is not None:
+                pause()
 
     def close(self):
         """Close after pending data is sent; linger if the peer may still be sending."""
@@ -111,6 +121,7 @@ class KernelTransport:
         except OSError:
             pass
         self.wbuf = []
+        self.wlen = 0
         self.loop.finalize(self, None)
 
     def is_closing(self):
@@ -139,7 +150,7 @@ class KernelTransport:
             self.loop.update_events(self)
 
     def get_write_buffer_size(self):
-        return sum(len(b) for b in self.wbuf)
+        return self.wlen
 
     def __repr__(self):
         return f"<KernelTransport fd={self.fd} peer={self.peer}>"
@@ -273,6 +284,7 @@ class KernelLoop:
             return
         if n == len(data):
             t.wbuf = []
+            t.wlen = 0
             if t.out_registered:
                 t.out_registered = False
                 self.update_events(t)
@@ -280,9 +292,18 @@ class KernelLoop:
                 self.finish_close(t)
         else:
             t.wbuf = [memoryview(data)[n:]] if n else [data]
+            t.wlen = len(data) - n
             if not t.out_registered:
                 t.out_registered = True
                 self.update_events(t)
+        if t.wpaused and t.wlen <= _LOW_WATER and not t.closed:
+            t.wpaused = False
+            resume = getattr(t.protocol, "resume_writing", None)
+            if resume is not None:
+                try:
+                    resume()
+                except Exception:
+                    log.exception("resume_writing failed")
 
     def finish_close(self, t):
         """All data sent and close() was asked: close now or linger."""

@@ -326,11 +326,16 @@ class RequestHandler:
             raise TypeError(f"write() takes str, bytes or dict, not {type(chunk).__name__}")
 
     def flush(self):
-        """Send what was written so far now (the response becomes chunked)."""
-        if self._finished:
-            return
-        self._conn._send_chunk(self, b"".join(self._buf), False)
-        self._buf = []
+        """Send what was written so far now (the response becomes chunked).
+
+        Returns a Future that is done once the connection can take more: an async
+        handler streaming a large body does ``await self.flush()`` to follow the
+        client's pace (the transport's write buffer high/low water marks).
+        """
+        if not self._finished:
+            self._conn._send_chunk(self, b"".join(self._buf), False)
+            self._buf = []
+        return self._conn._drain()
 
     def finish(self, chunk=None):
         """Complete the response; called for you after the method returns."""
@@ -390,6 +395,8 @@ class RequestHandler:
             status = exc.status_code if exc.status_code in REASONS or exc.reason else 500
             if not self._finished:
                 self.send_error(status, reason=exc.reason)
+        elif isinstance(exc, ConnectionError) and self._conn._closed:
+            log.debug("%s %s: client went away", self.request.method, self.request.uri)
         else:
             self.log.error("uncaught exception in %s %s", self.request.method,
                            self.request.uri, exc_info=exc)

@@ -118,7 +118,7 @@ class HttpProtocol:
     __slots__ = ("shared", "transport", "parser", "remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
                  "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
-                 "_req", "_task", "_clen", "_expect", "_max_hdr")
+                 "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers")
 
     def __init__(self, shared):
         self.shared = shared
@@ -145,6 +145,8 @@ class HttpProtocol:
         self._clen = None
         self._expect = None
         self._max_hdr = shared.config.max_header_size
+        self._wpaused = False
+        self._drainers = None
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -206,12 +208,42 @@ class HttpProtocol:
     def connection_lost(self, exc):
         self._closed = True
         self.shared.untrack(self)
+        if self._drainers:
+            self._wake_drainers(ConnectionResetError("connection lost"))
         h = self._active
         if h is not None:
             try:
                 h.on_connection_close()
             except Exception:
                 log.exception("on_connection_close failed")
+
+    def pause_writing(self):
+        self._wpaused = True
+
+    def resume_writing(self):
+        self._wpaused = False
+        self._wake_drainers(None)
+
+    def _wake_drainers(self, exc):
+        waiters, self._drainers = self._drainers, None
+        for fut in waiters or ():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def _drain(self):
+        """A Future done when the transport takes more data (at once if it does now)."""
+        fut = self.shared.reactor.create_future()
+        if self._closed:
+            fut.set_exception(ConnectionResetError("connection closed"))
+        elif not self._wpaused:
+            fut.set_result(None)
+        else:
+            if self._drainers is None:
+                self._drainers = []
+            self._drainers.append(fut)
+        return fut
 
     def shutdown(self):
         """Stop reading; close once the current response is out."""

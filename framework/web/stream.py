@@ -12,7 +12,8 @@ log = logging.getLogger("framework.web")
 
 
 class StreamHandler:
-    __slots__ = ("transport", "ctx", "shard", "state", "remote_address", "closed", "__dict__")
+    __slots__ = ("transport", "ctx", "shard", "state", "remote_address", "closed",
+                 "_wpaused", "_drainers", "__dict__")
 
     def __init__(self, transport, ctx, shard_info):
         self.transport = transport
@@ -21,6 +22,8 @@ class StreamHandler:
         self.state = ctx.state
         self.remote_address = transport.get_extra_info("peername")
         self.closed = False
+        self._wpaused = False
+        self._drainers = None
 
     @property
     def reactor(self):
@@ -45,6 +48,27 @@ class StreamHandler:
         if not self.closed:
             self.transport.write(data if isinstance(data, (bytes, bytearray, memoryview))
                                  else str(data).encode())
+
+    def drain(self):
+        """A Future done when the peer can take more (``await self.drain()`` after writes)."""
+        fut = self.ctx.reactor.create_future()
+        if self.closed:
+            fut.set_exception(ConnectionResetError("connection closed"))
+        elif not self._wpaused:
+            fut.set_result(None)
+        else:
+            if self._drainers is None:
+                self._drainers = []
+            self._drainers.append(fut)
+        return fut
+
+    def _wake(self, exc=None):
+        waiters, self._drainers = self._drainers, None
+        for fut in waiters or ():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
     def close(self):
         if not self.closed:
@@ -105,11 +129,23 @@ class StreamProtocol:
             self.handler.close()
         return bool(keep)
 
+    def pause_writing(self):
+        if self.handler is not None:
+            self.handler._wpaused = True
+
+    def resume_writing(self):
+        h = self.handler
+        if h is not None:
+            h._wpaused = False
+            h._wake()
+
     def connection_lost(self, exc):
         h = self.handler
         if h is None:
             return
         h.closed = True
+        if h._drainers:
+            h._wake(ConnectionResetError("connection lost"))
         try:
             h.on_close()
         except Exception:

@@ -556,3 +556,51 @@ def test_per_shard_state_and_hooks():
         out, _, _ = h.request(b"GET /c HTTP/1.1\r\n\r\n")
         assert out.endswith(str(i).encode())
     assert h.ctx.state["n"] == 3
+
+
+def test_flush_follows_write_pause():
+    app = App()
+    progress = []
+
+    @app.route("/s")
+    class S(RequestHandler):
+        async def get(self):
+            for i in range(3):
+                self.write(f"c{i}")
+                await self.flush()
+                progress.append(i)
+
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.pause_writing()
+    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")
+    h.run()
+    assert progress == [] and t.take().endswith(b"2\r\nc0\r\n")
+    proto.resume_writing()
+    h.run()
+    assert progress == [0, 1, 2]
+    assert t.take() == b"2\r\nc1\r\n2\r\nc2\r\n0\r\n\r\n"
+
+
+def test_flush_waiter_fails_when_connection_lost(caplog):
+    app = App()
+    seen = []
+
+    @app.route("/s")
+    class S(RequestHandler):
+        async def get(self):
+            self.write("x")
+            try:
+                await self.flush()
+            except ConnectionResetError:
+                seen.append("reset")
+                raise
+
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.pause_writing()
+    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")
+    h.run()
+    proto.connection_lost(None)
+    h.run()
+    assert seen == ["reset"]

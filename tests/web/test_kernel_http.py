@@ -282,3 +282,19 @@ def test_graceful_stop_finishes_inflight(server):
     finally:
         s.close()
         idle.close()
+
+
+def test_large_responses_slow_reader(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big?n=96 HTTP/1.1\r\n\r\nGET /bigsync HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        time.sleep(0.3)       # let the server hit its high-water mark and pause
+        got = recv_responses(s, 3, parse_responses)
+        big = got[0][2]
+        assert len(big) == 96 * 65536
+        assert all(big[i * 65536:(i + 1) * 65536] == bytes([65 + i % 26]) * 65536
+                   for i in range(96))
+        assert got[1][2] == b"s" * 3000000 and got[2][2] == b"Hello, World!"
+    finally:
+        s.close()

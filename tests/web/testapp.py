@@ -89,3 +89,22 @@ class Stream(RequestHandler):
 class EchoStream(StreamHandler):
     def on_data(self, data):
         self.write(data)
+
+
+@app.route("/big")
+class Big(RequestHandler):
+    """Streams n chunks of 64 KiB, following the client's pace with await flush()."""
+
+    async def get(self):
+        n = int(self.get_argument("n", "64"))
+        self.set_header("Content-Type", "application/octet-stream")
+        for i in range(n):
+            self.write(bytes([65 + i % 26]) * 65536)
+            await self.flush()
+        self.state["big_done"] = n
+
+
+@app.route("/bigsync")
+class BigSync(RequestHandler):
+    def get(self):
+        self.write(b"s" * int(self.get_argument("size", "3000000")))
