@@ -82,7 +82,7 @@ class Request:
 
     __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
                  "body", "remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
-                 "expect_continue")
+                 "expect_continue", "body_stream", "_body_taken")
 
     def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
         self.method = method
@@ -101,6 +101,8 @@ class Request:
         self._body_args = None
         self.connection = None
         self.expect_continue = False
+        self.body_stream = None     # a BodyStream while the body is still arriving
+        self._body_taken = False
 
     @property
     def headers(self):
@@ -148,12 +150,104 @@ class Request:
             merged.setdefault(k, []).extend(v)
         return merged
 
+    def read(self):
+        """Future of the next body chunk; ``b""`` once the body is complete.
+
+        With ``stream_request_body = True`` on the handler, chunks arrive while the
+        handler runs; otherwise the whole (already received) body comes as one chunk.
+        """
+        stream = self.body_stream
+        if stream is not None:
+            return stream.get()
+        fut = self.connection.shared.reactor.create_future()
+        fut.set_result(b"" if self._body_taken else self.body)
+        self._body_taken = True
+        return fut
+
+    async def stream(self):
+        """``async for chunk in self.request.stream(): ...``"""
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                return
+            yield chunk
+
     @property
     def full_url(self):
         return f"http://{self.headers.get('host', '')}{self.uri}"
 
     def __repr__(self):
         return f"Request({self.method} {self.uri} from {self.remote_ip})"
+
+
+class BodyStream:
+    """Body chunks of a streamed request, from the parser to an awaiting handler.
+
+    Reading is paused on the transport while more than ``high`` bytes wait unread, so
+    a slow consumer slows the client down (TCP's own back-pressure).
+    """
+
+    __slots__ = ("_reactor", "_chunks", "_waiter", "_done", "_exc", "_size", "_conn",
+                 "_high", "_paused", "closed")
+
+    def __init__(self, reactor, conn, high=256 * 1024):
+        self._reactor = reactor
+        self._conn = conn
+        self._chunks = []
+        self._waiter = None
+        self._done = False
+        self._exc = None
+        self._size = 0
+        self._high = high
+        self._paused = False
+        self.closed = False     # the reader is gone: drop what still arrives
+
+    def put(self, chunk):
+        if self.closed:
+            return
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            w.set_result(chunk)
+            return
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > self._high and not self._paused:
+            self._paused = True
+            self._conn._pause_body()
+
+    def finish(self, exc=None):
+        if self._done:
+            return
+        self._done = True
+        self._exc = exc
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if exc is None:
+                w.set_result(b"")
+            else:
+                w.set_exception(exc)
+
+    def get(self):
+        fut = self._reactor.create_future()
+        if self._chunks:
+            chunk = self._chunks.pop(0)
+            self._size -= len(chunk)
+            if self._paused and self._size <= self._high // 4:
+                self._paused = False
+                self._conn._resume_body()
+            fut.set_result(chunk)
+        elif self._done:
+            if self._exc is None:
+                fut.set_result(b"")
+            else:
+                fut.set_exception(self._exc)
+        elif self._waiter is not None:
+            raise RuntimeError("concurrent reads of one request body")
+        else:
+            self._waiter = fut
+        return fut
 
 
 class ShardInfo:

@@ -22,7 +22,7 @@ import time
 import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from .handler import REASONS, STATUS_LINES, Request, ShardInfo
+from .handler import REASONS, STATUS_LINES, BodyStream, HTTPError, Request, ShardInfo
 
 log = logging.getLogger("framework.web")
 
@@ -118,7 +118,8 @@ class HttpProtocol:
     __slots__ = ("shared", "transport", "parser", "remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
                  "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
-                 "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers")
+                 "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers", "_inbox",
+                 "_body_limit", "_rpaused")
 
     def __init__(self, shared):
         self.shared = shared
@@ -147,6 +148,9 @@ class HttpProtocol:
         self._max_hdr = shared.config.max_header_size
         self._wpaused = False
         self._drainers = None
+        self._inbox = None        # BodyStream of the request being streamed to its handler
+        self._body_limit = shared.config.max_body_size
+        self._rpaused = 0         # reasons reading is paused (pipelining, body stream)
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -199,6 +203,9 @@ class HttpProtocol:
 
     def eof_received(self):
         self._eof = True
+        if self._inbox is not None:     # the body being streamed will never complete
+            self._fail(400)
+            return not self._closed
         self._stopped = True
         if self._active is None and not self._queue:
             self._close()
@@ -208,6 +215,9 @@ class HttpProtocol:
     def connection_lost(self, exc):
         self._closed = True
         self.shared.untrack(self)
+        if self._inbox is not None:
+            self._inbox.finish(ConnectionResetError("connection lost"))
+            self._inbox = None
         if self._drainers:
             self._wake_drainers(ConnectionResetError("connection lost"))
         h = self._active
@@ -231,6 +241,28 @@ class HttpProtocol:
                 fut.set_result(None)
             else:
                 fut.set_exception(exc)
+
+    def _release_inbox(self):
+        """The streamed request's handler is done: drop the rest of its body."""
+        inbox = self._inbox
+        inbox.closed = True
+        if inbox._paused:
+            inbox._paused = False
+            self._resume_body()
+
+    def _pause_body(self):
+        self._rpaused += 1
+        if self._rpaused == 1:
+            pause = getattr(self.transport, "pause_reading", None)
+            if pause is not None:
+                pause()
+
+    def _resume_body(self):
+        self._rpaused -= 1
+        if self._rpaused == 0 and not self._closed:
+            resume = getattr(self.transport, "resume_reading", None)
+            if resume is not None:
+                resume()
 
     def _drain(self):
         """A Future done when the transport takes more data (at once if it does now)."""
@@ -260,6 +292,7 @@ class HttpProtocol:
         self._clen = None
         self._expect = None
         self._body = None
+        self._body_limit = self.shared.config.max_body_size
         self._body_size = 0
         self._hdr_size = 0
         self._partial = 0
@@ -317,14 +350,25 @@ class HttpProtocol:
         version = parser.get_http_version()
         req = Request(parser.get_method().decode("ascii"), url.decode("latin-1"), path,
                       query, "HTTP/" + version, headers, b"", self.remote_ip)
+        req.connection = self
         self._req = req
+        stream = False
+        if self.shared.router.early:
+            route = self.shared.router.match(path)[0]
+            if route is not None:
+                if route.max_body_size is not None:
+                    self._body_limit = route.max_body_size
+                # stream only when it is this request's turn; a pipelined one waiting
+                # behind others is buffered and read() gives it in one piece
+                stream = (route.streaming and req.method in route.methods
+                          and self._active is None and not self._queue)
         cl = self._clen
         if cl is not None:
             try:
                 n = int(cl)
             except ValueError:
                 raise _Reject(400) from None
-            if n > config.max_body_size:
+            if n > self._body_limit:
                 raise _Reject(413)
         expect = self._expect
         if expect is not None:
@@ -337,12 +381,20 @@ class HttpProtocol:
                     # an earlier response is still due: 100 would jump the queue; the
                     # client sends the body anyway after its own short wait
                     req.expect_continue = True
+        if stream:
+            req.keep_alive = parser.should_keep_alive()
+            self._inbox = req.body_stream = BodyStream(self.shared.reactor, self)
+            self.deadline = self.shared.reactor.now + config.request_timeout
+            self._run(req)
 
     def on_body(self, body):
         n = self._body_size + len(body)
-        if n > self.shared.config.max_body_size:
+        if n > self._body_limit:
             raise _Reject(413)
         self._body_size = n
+        if self._inbox is not None:
+            self._inbox.put(body)
+            return
         if self._body is None:
             self._body = [body]
         else:
@@ -352,14 +404,19 @@ class HttpProtocol:
         req = self._req
         self._req = None
         self._in_msg = False
-        body = self._body
-        if body is not None:
-            req.body = body[0] if len(body) == 1 else b"".join(body)
-            self._body = None
         keep = self.parser.should_keep_alive()
         req.keep_alive = keep
         self.deadline = 0.0
-        self._dispatch(req)
+        inbox = self._inbox
+        if inbox is not None:       # streamed: its handler is already running
+            self._inbox = None
+            inbox.finish()
+        else:
+            body = self._body
+            if body is not None:
+                req.body = body[0] if len(body) == 1 else b"".join(body)
+                self._body = None
+            self._dispatch(req)
         if not keep:
             self._stopped = True
             raise _Stop()
@@ -371,10 +428,8 @@ class HttpProtocol:
                 self._queue = deque()
             self._queue.append(req)
             if len(self._queue) >= _PAUSE_AT and not self._paused:
-                pause = getattr(self.transport, "pause_reading", None)
-                if pause is not None:
-                    pause()
-                    self._paused = True
+                self._paused = True
+                self._pause_body()
             return
         self._run(req)
 
@@ -389,9 +444,7 @@ class HttpProtocol:
             self._run(item)
         if self._paused and (not q or len(q) <= _RESUME_AT):
             self._paused = False
-            resume = getattr(self.transport, "resume_reading", None)
-            if resume is not None:
-                resume()
+            self._resume_body()
         if self._active is None and not q:
             if self._stopped:
                 self._close()
@@ -505,6 +558,8 @@ class HttpProtocol:
         else:
             self.transport.write(b"".join((head, b"\r\n", body)))
         self._active = None
+        if self._inbox is not None:
+            self._release_inbox()
         if not keep:
             self._stopped = True
             self._close()
@@ -544,6 +599,8 @@ class HttpProtocol:
             self.transport.write(b"".join(out))
         if last:
             self._active = None
+            if self._inbox is not None:
+                self._release_inbox()
             if not req.keep_alive or (self._stopped and not self._queue):
                 self._stopped = True
                 self._close()
@@ -572,6 +629,17 @@ class HttpProtocol:
         self._stopped = True
         self._in_msg = False
         self._in_hdrs = False
+        inbox = self._inbox
+        if inbox is not None:
+            # the handler reading this body gets the error from read(); it answers
+            # (send_error) if it has not yet, and the connection closes after that
+            self._inbox = None
+            inbox.finish(HTTPError(status))
+            if self._active is not None:
+                return
+            if not self._closed:
+                self._close()
+            return
         if self._active is not None or self._queue:
             if self._queue is None:
                 self._queue = deque()

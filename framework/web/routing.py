@@ -17,7 +17,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}"
 
 class Route:
     __slots__ = ("pattern", "regex", "handler", "kwargs", "methods", "allow", "is_async",
-                 "positional")
+                 "positional", "streaming", "max_body_size")
 
     def __init__(self, pattern, handler, kwargs=None):
         if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
@@ -41,6 +41,10 @@ class Route:
             # HEAD runs get() and the connection drops the body
             self.methods["HEAD"] = "get"
             self.is_async["HEAD"] = self.is_async["GET"]
+        # stream_request_body: the handler starts when the headers are in and reads the
+        # body with `await self.request.read()`; max_body_size overrides the app's limit
+        self.streaming = bool(getattr(handler, "stream_request_body", False))
+        self.max_body_size = getattr(handler, "max_body_size", None)
         self.allow = ", ".join(m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                            "OPTIONS") if m in self.methods)
 
@@ -64,16 +68,19 @@ def compile_pattern(pattern):
 
 
 class Router:
-    __slots__ = ("exact", "patterns", "routes")
+    __slots__ = ("exact", "patterns", "routes", "early")
 
     def __init__(self):
         self.exact = {}
         self.patterns = []
         self.routes = []
+        self.early = False      # some route must be known when the headers are complete
 
     def add(self, pattern, handler, kwargs=None):
         route = Route(pattern, handler, kwargs)
         self.routes.append(route)
+        if route.streaming or route.max_body_size is not None:
+            self.early = True
         if route.regex is None:
             self.exact.setdefault(pattern, route)
         else:

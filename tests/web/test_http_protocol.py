@@ -604,3 +604,115 @@ def test_flush_waiter_fails_when_connection_lost(caplog):
     proto.connection_lost(None)
     h.run()
     assert seen == ["reset"]
+
+
+def make_stream_app():
+    app = App(max_body_size=100)
+    log = []
+
+    @app.route("/up")
+    class Up(RequestHandler):
+        stream_request_body = True
+        max_body_size = 10_000
+
+        async def put(self):
+            n = 0
+            async for chunk in self.request.stream():
+                log.append(len(chunk))
+                n += len(chunk)
+                await self.reactor.sleep(0.01)      # a slow consumer
+            self.write(f"got {n}")
+
+        async def post(self):                     # answers without reading the body
+            self.set_status(401)
+
+    @app.route("/plain")
+    class Plain(RequestHandler):
+        async def post(self):
+            first = await self.request.read()
+            rest = await self.request.read()
+            self.write(b"%d %d" % (len(first), len(rest)))
+
+    return app, log
+
+
+def test_streamed_request_body():
+    app, log = make_stream_app()
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"PUT /up HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    h.run()
+    assert log == []                         # running, waiting for the body
+    for _ in range(10):
+        proto.data_received(b"x" * 500)
+        h.run(0.02)
+    h.run(0.1)
+    assert sum(log) == 5000 and len(log) == 10
+    assert t.take().endswith(b"got 5000")
+    # chunked, and the per-handler limit (10000) rather than the app's (100)
+    proto.data_received(b"PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    proto.data_received(b"1000\r\n" + b"y" * 4096 + b"\r\n0\r\n\r\n")
+    h.run_until(h.reactor.now + 0.2)
+    assert t.take().endswith(b"got 4096")
+
+
+def test_streamed_body_backpressure_and_limit():
+    app, log = make_stream_app()
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"PUT /up HTTP/1.1\r\nContent-Length: 10000\r\n\r\n")
+    proto.data_received(b"z" * 9000)             # waits unread, the handler has not started
+    # (high water is 256 KiB: no pause for this little)
+    assert not t.paused
+    h.run_until(h.reactor.now + 0.1)
+    proto.data_received(b"z" * 1000)
+    h.run_until(h.reactor.now + 0.1)
+    assert t.take().endswith(b"got 10000")
+    out, proto, t = h.request(b"PUT /up HTTP/1.1\r\nContent-Length: 10001\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413 ")
+    proto, t = h.connect()
+    proto.data_received(b"PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    h.run()
+    proto.data_received(b"2710\r\n" + b"q" * 10000 + b"\r\n5\r\nqqqqq\r\n0\r\n\r\n")
+    h.run_until(h.reactor.now + 0.5)
+    assert t.take().startswith(b"HTTP/1.1 413 ") and t.closed
+
+
+def test_streamed_early_answer_discards_body_and_keeps_connection():
+    app, log = make_stream_app()
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"POST /up HTTP/1.1\r\nContent-Length: 3000\r\n\r\n")
+    h.run()
+    assert t.take().startswith(b"HTTP/1.1 401 ")
+    proto.data_received(b"a" * 3000 + b"POST /plain HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+    h.run()
+    assert t.take().endswith(b"3 0") and not t.closed
+
+
+def test_streamed_body_truncated_by_eof():
+    app, log = make_stream_app()
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"PUT /up HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + b"a" * 100)
+    h.run()
+    proto.eof_received()
+    h.run(0.1)
+    assert t.take().startswith(b"HTTP/1.1 400 ") and t.closed
+
+
+def test_streamed_request_pipelined_behind_is_buffered():
+    app, log = make_stream_app()
+
+    @app.route("/wait")
+    class Wait(RequestHandler):
+        async def get(self):
+            await self.reactor.sleep(0.1)
+
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"GET /wait HTTP/1.1\r\n\r\nPUT /up HTTP/1.1\r\nContent-Length: 50\r\n\r\n"
+                        + b"b" * 50)
+    h.run_until(h.reactor.now + 0.3)
+    got = parse_responses(t.take())
+    assert [g[0] for g in got] == [200, 200] and got[1][2] == b"got 50" and log == [50]

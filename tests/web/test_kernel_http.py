@@ -298,3 +298,26 @@ def test_large_responses_slow_reader(server):
         assert got[1][2] == b"s" * 3000000 and got[2][2] == b"Hello, World!"
     finally:
         s.close()
+
+
+def test_streamed_upload(server):
+    import hashlib
+    import os
+    body = os.urandom(6 << 20)
+    with in_netns(server.ns):
+        c = http.client.HTTPConnection(server.ip, server.port, timeout=10)
+        c.connect()
+    try:
+        c.request("PUT", "/upload", body=body)
+        r = c.getresponse()
+        assert r.status == 200
+        assert json.loads(r.read()) == {"bytes": len(body),
+                                        "sha256": hashlib.sha256(body).hexdigest()}
+        c.request("PUT", "/upload", body=iter([b"a" * 1000, b"b" * 2000]),
+                  encode_chunked=True)   # chunked upload
+        r = c.getresponse()
+        assert json.loads(r.read())["bytes"] == 3000
+        c.request("PUT", "/upload", body=b"x" * (17 << 20))
+        assert c.getresponse().status == 413
+    finally:
+        c.close()

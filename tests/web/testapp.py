@@ -108,3 +108,22 @@ class Big(RequestHandler):
 class BigSync(RequestHandler):
     def get(self):
         self.write(b"s" * int(self.get_argument("size", "3000000")))
+
+
+@app.route("/upload")
+class Upload(RequestHandler):
+    """Reads a large body as a stream, slowly, and answers its length and digest."""
+
+    stream_request_body = True
+    max_body_size = 16 << 20
+
+    async def put(self):
+        import hashlib
+        digest = hashlib.sha256()
+        n = 0
+        async for chunk in self.request.stream():
+            digest.update(chunk)
+            n += len(chunk)
+            if n % 7 == 0:
+                await self.reactor.sleep(0.001)
+        self.write({"bytes": n, "sha256": digest.hexdigest()})
