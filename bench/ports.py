@@ -75,43 +75,60 @@ def responder(ports, stop):
                 p.tx_burst(out)
 
 
-def ping_rtt(link, count=200, interval=0.01):
-    r = netns.run_in(link.C, ["ping", "-q", "-c", str(count), "-i", str(interval), STACK_IP],
+def ping_stats(ns, count=200, interval=0.01):
+    """(median, p90, loss %) of ping RTTs in ms, from the per-reply lines."""
+    r = netns.run_in(ns, ["ping", "-c", str(count), "-i", str(interval), STACK_IP],
                      capture_output=True, text=True)
-    m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", r.stdout)
+    t = sorted(float(x) for x in re.findall(r"time=([\d.]+) ms", r.stdout))
     loss = re.search(r"([\d.]+)% packet loss", r.stdout)
-    return (float(m.group(1)), float(m.group(2)), float(m.group(3))) if m else None, loss.group(1) if loss else "?"
+    if not t:
+        return None, None, loss.group(1) if loss else "?"
+    return statistics.median(t), t[int(len(t) * 0.9)], loss.group(1) if loss else "?"
 
 
-def rtt():
-    for version in (2, 3):
-        link = Link()
-        try:
-            port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version)
-            stop = threading.Event()
-            t = threading.Thread(target=responder, args=([port], stop), daemon=True)
-            t.start()
-            res, loss = ping_rtt(link)
-            stop.set()
-            t.join()
-            port.close()
-            print(f"afpacket TPACKET_V{version}: ping min/avg/max {res} ms, loss {loss}%")
-        finally:
-            link.close()
-    # the kernel itself, same link, for reference
+def ping_rtt(link, count=200, interval=0.01):
+    return ping_stats(link.C, count, interval)
+
+
+def fmt(res):
+    med, p90, loss = res
+    return f"median {med:.3f} ms, p90 {p90:.3f} ms, loss {loss}%" if med is not None else f"no reply ({loss}% loss)"
+
+
+def afpacket_rtt(version):
+    link = Link()
+    try:
+        port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version)
+        stop = threading.Event()
+        t = threading.Thread(target=responder, args=([port], stop), daemon=True)
+        t.start()
+        res = ping_rtt(link)
+        stop.set()
+        t.join()
+        port.close()
+        return res
+    finally:
+        link.close()
+
+
+def kernel_rtt():
     link = Link()
     try:
         netns.ip("addr", "add", f"{STACK_IP}/24", "dev", link.a, netns=link.S)
         netns.ip("neigh", "del", STACK_IP, "dev", link.b, netns=link.C, check=False)
-        res, loss = ping_rtt(link)
-        print(f"kernel: ping min/avg/max {res} ms, loss {loss}%")
+        return ping_rtt(link)
     finally:
         link.close()
-    try:
-        from framework.nic.tap import TapPort, create_tap  # noqa
-        tap_rtt()
-    except ImportError:
-        pass
+
+
+def rtt(rounds=3):
+    """Interleaved runs, 200 pings each; the responder runs in a thread of this process."""
+    for r in range(rounds):
+        print(f"round {r + 1}:")
+        print(f"  afpacket TPACKET_V2: {fmt(afpacket_rtt(2))}")
+        print(f"  afpacket TPACKET_V3: {fmt(afpacket_rtt(3))}")
+        print(f"  tap:                 {fmt(tap_rtt())}")
+        print(f"  kernel (same veth):  {fmt(kernel_rtt())}")
 
 
 def tap_rtt():
@@ -129,13 +146,12 @@ def tap_rtt():
         stop = threading.Event()
         t = threading.Thread(target=responder, args=([port], stop), daemon=True)
         t.start()
-        r = netns.run_in(ns, ["ping", "-q", "-c", "200", "-i", "0.01", STACK_IP],
-                         capture_output=True, text=True)
+        res = ping_stats(ns)
         stop.set()
         t.join()
-        m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", r.stdout)
-        print(f"tap: ping min/avg/max {m.groups() if m else r.stdout} ms")
+        port.close()
         dev.close()
+        return res
     finally:
         netns.del_netns(ns)
 
@@ -171,42 +187,90 @@ def tx(seconds=2.0, batch=64):
             link.close()
 
 
-def rx(seconds=2.0):
-    """A blaster in the client namespace (AF_PACKET send of 60-byte frames) feeds one port."""
-    for version in (2, 3):
+def _blaster(ns, ifname, size, stop_fd):
+    """Forked child: AF_PACKET send() of ``size``-byte frames (many flows) until stop_fd closes."""
+    from scapy.all import Ether, IP, UDP, raw
+    with in_netns(ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind((ifname, 0))
+    frs = [raw(Ether(dst="02:00:00:00:00:02") / IP(src=HOST_IP, dst=STACK_IP) /
+               UDP(sport=1000 + i, dport=9) / (b"\0" * max(18, size - 42))) for i in range(64)]
+    os.set_blocking(stop_fd, False)
+    while True:
+        for f in frs:
+            try:
+                s.send(f)
+            except OSError:
+                pass
+        try:
+            if os.read(stop_fd, 1) == b"":
+                os._exit(0)
+        except BlockingIOError:
+            pass
+
+
+def rx(seconds=2.0, size=60):
+    """Frames/s one port receives from a blaster in another process, and the receiving
+    process's CPU time per frame (rx_burst + select; the kernel's copy into the ring
+    runs in the sender's context on a veth)."""
+    for version in (2, 3, 2, 3):
         link = Link()
         try:
             port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version, frames=1024)
-            stop = threading.Event()
-
-            def blast():
-                with in_netns(link.C):
-                    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-                s.bind((link.b, 0))
-                from scapy.all import Ether, IP, UDP, raw
-                fr = raw(Ether(dst="02:00:00:00:00:02") / IP(src=HOST_IP, dst=STACK_IP) /
-                         UDP(sport=5, dport=9) / (b"\0" * 18))
-                while not stop.is_set():
-                    for _ in range(256):
-                        s.send(fr)
-                s.close()
-            t = threading.Thread(target=blast, daemon=True)
-            t.start()
-            time.sleep(0.2)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(w)
+                _blaster(link.C, link.b, size, r)
+            os.close(r)
+            time.sleep(0.3)
+            port.rx_burst(1 << 20)
+            port.kernel_stats()
             n = 0
-            busy = 0.0
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 select.select([port], [], [], 0.1)
-                a = time.perf_counter()
-                got = port.rx_burst(256)
-                busy += time.perf_counter() - a
-                n += len(got)
-            stop.set()
-            t.join()
-            print(f"rx V{version}: {n / seconds / 1e3:.0f} kframes/s received, "
-                  f"{busy / max(n, 1) * 1e6:.2f} us wall in rx_burst per frame (GIL shared with "
-                  f"the sender thread), kernel drops {port.kernel_stats()[1]}")
+                n += len(port.rx_burst(256))
+            cpu = time.process_time() - c0
+            dt = time.perf_counter() - t0
+            os.close(w)
+            os.waitpid(pid, 0)
+            drops = port.kernel_stats()[1]
+            print(f"rx V{version} {size} B: {n / dt / 1e3:.0f} kframes/s, {cpu / max(n, 1) * 1e6:.2f} us "
+                  f"CPU/frame in the receiver, ring drops {drops}")
+            port.close()
+        finally:
+            link.close()
+
+
+def rx_loop_cost(nframes=100000):
+    """Pure cost of the rx_burst loop: fill the ring once, time reading it back."""
+    for version in (2, 3):
+        link = Link()
+        try:
+            port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version, frames=4096,
+                                blocks=64)
+            with in_netns(link.C):
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.bind((link.b, 0))
+            from scapy.all import Ether, IP, UDP, raw
+            f = raw(Ether(dst="02:00:00:00:00:02") / IP(src=HOST_IP, dst=STACK_IP) /
+                    UDP(sport=1, dport=9) / (b"\0" * 18))
+            total, cpu = 0, 0.0
+            while total < nframes:
+                for _ in range(2000):
+                    s.send(f)
+                time.sleep(0.01)
+                c0 = time.perf_counter()
+                while True:
+                    got = port.rx_burst(256)
+                    if not got:
+                        break
+                    total += len(got)
+                cpu += time.perf_counter() - c0
+            s.close()
+            print(f"rx_burst V{version}: {cpu / total * 1e9:.0f} ns per 60-byte frame "
+                  f"(batches of 256, ring pre-filled)")
             port.close()
         finally:
             link.close()
@@ -220,3 +284,4 @@ if __name__ == "__main__":
         tx()
     if what in ("rx", "all"):
         rx()
+        rx_loop_cost()

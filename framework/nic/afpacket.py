@@ -229,6 +229,7 @@ class AfPacketPort:
             fpb = spec.block_size // spec.frame_size
             self._offs = [b * spec.block_size + i * spec.frame_size
                           for b in range(spec.blocks) for i in range(fpb)]
+            self._words = [o >> 2 for o in self._offs]
             self._head = 0
         else:
             self._boffs = [b * spec.block_size for b in range(spec.blocks)]
@@ -282,24 +283,22 @@ class AfPacketPort:
     # -- RX -----------------------------------------------------------------------
     def _rx_v2(self, max=64):
         """Copy up to ``max`` frames out of the ring; each slot goes back at once."""
-        u32, u16, mm, offs = self._u32, self._u16, self._mm, self._offs
-        n = len(offs)
+        u32, u16, mm, words = self._u32, self._u16, self._mm, self._words
+        n = len(words)
         i = self._head
         out = []
         append = out.append
         if self._resync:
             i = self._find_head_v2()
         try:
-            while len(out) < max:
-                off = offs[i]
-                w = off >> 2
+            for _ in range(max):
+                w = words[i]                 # tpacket2_hdr as 32-bit words
                 st = u32[w]
                 if not st & TP_STATUS_USER:
                     break
                 snap = u32[w + 2]
-                mac = u16[(off >> 1) + 6]
                 if snap == u32[w + 1]:
-                    start = off + mac - VNET_LEN
+                    start = (w << 2) + u16[(w << 1) + 6] - VNET_LEN   # tp_mac - vnet header
                     append(mm[start:start + VNET_LEN + snap])
                 else:   # truncated: slot too small for this frame
                     self.stats["rx_truncated"] += 1
