@@ -25,7 +25,7 @@ log = logging.getLogger("framework.supervisor")
 MAX_DEATHS = 5          # more than this many deaths ...
 DEATH_WINDOW = 10.0     # ... within this many seconds: give up
 READY_TIMEOUT = 20.0    # a worker that is not ready by then counts as failed at start
-STOP_TIMEOUT = 5.0      # SIGTERM -> SIGKILL after this long
+STOP_TIMEOUT = 8.0      # SIGTERM -> SIGKILL after this long (workers' grace is 5 s)
 
 
 class ServeError(Exception):
@@ -85,6 +85,7 @@ class Supervisor:
         self.workers = [Worker(k, c) for k, c in enumerate(self.cores)]
         self.deaths = collections.deque()
         self.stopping = False
+        self.fast_stop = False
         self.exit_code = 0
         self._ctx = multiprocess.get_context("fork")
         self._report_r = self._report_w = None
@@ -97,7 +98,7 @@ class Supervisor:
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
         """Serve until a signal or a restart storm; returns the exit code."""
-        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
         try:
             self._install_signals()
             self._cleanup_stale()
@@ -130,9 +131,14 @@ class Supervisor:
             if not self.stopping:
                 log.info("got %s, stopping", signal.Signals(signum).name)
             self.stopping = True
+            if signum != signal.SIGTERM:
+                self.fast_stop = True
 
+        # TERM: graceful (workers finish their connections, up to 5 s);
+        # INT/QUIT: fast (gunicorn's meanings)
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGQUIT, handler)
 
     def _cleanup_stale(self):
         me = os.getpid()
@@ -335,16 +341,25 @@ class Supervisor:
     def _shutdown(self):
         self.stopping = True
         alive = [w for w in self.workers if w.proc is not None and w.proc.exitcode is None]
+        sig = signal.SIGQUIT if self.fast_stop or self.exit_code else signal.SIGTERM
         for w in alive:
             try:
-                os.kill(w.proc.pid, signal.SIGTERM)
+                os.kill(w.proc.pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + STOP_TIMEOUT
+        timeout = STOP_TIMEOUT if sig == signal.SIGTERM else 2.0
+        deadline = time.monotonic() + timeout
         for w in alive:
-            w.proc.join(max(0.0, deadline - time.monotonic()))
+            # a second INT/QUIT while we wait turns a graceful stop into a fast one
+            while w.proc.exitcode is None and time.monotonic() < deadline:
+                w.proc.join(min(0.1, max(0.0, deadline - time.monotonic())))
+                if self.fast_stop and sig == signal.SIGTERM:
+                    sig = signal.SIGQUIT
+                    for v in alive:
+                        if v.proc.exitcode is None:
+                            os.kill(v.proc.pid, sig)
             if w.proc.exitcode is None:
-                log.warning("shard %d did not stop in %.0f s; killing it", w.shard, STOP_TIMEOUT)
+                log.warning("shard %d did not stop in %.0f s; killing it", w.shard, timeout)
                 w.proc.kill()
                 w.proc.join(2.0)
         for w in self.workers:

@@ -395,12 +395,17 @@ class KernelLoop:
             for fd, ev in events:
                 t = conns.get(fd)
                 if t is not None:
-                    if ev & _EPOLLIN or ev & _EPOLLERR_HUP and not ev & _EPOLLOUT:
+                    if ev & _EPOLLIN:
                         readable(t)
+                    elif ev & _EPOLLERR_HUP:
+                        # error or both directions gone (reported even when not asked
+                        # for): read once for the error / EOF; after EOF it is final
+                        if t.eof:
+                            self.finalize(t, ConnectionResetError("connection closed"))
+                        else:
+                            readable(t)
                     if ev & _EPOLLOUT and not t.closed and t.wbuf:
                         send(t)
-                    elif ev & _EPOLLERR_HUP and not t.closed and not ev & _EPOLLIN:
-                        self.finalize(t, ConnectionResetError("connection reset"))
                     continue
                 lis = listeners.get(fd)
                 if lis is not None:

@@ -10,7 +10,13 @@ Rules kept here (asyncio's meanings):
   and goes out on EV_WRITABLE; above the high-water mark the protocol's
   ``pause_writing`` is called, below the low-water mark ``resume_writing``.
 - ``close`` sends FIN after everything written; ``abort`` sends RST at once.
-- ``connection_lost`` is called exactly once, whatever the order of events.
+- ``connection_lost`` is called exactly once, whatever the order of events, and always
+  later through ``reactor.call_soon`` (never from inside ``write``/``close``/``abort``).
+- ``lingering_close`` (after an error response): FIN after the pending data, then read
+  and discard until the peer's EOF or LINGER_TIME, then close, so no RST (which a TCP
+  sends when closing with unread data) destroys the response in flight.
+- ``Streams.shutdown`` (graceful stop): protocols with ``shutdown()`` finish and close
+  themselves, the others are closed; new connections are refused (RST) meanwhile.
 - ``eof_received`` returning a false value closes our side too.
 - ``pause_reading`` leaves data in the TCP receive buffer, so the window closes and the
   peer slows down: the back-pressure is TCP's own.
@@ -18,17 +24,17 @@ Rules kept here (asyncio's meanings):
 import logging
 import socket
 
-try:
-    from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE,
-                                   EV_EOF, EV_CLOSED, EV_RESET, EV_ERROR)
-except ImportError:  # until framework/net/tcp lands: the values are only compared here
-    EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE = 1, 2, 3, 4
-    EV_EOF, EV_CLOSED, EV_RESET, EV_ERROR = 5, 6, 7, 8
+from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_EOF,
+                               EV_CLOSED, EV_RESET, EV_ERROR, CLOSED, FIN_WAIT_2, TIME_WAIT)
+
+# our side is finished once our FIN is acknowledged: nothing of ours is left to deliver
+_OUR_SIDE_DONE = frozenset((CLOSED, FIN_WAIT_2, TIME_WAIT))
 
 log = logging.getLogger("framework.streams")
 
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
+LINGER_TIME = 2.0
 
 
 def ip_str(addr):
@@ -37,7 +43,8 @@ def ip_str(addr):
 
 class StreamTransport:
     __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
-                 "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof")
+                 "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof",
+                 "_linger", "_linger_timer")
 
     def __init__(self, conn, protocol, streams):
         self._conn = conn
@@ -52,6 +59,8 @@ class StreamTransport:
         self._high = HIGH_WATER
         self._low = LOW_WATER
         self._eof = False
+        self._linger = False        # lingering close: discard input until EOF / timeout
+        self._linger_timer = None
 
     # --- asyncio.Transport ----------------------------------------------------------
     def write(self, data):
@@ -96,6 +105,24 @@ class StreamTransport:
         self._closing = True
         self._paused_reading = False
         if not self._pending:
+            self._conn.close()
+
+    def lingering_close(self):
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._linger = True
+        self._paused_reading = False
+        self._eof = True
+        if not self._pending:
+            self._conn.shutdown()
+        self._linger_timer = self._streams.reactor.call_later(LINGER_TIME, self._linger_done)
+        # input already waiting would produce no new event
+        self._streams.reactor.call_soon(self._streams._read, self)
+
+    def _linger_done(self):
+        self._linger_timer = None
+        if not self._lost:
             self._conn.close()
 
     def abort(self):
@@ -187,10 +214,10 @@ class StreamTransport:
             if fn:
                 self._streams._call(fn)
         if not pending:
-            if self._closing:
-                conn.close()
-            elif self._eof:
+            if self._eof:          # write_eof() or lingering close: FIN, keep reading
                 conn.shutdown()
+            elif self._closing:
+                conn.close()
 
     def __repr__(self):
         return f"<StreamTransport {self.get_extra_info('peername')}>"
@@ -206,6 +233,8 @@ class Streams:
         self.listeners = dict(listeners)  # local port -> factory(ctx) -> Protocol
         self.open = 0
         self.accepted = 0
+        self.transports = set()           # open ones (for a graceful stop)
+        self.stopping = False
         for port in self.listeners:
             tcp.listen(port)
 
@@ -241,9 +270,31 @@ class Streams:
             log.exception("protocol callback %r failed", fn)
             return None
 
+    def all_done(self):
+        """True when no open connection has anything of ours left to deliver (graceful
+        stop): each is lost, or closed by us with its FIN acknowledged. A peer that keeps
+        its half open does not hold the worker (that is what FIN_WAIT_2 timers are for)."""
+        for t in self.transports:
+            if not t._closing or t._pending or t._conn.state not in _OUR_SIDE_DONE:
+                return False
+        return True
+
+    def shutdown(self):
+        """Graceful stop: ask every protocol to finish (``shutdown()``) or close it."""
+        self.stopping = True
+        for t in list(self.transports):
+            fn = getattr(t._protocol, "shutdown", None)
+            if fn is not None:
+                self._call(fn)
+            else:
+                t.close()
+
     def _accept(self, conn):
         factory = self.listeners.get(conn.local[1])
         if factory is None:  # e.g. an outbound connection nobody claimed
+            return
+        if self.stopping:
+            conn.abort()
             return
         try:
             proto = factory(self.ctx)
@@ -255,6 +306,7 @@ class Streams:
         conn.user = t
         self.open += 1
         self.accepted += 1
+        self.transports.add(t)
         try:
             proto.connection_made(t)
         except Exception:
@@ -265,6 +317,8 @@ class Streams:
         if t._lost or t._paused_reading:
             return
         data = t._conn.recv()
+        if t._linger:
+            return  # discarded: the response is out, the request body is not wanted
         if data:
             try:
                 t._protocol.data_received(data)
@@ -276,6 +330,12 @@ class Streams:
         # data that arrived with the FIN goes first
         self._read(t)
         if t._lost:
+            return
+        if t._linger:
+            if t._linger_timer is not None:
+                t._linger_timer.cancel()
+                t._linger_timer = None
+            t._conn.close()
             return
         try:
             keep_open = t._protocol.eof_received()
@@ -293,9 +353,11 @@ class Streams:
         t._closing = True
         t._pending.clear()
         t._pending_len = 0
+        if t._linger_timer is not None:
+            t._linger_timer.cancel()
+            t._linger_timer = None
         self.open -= 1
-        try:
-            t._protocol.connection_lost(exc)
-        except Exception:
-            log.exception("connection_lost failed")
+        self.transports.discard(t)
+        # later, never from inside the caller's write()/close()/abort()
+        self.reactor.call_soon(self._call, t._protocol.connection_lost, exc)
         # keep conn.user set: later events for this connection find a lost transport

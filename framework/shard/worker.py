@@ -29,6 +29,7 @@ from framework.shard.streams import Streams
 log = logging.getLogger("framework.worker")
 
 RX_BATCH = 64
+GRACE = 5.0             # graceful stop: open connections get this long to finish
 MAX_SLEEP_MS = 1000     # an idle worker still turns once a second (heartbeat, stats)
 STATS_EVERY = 0.5       # seconds between two publications of the shard's counters
 # the per-shard stats block (framework/shm StatsBlock) the supervisor creates
@@ -52,13 +53,33 @@ class UserShard:
         self.clock = clock
         self.streams = Streams(stack.tcp, ctx, listeners)
         self.tx_backlog = []
-        self.stopping = False
+        self.stopping = False      # leave the loop now
+        self.draining = False      # graceful stop asked: finish connections, then leave
+        self._drain_until = None
         self.turns = 0
         self.sleeps = 0
         self._extra_fds = []
         self.stats = None          # a framework.shm StatsBlock, or None
         self.fwd = None            # a forward.Forwarder when frames cross shards
         self._next_stats = 0.0
+
+    def request_stop(self, graceful=True):
+        """graceful: protocols finish, new connections are refused, at most GRACE
+        seconds (asking again changes nothing); otherwise stop at once."""
+        if graceful:
+            self.draining = True
+        else:
+            self.stopping = True
+
+    def _drain_step(self, now):
+        if self._drain_until is None:
+            self._drain_until = now + GRACE
+            self.streams.shutdown()
+            return
+        if (self.streams.all_done() and not self.tx_backlog) or now >= self._drain_until:
+            # one more turn sends what the last closes queued (FIN, ACK)
+            self.run_once()
+            self.stopping = True
 
     def add_wakeup_fd(self, fd):
         """Another fd that ends a sleep (signal wake-up pipe, shard doorbell)."""
@@ -67,6 +88,8 @@ class UserShard:
     def run_once(self):
         """One turn of the loop. Returns True when it moved anything."""
         now = self.clock()
+        # protocols read the time from the reactor (CONTRACTS 5), never from a clock
+        self.reactor.now = now
         stack = self.stack
         tcp = stack.tcp
         frames = self.port.rx_burst(RX_BATCH)
@@ -161,6 +184,10 @@ class UserShard:
             poller.register(bell_fd, _POLLIN)
         run_once = self.run_once
         while not self.stopping:
+            if self.draining:
+                self._drain_step(self.clock())
+                if self.stopping:
+                    break
             if run_once():
                 if self.turns & 63 == 0:
                     now = self.clock()
@@ -171,6 +198,8 @@ class UserShard:
             if now >= self._next_stats:
                 self.publish(now)
             timeout = self.sleep_timeout(now)
+            if self.draining:
+                timeout = min(timeout, 50)  # look at the drain deadline now and then
             if timeout == 0:
                 continue
             if bell is not None:
@@ -278,8 +307,9 @@ def worker_main(spec, shard_id, report=None):
     supervisor "ready" or an error text."""
     _prctl_setup(shard_id, spec.supervisor_pid)
     _setup_logging(spec.log_level, shard_id)
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT):
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until _install_stop: see there
     try:
         pin_to(spec.cores[shard_id])
         if spec.link.netns:
@@ -298,15 +328,22 @@ def worker_main(spec, shard_id, report=None):
 
 
 def _install_stop(on_stop):
-    """SIGTERM/SIGINT -> on_stop(); the wake-up pipe ends any poll() sleep at once."""
+    """SIGTERM -> on_stop(graceful=True), SIGQUIT -> on_stop(graceful=False); the wake-up
+    pipe ends any poll() sleep at once.
+
+    SIGINT is ignored: Ctrl-C reaches the whole process group, and the supervisor
+    decides what it means for the workers (it sends SIGQUIT for a fast stop). Likewise a
+    repeated SIGTERM (e.g. one to the group, one from the supervisor) stays graceful.
+    """
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
     def handler(signum, frame):
-        on_stop()
+        on_stop(signum == signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGQUIT, handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return r
 
 
@@ -332,10 +369,7 @@ def _run_user(spec, shard_id, report):
         mode, bells, rings = spec.fwd
         shard.fwd = for_shard(shard_id, spec.shard_count, bells, rings, mode)
 
-    def stop():
-        shard.stopping = True
-
-    shard.add_wakeup_fd(_install_stop(stop))
+    shard.add_wakeup_fd(_install_stop(shard.request_stop))
     if report:
         report(shard_id, os.getpid(), "ready")
     log.info("shard %d serving on %s (%s, core %d)", shard_id, link.ifname, link.port_type,
@@ -355,7 +389,7 @@ def _run_kernel(spec, shard_id, report):
     from framework.shard.kernel import run_kernel_worker
     app = load_app(spec.app_spec)
     stop_event = threading.Event()
-    _install_stop(stop_event.set)
+    _install_stop(lambda graceful: stop_event.set())  # the kernel loop drains (5 s) itself
 
     def ready(*_a, **_k):
         if report:

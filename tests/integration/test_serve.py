@@ -298,7 +298,17 @@ def test_http_over_user_stack_afpacket(serve):
     assert all(v["streams.accepted"] > 0 for v in st.values()), st
     assert all(v["pid"] == p.pid for (k, v), p in zip(sorted(st.items()),
                                                       [s.workers()[0], s.workers()[1]]))
+    # graceful stop: an idle keep-alive connection is closed with a FIN (not left to
+    # the SIGKILL deadline, not reset)
+    import socket
+    c = socket.create_connection((s.ip, 8080), timeout=5)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.recv(4096).endswith(b"Hello, World!")
+    t0 = time.monotonic()
     assert s.stop() == 0, s.stderr()
+    assert time.monotonic() - t0 < 3.0
+    assert c.recv(4096) == b""
+    c.close()
     assert s.leftovers() == []
 
 

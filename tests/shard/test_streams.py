@@ -114,8 +114,9 @@ def test_partial_write_buffers_then_flushes_on_writable_and_closes_after():
     assert c.sent == b"hello world" and t.get_write_buffer_size() == 0
     assert c.calls == ["close"]
     st.deliver([(S.EV_CLOSED, c)])
+    assert st.open == 0 and log[-1][0] != "lost"   # delivered later, by the reactor
+    st.reactor.run_once(0.0)
     assert log[-1] == ("lost", None)
-    assert st.open == 0
 
 
 def test_flow_control_pause_resume_writing():
@@ -154,11 +155,14 @@ def test_connection_lost_exactly_once():
     c = FakeConn()
     c.error = "reset by peer"
     st.deliver([(S.EV_ACCEPT, c), (S.EV_RESET, c), (S.EV_CLOSED, c), (S.EV_READABLE, c)])
+    st.reactor.run_once(0.0)
     assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError")]
     c2 = FakeConn()
     st.deliver([(S.EV_ACCEPT, c2)])
     c2.user.abort()
+    assert log[-1][0] == "made", "connection_lost must not run inside abort()"
     st.deliver([(S.EV_CLOSED, c2), (S.EV_RESET, c2)])
+    st.reactor.run_once(0.0)
     assert c2.calls == ["abort"]
     assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError"), ("lost", None)]
     assert st.open == 0
@@ -170,6 +174,7 @@ def test_send_on_closed_connection_is_lost_not_raised():
     st.deliver([(S.EV_ACCEPT, c)])
     c.closed = True
     c.user.write(b"x")
+    st.reactor.run_once(0.0)
     assert log[-1] == ("lost", "Closed")
 
 
@@ -199,6 +204,7 @@ def test_failing_handler_aborts_only_its_connection():
     a, b = FakeConn(8080), FakeConn(9000)
     a.rx = b.rx = b"x"
     st.deliver([(S.EV_ACCEPT, a), (S.EV_ACCEPT, b), (S.EV_READABLE, a), (S.EV_READABLE, b)])
+    ctx.reactor.run_once(0.0)
     assert a.calls == ["abort"] and b.calls == []
     assert ("data", b"x") in log and ("lost", None) in log
 
@@ -208,3 +214,52 @@ def test_unknown_listener_is_ignored():
     c = FakeConn(lport=1234)
     st.deliver([(S.EV_ACCEPT, c), (S.EV_READABLE, c)])
     assert log == [] and c.user is None
+
+
+def test_lingering_close_discards_input_until_eof():
+    st, tcp, log, ctx = setup()
+    c = FakeConn(room=2)
+    st.deliver([(S.EV_ACCEPT, c)])
+    t = c.user
+    t.write(b"413 response")
+    t.lingering_close()
+    assert c.calls == []              # FIN only after the pending response
+    c.room = 100
+    st.deliver([(S.EV_WRITABLE, c)])
+    assert c.sent == b"413 response" and c.calls == ["shutdown"]
+    c.rx = b"rest of a refused body"
+    st.deliver([(S.EV_READABLE, c)])
+    assert c.rx == b"" and not [e for e in log if e[0] == "data"]
+    st.deliver([(S.EV_EOF, c)])
+    assert c.calls == ["shutdown", "close"]
+
+
+def test_lingering_close_gives_up_after_linger_time():
+    st, tcp, log, ctx = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.user.lingering_close()
+    assert c.calls == ["shutdown"]
+    ctx.reactor.run_once(S.LINGER_TIME - 0.1)
+    assert c.calls == ["shutdown"]
+    ctx.reactor.run_once(S.LINGER_TIME + 0.01)
+    assert c.calls == ["shutdown", "close"]
+
+
+def test_graceful_shutdown_asks_protocols_and_refuses_new():
+    st, tcp, log, ctx = setup()
+    done = []
+
+    class Graceful(Recorder):
+        def shutdown(self):
+            done.append(self)
+            self.t.close()
+
+    st.listeners[9000] = lambda c: Graceful(c, log)
+    a, b = FakeConn(8080), FakeConn(9000)
+    st.deliver([(S.EV_ACCEPT, a), (S.EV_ACCEPT, b)])
+    st.shutdown()
+    assert len(done) == 1 and a.calls == ["close"] and b.calls == ["close"]
+    late = FakeConn(8080)
+    st.deliver([(S.EV_ACCEPT, late)])
+    assert late.calls == ["abort"] and late.user is None

@@ -211,3 +211,86 @@ def test_events_reach_protocols_and_writes_go_out_same_turn():
     assert shard.run_once() is True
     assert recv(b) == b"seg:ping"
     assert conn.user is not None
+
+
+class _Conn:
+    local = (0xC6120002, 7)
+    remote = (0xC6120001, 5555)
+    error = None
+    state = 4  # ESTABLISHED
+
+    def __init__(self, tcp):
+        self.tcp = tcp
+        self.user = None
+        self.calls = []
+
+    def recv(self, max=-1):
+        return b""
+
+    def send(self, data):
+        return len(data)
+
+    def close(self):
+        self.calls.append("close")
+        self.tcp.events.append((S.EV_CLOSED, self))   # the TCP finishes the close
+
+    def abort(self):
+        self.calls.append("abort")
+
+
+def _graceful_shard(proto):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stack = EchoStack()
+    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
+    shard = UserShard(SockPort(a), stack, ctx, {7: lambda c: proto})
+    conn = _Conn(stack.tcp)
+    stack.tcp.events.append((S.EV_ACCEPT, conn))
+    shard.run_once()
+    assert shard.streams.open == 1
+    return shard, conn, b
+
+
+def test_graceful_stop_lets_protocols_finish():
+    class P:
+        def connection_made(self, t):
+            self.t = t
+
+        def shutdown(self):
+            self.t.close()
+
+        def connection_lost(self, exc):
+            self.lost = True
+
+    p = P()
+    shard, conn, _ = _graceful_shard(p)
+    shard.request_stop()
+    t0 = time.monotonic()
+    shard.run()
+    assert time.monotonic() - t0 < 1.0
+    assert conn.calls == ["close"] and p.lost
+
+
+def test_graceful_stop_is_bounded_and_fast_stop_is_immediate(monkeypatch):
+    from framework.shard import worker
+
+    class Stubborn:
+        def connection_made(self, t):
+            pass
+
+        def shutdown(self):
+            pass  # never finishes
+
+    monkeypatch.setattr(worker, "GRACE", 0.3)
+    shard, conn, _ = _graceful_shard(Stubborn())
+    shard.request_stop()
+    t0 = time.monotonic()
+    shard.run()
+    assert 0.25 < time.monotonic() - t0 < 1.0
+
+    shard, conn, _ = _graceful_shard(Stubborn())
+    shard.request_stop()
+    shard.request_stop()
+    shard.request_stop(graceful=False)
+    t0 = time.monotonic()
+    shard.run()
+    assert time.monotonic() - t0 < 0.1
