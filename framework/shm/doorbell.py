@@ -28,6 +28,7 @@ One consumer per doorbell; any number of producers.
 """
 import os
 import select
+import time
 
 from .naming import shm_path
 from .segment import fence, map_segment, open_segment, unlink_quiet
@@ -153,28 +154,40 @@ class Doorbell:
     def wait(self, timeout=None, rings=()):
         """Sleep until rung or timeout (seconds, None = forever) unless a ring has data.
 
-        Returns True if some ring in ``rings`` has data afterwards.
+        Returns True if some ring in ``rings`` has data, False once the timeout
+        passed. A stale ring (rung for an earlier sleep the consumer left by
+        itself) wakes poll() with nothing to do: it goes back to sleep. With no
+        rings, returns True at the first ring.
         """
         for r in rings:
             if not r.empty():
                 return True
-        self.prepare_sleep()
-        try:
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.fd, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.prepare_sleep()
+            try:
+                for r in rings:
+                    if not r.empty():
+                        return True
+                if deadline is None:
+                    ms = -1
+                else:
+                    ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                rung = self._poll.poll(ms)
+                if rung:
+                    self.drain()
+            finally:
+                self.awake()
             for r in rings:
                 if not r.empty():
                     return True
-            if self._poll is None:
-                self._poll = select.poll()
-                self._poll.register(self.fd, select.POLLIN)
-            ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
-            if self._poll.poll(ms):
-                self.drain()
-        finally:
-            self.awake()
-        for r in rings:
-            if not r.empty():
+            if rung and not rings:
                 return True
-        return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def close(self):
         if self.fd >= 0:
