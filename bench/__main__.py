@@ -1,0 +1,312 @@
+"""python -m bench: the user-level stack against kernel sockets, side by side.
+
+    python -m bench            # full run (< 15 min): every scenario x every server, 3x each
+    python -m bench --quick    # < 2 min: fewer, shorter runs, 2,000 idle connections
+
+Servers: the framework's user stack (afpacket, tap), ``framework --stack kernel`` and a
+uvloop + httptools baseline (bench/baselines/uvloop_server.py, same response bytes).
+Each in its own namespace and /24 (bench/lab.py), the server on core 0, every load
+generator on core 1, RPS set inside our namespaces only. Scenarios run interleaved
+(round r: every scenario, every server, the order of servers rotated each round).
+Output: a Markdown report on stdout and in bench/results/<date>.md, a PNG chart next
+to it. Never part of the test suite.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+from bench import loadgen, report
+from bench.lab import CLIENT_CORE, ROOT, SERVER_CORE, Lab
+
+ALL_SERVERS = ("user-afpacket", "user-tap", "kernel", "uvloop")
+HTTP_SCENARIOS = ("close-wrk", "close-ab", "keepalive", "pipelined", "latency")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_tools():
+    missing = [p for t, p in (("wrk", "wrk"), ("ab", "apache2-utils")) if not shutil.which(t)]
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True,
+                       stdout=subprocess.DEVNULL)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log("installing matplotlib")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+
+
+def run_micro(args):
+    """bench/micro_stack.py on the server core, as a subprocess (its own clean process)."""
+    cmd = ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "bench.micro_stack",
+           "--json", "--connections", str(args.micro_connections)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        log(f"micro benchmark failed: {r.stderr[-1500:]}")
+        return None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="< 2 minutes: 1 round, 2 s runs")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS),
+                   help=f"comma list out of {','.join(ALL_SERVERS)}")
+    p.add_argument("--scenarios", default=",".join(HTTP_SCENARIOS + ("bulk", "idle", "micro")),
+                   help="comma list out of " + ",".join(HTTP_SCENARIOS + ("bulk", "idle", "micro")))
+    p.add_argument("--rounds", type=int, help="runs of each scenario per server (3; quick 1)")
+    p.add_argument("--seconds", type=float, help="length of one HTTP run (5; quick 2)")
+    p.add_argument("--idle", type=int, help="idle connections held (10000; quick 2000)")
+    p.add_argument("--bulk-seconds", type=float, help="cap of one bulk run (4; quick 1.5)")
+    p.add_argument("--bulk-bytes", type=int, default=1 << 30, help="cap of one bulk run (1 GiB)")
+    p.add_argument("--micro-connections", type=int, help="connections of the micro benchmark")
+    p.add_argument("--no-client-rps", action="store_true",
+                   help="leave the client side's receive work on the sender's core")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
+                   help="directory of the report and chart")
+    p.add_argument("--no-save", action="store_true", help="stdout only")
+    a = p.parse_args(argv)
+    q = a.quick
+    a.rounds = a.rounds or (1 if q else 3)
+    a.seconds = a.seconds or (2 if q else 5)
+    a.idle = a.idle if a.idle is not None else (2000 if q else 10000)
+    a.bulk_seconds = a.bulk_seconds or (1.5 if q else 4)
+    a.micro_connections = a.micro_connections or (500 if q else 3000)
+    a.servers = [s for s in a.servers.split(",") if s]
+    a.scenarios = [s for s in a.scenarios.split(",") if s]
+    for s in a.servers:
+        if s not in ALL_SERVERS:
+            p.error(f"unknown server {s}")
+    return a
+
+
+def wait_alive(lab, s):
+    if not s.alive():
+        raise RuntimeError(f"{s.kind} server died:\n{s.log_tail()}")
+
+
+def http_phase(lab, args, results, idle, notes):
+    servers = []
+    for kind in args.servers:
+        try:
+            servers.append(lab.start(kind))
+            log(f"started {kind} at {servers[-1].url}")
+        except Exception as e:
+            notes.append(f"{kind}: could not start ({str(e).splitlines()[0]})")
+            log(f"{kind} failed to start: {e}")
+    for s in servers:
+        sv, cl = s.rps_state()
+        notes.append(f"{s.kind}: RPS server side {','.join(sv)}, client side {','.join(cl)}")
+        # warm up (imports, caches, ARP): not measured
+        lab.run_client(loadgen.wrk_cmd(s.url, 1, 10), timeout=30)
+        lab.run_client(loadgen.wrk_cmd(s.url, 1, 10, close=True), timeout=30)
+    scen = [sc for sc in HTTP_SCENARIOS if sc in args.scenarios]
+    for rnd in range(args.rounds):
+        for sc in scen:
+            order = servers[rnd % len(servers):] + servers[:rnd % len(servers)] if servers else []
+            for s in order:
+                if not s.alive():
+                    continue
+                r = loadgen.run_http(lab, s, sc, args.seconds)
+                results.setdefault(sc, {}).setdefault(s.kind, []).append(r)
+                log(f"round {rnd + 1} {sc:10s} {s.kind:14s} {r['rps']:>10,.0f} req/s  "
+                    f"core0 {r['core0']:.0%} core1 {r['core1']:.0%}  "
+                    f"{r['us_per_req'] or 0:.1f} us/req  errors {r['errors']}")
+                if not s.alive():
+                    notes.append(f"{s.kind}: server died during {sc}: {s.log_tail(500)}")
+    if "idle" in args.scenarios and args.idle:
+        for s in servers:
+            if not s.alive():
+                continue
+            try:
+                r = loadgen.run_idle(lab, s, args.idle, args.seconds)
+            except Exception as e:
+                r = {"held": 0, "failed": str(e)}
+            idle[s.kind] = r
+            log(f"idle {s.kind}: {r}")
+    lab.stop_servers()
+
+
+def bulk_phase(lab, args, bulk, notes):
+    servers = []
+    for kind in args.servers:
+        try:
+            servers.append(lab.start(kind, app="bench.app:app"))
+        except Exception as e:
+            notes.append(f"{kind} (bulk app): could not start ({str(e).splitlines()[0]})")
+    for rnd in range(args.rounds):
+        for d in ("upload", "download"):
+            order = servers[rnd % len(servers):] + servers[:rnd % len(servers)] if servers else []
+            for s in order:
+                if not s.alive():
+                    continue
+                r = loadgen.run_bulk(lab, s, d, args.bulk_seconds, args.bulk_bytes)
+                bulk.setdefault(d, {}).setdefault(s.kind, []).append(r)
+                log(f"round {rnd + 1} bulk {d:8s} {s.kind:14s} {r['gbps']:.2f} Gbit/s "
+                    f"({r['bytes'] / 2**20:,.0f} MiB) core0 {r['core0']:.0%} errors {r['errors']}"
+                    + (f" {r.get('failed')}" if r["errors"] else ""))
+    lab.stop_servers()
+
+
+def targets(results, bulk, idle, micro):
+    """Issue 6's targets: met, or the measured gap."""
+    def m(sc, srv, f="rps", src=None):
+        src = results if src is None else src
+        return report.med([r[f] for r in src.get(sc, {}).get(srv, [])])
+
+    out = ["| target | measured | verdict |", "|---|---|---|"]
+    best = None
+    for sc in ("close-wrk", "close-ab"):
+        u = m(sc, "uvloop")
+        for srv in ("user-afpacket", "user-tap"):
+            v = m(sc, srv)
+            if u and v:
+                out.append(f"| one request per connection ({sc}, {srv}) >= 2.0x uvloop | "
+                           f"{v / u:.2f}x ({v:,.0f} vs {u:,.0f} req/s) | "
+                           f"{'met' if v / u >= 2.0 else 'gap %.2fx' % (2.0 / (v / u))} |")
+    u = m("keepalive", "uvloop")
+    for srv in ("user-afpacket", "user-tap"):
+        v = m("keepalive", srv)
+        if u and v:
+            out.append(f"| keep-alive ({srv}) >= 1.2x uvloop | {v / u:.2f}x ({v:,.0f} vs "
+                       f"{u:,.0f} req/s) | {'met' if v / u >= 1.2 else 'gap %.2fx' % (1.2 / (v / u))} |")
+    for srv in ("user-afpacket", "user-tap"):
+        for d in ("upload", "download"):
+            v = m(d, srv, "gbps", bulk)
+            if v is not None:
+                out.append(f"| bulk {d} ({srv}) >= 10 Gbit/s | {v:.2f} Gbit/s | "
+                           f"{'met' if v >= 10 else 'gap %.1fx' % (10 / v if v else float('inf'))} |")
+    for srv in ("user-afpacket", "user-tap"):
+        r = idle.get(srv)
+        if r and r.get("bytes_per_conn") is not None:
+            b = r["bytes_per_conn"]
+            out.append(f"| <= 2 KB per idle connection ({srv}) | {b:,.0f} B | "
+                       f"{'met' if b <= 2048 else 'gap %.1fx' % (b / 2048)} |")
+    if micro:
+        v = micro["us_per_conn"]
+        out.append(f"| stack time per short connection (memory port) <= 30 us | {v:.1f} us | "
+                   f"{'met' if v <= 30 else 'gap %.1fx' % (v / 30)} |")
+    return "\n".join(out)
+
+
+def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
+    titles = {k: v["title"] for k, v in loadgen.SCENARIOS.items()}
+    servers = args.servers
+    scen = [sc for sc in HTTP_SCENARIOS if sc in args.scenarios and sc != "latency"]
+    cpu = platform.processor() or platform.machine()
+    parts = [
+        f"# framework benchmark, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"`python -m bench{' --quick' if args.quick else ''}`: {args.rounds} round(s), "
+        f"HTTP runs of {args.seconds:g} s, interleaved; server on core {SERVER_CORE}, load "
+        f"generator on core {CLIENT_CORE}; RPS: server-side receive -> core {SERVER_CORE}, "
+        f"client-side receive -> {'core %d' % CLIENT_CORE if not args.no_client_rps else 'sender core'}. "
+        f"{psutil.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}. Response: apps.hello `GET /` (13-byte body, "
+        f"same bytes from every server). Total time {elapsed / 60:.1f} min.",
+        "",
+        "Core busy = share of the core's time in user+nice+system+irq+softirq (/proc/stat); "
+        "CPU us/req = core-0 busy time / requests. A server whose core 0 is not near 100% "
+        "was not the bottleneck (the load generator or the link was).",
+        "",
+        "## Targets (issue 6)",
+        "",
+        targets(results, bulk, idle, micro),
+        "",
+        "## HTTP throughput",
+        "",
+        report.http_table(results, scen, servers, titles),
+    ]
+    if results.get("latency"):
+        parts += ["", "## Latency (keep-alive, wrk -t1 -c10, closed loop)", "",
+                  report.latency_table(results["latency"], servers)]
+    if bulk:
+        parts += ["", f"## Bulk: one TCP connection each way (up to {args.bulk_bytes / 2**30:g} GiB "
+                  f"or {args.bulk_seconds:g} s, whichever first)", "",
+                  "Server: bench/app.py (framework) or the uvloop baseline, raw protocols: "
+                  "discard on 9009, an endless 256 KiB-chunk source on 9019. Client: one "
+                  "Python kernel socket (1 MiB send/recv_into) in the client namespace on "
+                  "core 1. Default veth offloads (TSO/GSO/checksum) on both ends.", "",
+                  report.bulk_table(bulk, servers)]
+    if idle:
+        parts += ["", f"## {args.idle:,} idle keep-alive connections, then wrk -c50 over 50 more", "",
+                  "Each idle connection made one request and stays open; bytes per "
+                  "connection = worker RSS delta / connections (for kernel sockets the "
+                  "kernel's socket memory is not in the RSS).", "",
+                  report.idle_table(idle, servers)]
+    if micro:
+        parts += ["", "## Micro benchmark (kernel-free): memory port -> Stack -> apps.hello", "",
+                  f"`python -m bench.micro_stack`: {micro['connections']:,} complete short HTTP "
+                  f"connections (SYN -> request -> response -> FIN -> final ACK) from a "
+                  f"crafted-frame client, {micro['packets_per_conn']:.1f} frames per connection "
+                  f"into and out of the stack.", "",
+                  "| stack time per connection | per frame (in+out) | connections/s on one core |",
+                  "|---|---|---|",
+                  f"| {micro['us_per_conn']:.1f} us | {micro['us_per_packet']:.2f} us | "
+                  f"{1e6 / micro['us_per_conn']:,.0f} |"]
+    if notes:
+        parts += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("python -m bench needs root (namespaces, raw sockets)")
+    if psutil.cpu_count() < 2:
+        sys.exit("python -m bench needs 2 cores (server on 0, load generator on 1)")
+    ensure_tools()
+    psutil.Process().cpu_affinity([CLIENT_CORE])   # the harness stays off the server's core
+    started = datetime.datetime.utcnow()
+    t0 = time.monotonic()
+    results, bulk, idle, notes = {}, {}, {}, []
+    micro = None
+    tmp = tempfile.mkdtemp(prefix="fwbench-")
+    lab = Lab(tmp)
+    try:
+        if any(sc in args.scenarios for sc in HTTP_SCENARIOS + ("idle",)):
+            http_phase(lab, args, results, idle, notes)
+        if "bulk" in args.scenarios:
+            bulk_phase(lab, args, bulk, notes)
+    finally:
+        lab.close()
+    if "micro" in args.scenarios:
+        micro = run_micro(args)
+    elapsed = time.monotonic() - t0
+    text = build_report(args, results, bulk, idle, micro, notes, started, elapsed)
+    if not args.no_save:
+        os.makedirs(args.out, exist_ok=True)
+        stem = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
+        png = os.path.join(args.out, stem + ".png")
+        try:
+            titles = {k: v["title"] for k, v in loadgen.SCENARIOS.items()}
+            if report.chart(png, results, bulk, list(HTTP_SCENARIOS), args.servers, titles):
+                text += f"\n![chart]({os.path.basename(png)})\n"
+        except Exception as e:
+            log(f"chart failed: {e}")
+        with open(os.path.join(args.out, stem + ".md"), "w") as f:
+            f.write(text)
+        with open(os.path.join(args.out, stem + ".json"), "w") as f:
+            json.dump({"results": results, "bulk": bulk, "idle": idle, "micro": micro,
+                       "notes": notes}, f, indent=1, default=str)
+        log(f"wrote {os.path.join(args.out, stem)}.md/.png/.json")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The benchmark's own network and servers.
+
+    client namespace fwbc<id>  (wrk, ab, the bulk and idle clients; pinned to core 1)
+      |-- fw<pid>h 198.18.A.1  <-veth->  fw<pid>s in fw-<pid>   framework, user stack (afpacket)
+      |-- fw<pid>t 198.18.B.1  (TAP)    <- worker's queue ->    framework, user stack (tap)
+      |-- fw<pid>h 198.18.C.1  <-veth->  fw<pid>s 198.18.C.2    framework --stack kernel
+      `-- bu<id>c  198.18.D.1  <-veth->  bu<id>s  198.18.D.2     uvloop baseline (ns fwbs<id>)
+
+Each framework server is a real ``framework serve`` started *inside* the client
+namespace on its own ``--link-subnet``: it builds its default link exactly as for a
+user (veth + namespace, or TAP) but in our namespace, so nothing touches the host and
+nothing collides with a server someone else runs. The uvloop baseline gets the same
+shape of link, made here. Every server runs under ``taskset -c 0`` (the framework pins
+its worker to core 0 as well).
+
+RPS (BENCHMARKING.md): the server-side veth's receive work goes to core 0, inside the
+server's namespace. The client side's receive work goes to core 1 (the client
+interface is in our namespace too): without it, the softirq that delivers the server's
+replies to the client runs on the *server's* core, inside its send(), and the server's
+core pays for the client. For TAP the server's receive is the worker's own read() on
+core 0; the TAP's kernel side (the client's receive) is steered to core 1.
+Nothing outside our namespaces is changed; ``close()`` removes everything.
+"""
+import glob
+import os
+import random
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+
+from framework import netns
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_CORE = 0
+CLIENT_CORE = 1
+NOFILE = 65536
+
+
+def _raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(NOFILE, hard if hard != resource.RLIM_INFINITY else NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, max(want, NOFILE)))
+    except (ValueError, OSError):
+        pass
+
+
+def _child_setup(ns):
+    _raise_nofile()
+    if ns:
+        netns.setns(ns)
+
+
+def set_rps(ifname, mask, ns):
+    """Write ``mask`` to every rx queue's rps_cpus of ``ifname`` inside namespace ``ns``."""
+    cmd = f"for f in /sys/class/net/{ifname}/queues/rx-*/rps_cpus; do echo {mask:x} > $f; done"
+    netns.run_in(ns, ["sh", "-c", cmd], check=True, capture_output=True)
+
+
+def get_rps(ifname, ns):
+    r = netns.run_in(ns, ["sh", "-c", f"cat /sys/class/net/{ifname}/queues/rx-*/rps_cpus"],
+                     capture_output=True, text=True)
+    return r.stdout.split()
+
+
+class Server:
+    """One server under test. ``kind``: user-afpacket | user-tap | kernel | uvloop."""
+
+    def __init__(self, lab, kind, app="apps.hello:app", rps=True, client_rps=True):
+        self.lab = lab
+        self.kind = kind
+        self.app = app
+        self.subnet = lab.new_subnet()
+        prefix = self.subnet.rsplit(".", 1)[0]              # "198.18.N"
+        self.client_ip, self.ip = prefix + ".1", prefix + ".2"
+        self.port = 8080
+        self.proc = None
+        self.uv_ns = None
+        self.errlog = open(os.path.join(lab.tmp, f"{kind}.log"), "w+")
+        self.rps, self.client_rps = rps, client_rps
+
+    def start(self):
+        lab, kind, app = self.lab, self.kind, self.app
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        taskset = ["taskset", "-c", str(SERVER_CORE)]
+        if kind == "uvloop":
+            u = uuid.uuid4().hex[:6]
+            self.uv_ns = f"fwbs{u}"
+            self.c_if, self.s_if = f"bu{u}c", f"bu{u}s"
+            netns.add_netns(self.uv_ns)
+            lab.namespaces.append(self.uv_ns)
+            netns.add_veth(self.c_if, self.s_if, lab.client_ns, self.uv_ns)
+            for ifn, ns, ip in ((self.c_if, lab.client_ns, self.client_ip),
+                                (self.s_if, self.uv_ns, self.ip)):
+                netns.ip("link", "set", "dev", ifn, "addrgenmode", "none", netns=ns)
+                netns.ip("addr", "add", f"{ip}/24", "dev", ifn, netns=ns)
+                netns.ip("link", "set", ifn, "up", netns=ns)
+            cmd = ["ip", "netns", "exec", self.uv_ns, *taskset, sys.executable, "-m",
+                   "bench.baselines.uvloop_server", self.ip, str(self.port)]
+            self.server_ns, self.server_if = self.uv_ns, self.s_if
+            enter = None
+        else:
+            stack = "kernel" if kind == "kernel" else "user"
+            # setns only (not `ip netns exec`, which also unshares the mount namespace:
+            # the namespace the supervisor then adds would be invisible outside it)
+            enter = lab.client_ns
+            cmd = [*taskset, sys.executable, "-m", "framework", "serve", app, "--cores", "1", "--stack", stack,
+                   "--link-subnet", self.subnet, "--log-level", "warning"]
+            if kind == "user-tap":
+                cmd += ["--port-type", "tap"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=self.errlog, text=True,
+                                     preexec_fn=lambda: _child_setup(enter))
+        self._wait_banner()
+        if kind != "uvloop":
+            short = f"{self.proc.pid:x}"
+            if kind == "user-tap":
+                self.c_if = f"fw{short}t"
+                self.server_ns, self.server_if = None, None   # the worker reads the TAP itself
+            else:
+                self.c_if = f"fw{short}h"
+                self.server_ns, self.server_if = f"fw-{short}", f"fw{short}s"
+        if self.rps and self.server_if:
+            set_rps(self.server_if, 1 << SERVER_CORE, self.server_ns)
+        if self.client_rps:
+            set_rps(self.c_if, 1 << CLIENT_CORE, lab.client_ns)
+        self.url = f"http://{self.ip}:{self.port}/"
+
+    def _wait_banner(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                line = self.proc.stdout.readline()
+                if line.startswith("serving "):
+                    return line
+                if not line and self.proc.poll() is not None:
+                    break
+            elif self.proc.poll() is not None:
+                break
+        self.errlog.seek(0)
+        raise RuntimeError(f"{self.kind} server did not start (rc={self.proc.poll()}):\n"
+                           f"{self.errlog.read()[-3000:]}")
+
+    def worker(self):
+        """The process whose RSS is the server's memory (the framework's shard 0)."""
+        if self.kind == "uvloop":
+            return psutil.Process(self.proc.pid)
+        for p in psutil.Process(self.proc.pid).children():
+            if p.name().startswith("fw-shard-0"):
+                return p
+        raise RuntimeError(f"{self.kind}: no worker process")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def rps_state(self):
+        s = get_rps(self.server_if, self.server_ns) if self.server_if else ["(tap: worker read)"]
+        c = get_rps(self.c_if, self.lab.client_ns)
+        return s, c
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                try:
+                    for p in psutil.Process(self.proc.pid).children(recursive=True):
+                        p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.kind != "uvloop":
+            # the supervisor removes its link on SIGTERM; make sure even after a crash
+            short = f"{self.proc.pid:x}"
+            for ifn in (f"fw{short}h", f"fw{short}t"):
+                if netns.link_exists(ifn, self.lab.client_ns):
+                    netns.del_link(ifn, self.lab.client_ns)
+            netns.del_netns(f"fw-{short}")
+            for f in glob.glob(f"/dev/shm/*framework.{self.proc.pid}-*"):
+                try:
+                    os.unlink(f)
+                except OSError:
+                    pass
+        else:
+            netns.del_link(self.c_if, self.lab.client_ns)
+        self.proc.stdout.close()
+        self.proc = None
+
+    def log_tail(self, n=2000):
+        self.errlog.seek(0)
+        return self.errlog.read()[-n:]
+
+
+class Lab:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.client_ns = f"fwbc{uuid.uuid4().hex[:6]}"
+        self.namespaces = []
+        self.servers = []
+        self._subnets = set()
+        netns.add_netns(self.client_ns)
+        self.namespaces.append(self.client_ns)
+
+    def new_subnet(self):
+        while True:
+            n = random.randint(140, 249)
+            if n not in self._subnets:
+                self._subnets.add(n)
+                return f"198.18.{n}.0/24"
+
+    def start(self, kind, **kw):
+        s = Server(self, kind, **kw)
+        self.servers.append(s)     # stopped by stop_servers() even if start() fails
+        s.start()
+        return s
+
+    def client_cmd(self, cmd):
+        """A command line run in the client namespace on the load generator's core."""
+        return ["ip", "netns", "exec", self.client_ns, "taskset", "-c", str(CLIENT_CORE), *cmd]
+
+    def run_client(self, cmd, timeout):
+        return subprocess.run(self.client_cmd(cmd), capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                              preexec_fn=_raise_nofile)
+
+    def popen_client(self, cmd, **kw):
+        return subprocess.Popen(self.client_cmd(cmd), cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=ROOT),
+                                preexec_fn=_raise_nofile, **kw)
+
+    def stop_servers(self):
+        for s in self.servers:
+            try:
+                s.stop()
+            except Exception as e:  # keep cleaning up
+                print(f"bench: stopping {s.kind}: {e}", file=sys.stderr)
+        self.servers = []
+
+    def close(self):
+        self.stop_servers()
+        for ns in reversed(self.namespaces):
+            netns.del_netns(ns)
+        self.namespaces = []

@@ -1,0 +1,247 @@
+"""Load generators (wrk, ab, the bulk client, the idle-connection client), their output
+parsers, and per-core CPU accounting from /proc/stat."""
+import os
+import re
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PIPELINE_LUA = os.path.join(HERE, "pipeline.lua")
+
+
+# ---- /proc/stat ---------------------------------------------------------------------------
+
+def cpu_times():
+    """{core: (busy_ticks, total_ticks, irq+softirq ticks)}; busy = user+nice+system+irq+softirq."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                p = line.split()
+                v = list(map(int, p[1:]))
+                user, nice, system, idle, iowait, irq, softirq = v[:7]
+                steal = v[7] if len(v) > 7 else 0
+                busy = user + nice + system + irq + softirq
+                out[int(p[0][3:])] = (busy, busy + idle + iowait + steal, irq + softirq)
+    return out
+
+
+class CpuMeter:
+    """/proc/stat deltas per core, plus the CPU time of one process (the server's worker):
+    what is busy on core 0 beyond that process and the softirqs is someone else's load."""
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, proc=None):
+        self.proc = proc
+
+    def _proc_cpu(self):
+        try:
+            t = self.proc.cpu_times()
+            return t.user + t.system
+        except Exception:
+            return None
+
+    def __enter__(self):
+        self.p0 = self._proc_cpu() if self.proc else None
+        self.t0 = cpu_times()
+        self.w0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.t1 = cpu_times()
+        self.wall = time.monotonic() - self.w0
+        p1 = self._proc_cpu() if self.proc else None
+        self.proc_seconds = p1 - self.p0 if p1 is not None and self.p0 is not None else None
+
+    def softirq_share(self, core):
+        t = self.t1[core][1] - self.t0[core][1]
+        return (self.t1[core][2] - self.t0[core][2]) / t if t > 0 else 0.0
+
+    def total_seconds(self, core):
+        return (self.t1[core][1] - self.t0[core][1]) / self.TICK
+
+    def busy_share(self, core):
+        b0, t0 = self.t0[core][:2]
+        b1, t1 = self.t1[core][:2]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def busy_seconds(self, core):
+        return (self.t1[core][0] - self.t0[core][0]) / self.TICK
+
+
+# ---- wrk / ab ---------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _dur(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if not m:
+        raise ValueError(f"unexpected wrk output:\n{out}")
+    n = int(m.group(1))
+    secs = float(m.group(2)) * _UNITS[m.group(3)]
+    res = {"requests": n, "seconds": secs, "rps": n / secs if secs else 0.0, "errors": 0}
+    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if e:
+        res["errors"] += sum(map(int, e.groups()))
+    e = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if e:
+        res["errors"] += int(e.group(1))
+    for pct in ("50", "99"):
+        p = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
+        if p:
+            res[f"p{pct}"] = _dur(p.group(1))
+    return res
+
+
+def parse_ab(out):
+    m = re.search(r"Complete requests:\s+(\d+)", out)
+    t = re.search(r"Time taken for tests:\s+([\d.]+) seconds", out)
+    if not m or not t:
+        raise ValueError(f"unexpected ab output:\n{out[-2000:]}")
+    n, secs = int(m.group(1)), float(t.group(1))
+    res = {"requests": n, "seconds": secs, "rps": n / secs if secs else 0.0, "errors": 0}
+    f = re.search(r"Failed requests:\s+(\d+)", out)
+    if f:
+        res["errors"] += int(f.group(1))
+    f = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    if f:
+        res["errors"] += int(f.group(1))
+    return res
+
+
+def wrk_cmd(url, seconds, conns=50, close=False, pipeline=False, latency=False):
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    if pipeline:
+        cmd += ["-s", PIPELINE_LUA]
+    if latency:
+        cmd += ["--latency"]
+    return cmd + [url]
+
+
+def ab_cmd(url, seconds, conns=50):
+    # -t: time limit (ab then sets -n 50000 unless given), -r: do not stop on a recv error
+    return ["ab", "-q", "-r", "-t", str(seconds), "-n", "10000000", "-c", str(conns), url]
+
+
+def run_http(lab, server, scenario, seconds):
+    """One measured run. Returns the parsed result + CPU figures."""
+    sc = SCENARIOS[scenario]
+    if sc["tool"] == "ab":
+        cmd, parse = ab_cmd(server.url, seconds, sc["conns"]), parse_ab
+    else:
+        cmd = wrk_cmd(server.url, seconds, sc["conns"], close=sc.get("close", False),
+                      pipeline=sc.get("pipeline", False), latency=sc.get("latency", False))
+        parse = parse_wrk
+    with CpuMeter(_worker(server)) as cpu:
+        r = lab.run_client(cmd, timeout=seconds + 60)
+    out = r.stdout + r.stderr
+    try:
+        res = parse(out)
+    except ValueError:
+        res = {"requests": 0, "seconds": seconds, "rps": 0.0, "errors": -1,
+               "failed": out[-500:]}
+    _cpu_fields(res, cpu, res["requests"])
+    return res
+
+
+def _worker(server):
+    try:
+        return server.worker()
+    except Exception:
+        return None
+
+
+def _cpu_fields(res, cpu, units):
+    res["core0"] = cpu.busy_share(0)
+    res["core1"] = cpu.busy_share(1)
+    res["us_per_req"] = cpu.busy_seconds(0) * 1e6 / units if units else None
+    res["softirq0"] = cpu.softirq_share(0)
+    total = cpu.total_seconds(0)
+    if cpu.proc_seconds is not None and total > 0:
+        res["server_share"] = cpu.proc_seconds / total
+        # busy on core 0 that is neither the server process nor softirq: other load
+        res["other0"] = max(0.0, res["core0"] - res["server_share"] - res["softirq0"])
+
+
+SCENARIOS = {
+    "close-wrk": {"tool": "wrk", "conns": 50, "close": True,
+                  "title": "Connection: close, wrk -c50"},
+    "close-ab": {"tool": "ab", "conns": 50, "title": "one request per connection, ab -c50"},
+    "keepalive": {"tool": "wrk", "conns": 50, "title": "keep-alive, wrk -c50"},
+    "pipelined": {"tool": "wrk", "conns": 50, "pipeline": True,
+                  "title": "pipelined depth 16, wrk -c50"},
+    "latency": {"tool": "wrk", "conns": 10, "latency": True,
+                "title": "latency, keep-alive wrk -c10"},
+}
+
+
+# ---- bulk -------------------------------------------------------------------------------
+
+def run_bulk(lab, server, direction, seconds, nbytes):
+    code = ("import sys; from bench import bulk; "
+            f"b, dt, g = bulk.{direction}({server.ip!r}, {seconds}, {nbytes}); "
+            "print(b, dt, g)")
+    with CpuMeter(_worker(server)) as cpu:
+        r = lab.run_client(["python3", "-c", code], timeout=seconds + 60)
+    res = {"errors": 0}
+    try:
+        b, dt, g = r.stdout.split()
+        res.update(bytes=int(b), seconds=float(dt), gbps=float(g))
+    except ValueError:
+        res.update(bytes=0, seconds=0.0, gbps=0.0, errors=-1, failed=(r.stdout + r.stderr)[-500:])
+    _cpu_fields(res, cpu, 0)
+    return res
+
+
+# ---- idle connections -------------------------------------------------------------------
+
+def run_idle(lab, server, n, seconds):
+    """Hold ``n`` idle keep-alive connections (each served one request), measure the
+    worker's RSS before/after, then wrk -c50 over 50 more while they stay open."""
+    import psutil
+    w = server.worker()
+    rss0 = w.memory_info().rss
+    p = lab.popen_client(["python3", "-m", "bench.idle_client", server.ip, str(server.port), str(n)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    res = {"held": 0, "errors": 0}
+    try:
+        line = p.stdout.readline().split()
+        if not line or line[0] != "ready":
+            raise RuntimeError(f"idle client failed: {line} {p.stderr.read()[-1000:]}")
+        res["held"] = int(line[1])
+        res["open_seconds"] = float(line[2])
+        time.sleep(0.5)
+        rss1 = w.memory_info().rss
+        res["rss0"], res["rss1"] = rss0, rss1
+        res["bytes_per_conn"] = (rss1 - rss0) / res["held"] if res["held"] else None
+        with CpuMeter(w) as cpu:
+            r = lab.run_client(wrk_cmd(server.url, seconds, 50), timeout=seconds + 60)
+        wr = parse_wrk(r.stdout)
+        res["rps"] = wr["rps"]
+        res["errors"] = wr["errors"]
+        _cpu_fields(res, cpu, wr["requests"])
+        p.stdin.write("check\n")
+        p.stdin.flush()
+        line = p.stdout.readline().split()
+        res["still_open"] = int(line[1]) if line and line[0] == "alive" else None
+    finally:
+        try:
+            p.stdin.write("quit\n")
+            p.stdin.flush()
+        except OSError:
+            pass
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return res
