@@ -276,6 +276,64 @@ def rx_loop_cost(nframes=100000):
             link.close()
 
 
+def tap_costs(seconds=1.5):
+    """TAP: write() of 60-byte frames into the kernel, read() of frames the kernel sends."""
+    from framework.nic.tap import TapDevice
+    u = uuid.uuid4().hex[:6]
+    ns = f"fwbt{u}"
+    netns.add_netns(ns)
+    try:
+        with in_netns(ns):
+            dev = TapDevice(f"fbt{u}", 1)
+        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
+        netns.ip("link", "set", dev.name, "up", netns=ns)
+        netns.ip("neigh", "add", STACK_IP, "lladdr", "02:00:00:00:00:02", "dev", dev.name, netns=ns)
+        port = dev.port(0)
+        from scapy.all import Ether, IP, UDP, raw
+        mac = netns.ip("-o", "link", "show", dev.name, netns=ns).split("link/ether ")[1].split()[0]
+        # to a UDP socket that never reads: the kernel takes each frame up to the socket
+        with in_netns(ns):
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind((HOST_IP, 9))
+        frames = [bytes(10) + raw(Ether(src="02:00:00:00:00:02", dst=mac) / IP(src=STACK_IP, dst=HOST_IP) /
+                                  UDP(sport=1000 + i, dport=9) / (b"\0" * 18)) for i in range(64)]
+        n = 0
+        c0, t0 = time.process_time(), time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            n += port.tx_burst(frames)
+        print(f"tap tx: {n / (time.perf_counter() - t0) / 1e3:.0f} kframes/s, "
+              f"{(time.process_time() - c0) / n * 1e6:.2f} us CPU/frame")
+        sink.close()
+        # kernel -> tap: a forked sender in the namespace
+        pid = os.fork()
+        if pid == 0:
+            with in_netns(ns):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            end = time.monotonic() + seconds + 0.5
+            while time.monotonic() < end:
+                for _ in range(256):
+                    try:
+                        s.sendto(b"\0" * 18, (STACK_IP, 9))
+                    except OSError:
+                        pass
+            os._exit(0)
+        time.sleep(0.2)
+        n = 0
+        busy = 0.0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            select.select([port], [], [], 0.1)
+            a = time.perf_counter()
+            n += len(port.rx_burst(256))
+            busy += time.perf_counter() - a
+        os.waitpid(pid, 0)
+        print(f"tap rx: {n / seconds / 1e3:.0f} kframes/s, {busy / max(n, 1) * 1e6:.2f} us in rx_burst per frame")
+        port.close()
+        dev.close()
+    finally:
+        netns.del_netns(ns)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what in ("rtt", "all"):
@@ -285,3 +343,5 @@ if __name__ == "__main__":
     if what in ("rx", "all"):
         rx()
         rx_loop_cost()
+    if what in ("tap", "all"):
+        tap_costs()

@@ -224,10 +224,11 @@ def test_restart_filter_mode_keeps_steering(link):
                 lambda before: 100 + sum(1 for x in before if x[0] == 1))
 
 
-def test_restart_fanout_mode_keeps_steering(link):
+@pytest.mark.parametrize("version", [2, 3])
+def test_restart_fanout_mode_keeps_steering(link, version):
     """Fanout group held by the parent: the killed worker's member stays in the group,
     its frames wait in its ring and the restarted worker finds them: nothing lost."""
-    group = FanoutGroup(link.a, N, netns=link.S)
+    group = FanoutGroup(link.a, N, netns=link.S, version=version)
     try:
         run_restart(link, lambda q: group.port(q), lambda before: 200)
     finally:
@@ -374,4 +375,55 @@ def test_kernel_accepts_our_frames(link):
         assert len(rst) == 1 and "R" in rst[0][TCP].flags and rst[0][TCP].ack == 1000 + len(pay)
     finally:
         rx.close()
+        port.close()
+
+
+def test_siblings_do_not_see_each_others_tx(link):
+    """PACKET_IGNORE_OUTGOING: what shard 0 sends is not received by shard 1 (or 0)."""
+    ports = [AfPacketPort(link.a, q, N, netns=link.S) for q in range(N)]
+    peer = raw_peer(link)
+    try:
+        frames = [tcp_frame(100, src=STACK_IP, dst=HOST_IP, smac=STACK_MAC, dmac="ff:ff:ff:ff:ff:ff")
+                  for _ in range(10)]
+        assert ports[0].tx_burst(frames) == 10
+        for f in frames:
+            assert peer.recv(2000)[10:] == f[10:]
+        time.sleep(0.05)
+        assert ports[0].rx_burst() == [] and ports[1].rx_burst() == []
+        assert ports[0].stats["tx"] == 10
+    finally:
+        peer.close()
+        for p in ports:
+            p.close()
+
+
+def test_tx_burst_stops_on_full_queue_and_drops_bad_frames(link):
+    import errno
+    port = AfPacketPort(link.a, 0, 1, netns=link.S)
+    try:
+        calls = []
+
+        def fake_send(f):
+            calls.append(f)
+            if f == b"full":
+                raise OSError(errno.ENOBUFS, "No buffer space available")
+            if f == b"bad":
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return len(f)
+        port._send = fake_send
+        port.tx_burst = port._tx_send
+        # a bad frame is consumed and counted; a full device queue ends the burst
+        assert port.tx_burst([b"ok1", b"bad", b"ok2", b"full", b"ok3"]) == 3
+        assert port.stats["tx"] == 2 and port.stats["tx_drops"] == 1 and port.stats["tx_busy"] == 1
+        assert calls == [b"ok1", b"bad", b"ok2", b"full"]
+    finally:
+        port.close()
+    # for real: a frame over 65,535 bytes is refused by the kernel and dropped, not retried
+    port = AfPacketPort(link.a, 0, 1, netns=link.S)
+    try:
+        big = tcp_frame(65535)
+        big = big[:10] + big[10:] + b"\0" * 10
+        assert port.tx_burst([big, tcp_frame(60)]) == 2
+        assert port.stats["tx_drops"] == 1 and port.stats["tx"] == 1
+    finally:
         port.close()
