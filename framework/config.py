@@ -399,3 +399,36 @@ def check(cfg, available_cores, iface_exists=None):
     if cfg.iface and iface_exists is not None and not iface_exists(cfg.iface):
         raise ConfigError(f"--iface {cfg.iface}: no such interface")
     return pool[:n]
+
+
+# --- the command line -----------------------------------------------------------------
+
+def add_serve_arguments(parser, hidden_help=None):
+    """Add every option of OPTIONS to an argparse parser as a flag with default None
+    (so ``resolve`` can tell "not given"); values stay text, parsed by ``resolve``.
+    APP is positional and optional (it may come from FRAMEWORK_APP or the file)."""
+    import argparse
+    suppress = argparse.SUPPRESS
+    parser.add_argument("app", metavar="APP", nargs="?", default=None, help=OPTIONS["app"].help)
+    parser.add_argument("--config", metavar="FILE.toml", default=None,
+                        help="read options from a TOML file (also FRAMEWORK_CONFIG); "
+                             "precedence: flag > FRAMEWORK_* environment > file > default")
+    for name, opt in OPTIONS.items():
+        if name == "app":
+            continue
+        kw = {"dest": name, "default": None, "metavar": opt.metavar,
+              "help": suppress if opt.hidden else f"{opt.help} [{opt.env}]"}
+        if opt.choices:
+            kw["metavar"] = "|".join(opt.choices)
+        if name == "metrics":
+            kw["nargs"] = "?"
+            kw["const"] = DEFAULT_METRICS
+        parser.add_argument(opt.flag, **kw)
+    return parser
+
+
+def from_args(args, env=None):
+    """The Config of a parsed ``serve`` command line (ConfigError on a bad value)."""
+    flags = {name: getattr(args, name, None) for name in OPTIONS}
+    flags["config"] = getattr(args, "config", None)
+    return resolve(flags, env=env)

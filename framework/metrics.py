@@ -246,3 +246,24 @@ class MetricsServer:
         if self._thread is not None:
             self._thread.join(2)
             self._thread = None
+
+
+def supervisor_families(workers, deaths_total, started_at, now=None):
+    """Families the supervisor adds: its workers' liveness and restarts.
+
+    ``workers``: iterable of (shard, core, pid or None, alive: bool, restarts: int)."""
+    now = time.time() if now is None else now
+    up = Family(PREFIX + "worker_up", "gauge", "1 while the shard's worker process runs")
+    core = Family(PREFIX + "worker_core", "gauge", "the core the shard's worker is pinned to")
+    rs = Family(PREFIX + "worker_restarts_total", "counter",
+                "times the shard's worker was restarted")
+    for shard, c, pid, alive, restarts in workers:
+        sl = {"shard": str(shard)}
+        up.add(sl, 1 if alive else 0)
+        core.add(sl, c)
+        rs.add(sl, restarts)
+    deaths = Family(PREFIX + "worker_deaths_total", "counter", "worker deaths of this run")
+    deaths.add({}, deaths_total)
+    uptime = Family(PREFIX + "uptime_seconds", "gauge", "seconds since the server started")
+    uptime.add({}, round(max(0.0, now - started_at), 3))
+    return [up, core, rs, deaths, uptime]

@@ -112,3 +112,20 @@ def test_check_cores_cpuset_and_iface():
               iface_exists=lambda n: False)
     with pytest.raises(ConfigError, match="no APP"):
         check(resolve({}, env={}), [0])
+
+
+def test_argparse_flags_feed_the_same_precedence(tmp_path):
+    import argparse
+    from framework.config import add_serve_arguments, from_args
+    p = add_serve_arguments(argparse.ArgumentParser())
+    path = write(tmp_path, 'port = 1111\nstack = "kernel"\n')
+    args = p.parse_args(["apps.hello:app", "--config", path, "--cores", "auto", "--metrics",
+                         "--graceful-timeout", "2.5", "--cpuset", "0"])
+    cfg = from_args(args, env={"FRAMEWORK_PORT": "2222", "FRAMEWORK_STACK": "user"})
+    assert cfg.app == "apps.hello:app" and cfg.cores == "auto" and cfg.cpuset == [0]
+    assert cfg.metrics == ("127.0.0.1", 9108)          # bare --metrics
+    assert cfg.graceful_timeout == 2.5 and cfg.port == 2222 and cfg.stack == "user"
+    cfg = from_args(p.parse_args(["x:y", "--config", path]), env={})
+    assert cfg.port == 1111 and cfg.stack == "kernel" and cfg.metrics is None
+    with pytest.raises(ConfigError, match="--timeout: expected a number of seconds"):
+        from_args(p.parse_args(["x:y", "--timeout", "soon"]), env={})

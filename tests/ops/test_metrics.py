@@ -122,3 +122,15 @@ def test_bind_error_is_an_oserror(lab):
             assert "metrics 127.0.0.1:" in str(e)
     finally:
         a.close()
+
+
+def test_supervisor_families_parse():
+    from framework.metrics import supervisor_families
+    text = render({0: {"port.rx": 1}}, extra=supervisor_families(
+        [(0, 0, 123, True, 2), (1, 1, None, False, 0)], 3, started_at=100.0, now=160.5))
+    strict_lines(text)
+    s = samples(text)
+    assert s[("framework_worker_up", (("shard", "1"),))] == ("gauge", 0)
+    assert s[("framework_worker_restarts_total", (("shard", "0"),))] == ("counter", 2)
+    assert s[("framework_worker_deaths_total", ())] == ("counter", 3)
+    assert s[("framework_uptime_seconds", ())] == ("gauge", 60.5)
