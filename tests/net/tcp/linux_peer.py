@@ -16,7 +16,8 @@ STACK_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
 STACK_MAC = "02:00:00:5e:20:02"
 
-ECHO, SINK, SOURCE = 7, 9, 19
+ECHO, SINK, SOURCE, HTTP = 7, 9, 19, 80
+HTTP_BODY = 1 << 20
 
 
 def pattern(n, seed=0):
@@ -109,11 +110,12 @@ class Apps:
     """Raw TCP apps driven by TcpLayer events:
     7 echo (echo everything; shutdown after the peer's FIN once all is sent),
     9 sink (hash everything; after the peer's FIN send the sha256 hex digest and close),
-    19 source (read "N\\n", send pattern(N, seed=N) and close)."""
+    19 source (read "N\\n", send pattern(N, seed=N) and close),
+    80 a minimal HTTP/1.0-style responder: any GET gets pattern(1 MiB, seed=80), then close."""
 
     def __init__(self, tcp):
         self.tcp = tcp
-        for p in (ECHO, SINK, SOURCE):
+        for p in (ECHO, SINK, SOURCE, HTTP):
             tcp.listen(p, backlog=1024)
         self.accepted = 0
         self.closed = 0
@@ -141,6 +143,14 @@ class Apps:
                 u["out"] += data
             elif port == SINK:
                 u["h"].update(data)
+            elif port == HTTP and "n" not in u:
+                u["req"] += data
+                if b"\r\n\r\n" in u["req"]:
+                    u["n"] = HTTP_BODY
+                    u["out"] += (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n"
+                                 b"Content-Type: application/octet-stream\r\n\r\n" % HTTP_BODY)
+                    u["out"] += pattern(HTTP_BODY, seed=80)
+                    u["eof_after"] = True
             elif port == SOURCE and "n" not in u:
                 u["req"] += data
                 if b"\n" in u["req"]:
