@@ -1,11 +1,23 @@
-"""An in-memory key-value store: GET/PUT/DELETE /kv/{key} (one shard for now).
+"""An in-memory key-value store sharded across cores: GET/PUT/DELETE /kv/{key}.
 
     curl -X PUT --data-binary 'v' http://198.18.0.2:8080/kv/k
     curl http://198.18.0.2:8080/kv/k
-Each shard owns a dict (its ``state``); sharding keys across cores comes with
-cross-shard calls.
+    curl http://198.18.0.2:8080/kv            # this shard's keys
+    curl http://198.18.0.2:8080/kv?all=1      # every shard's keys (map_reduce)
+
+Key ``k`` lives on shard ``crc32(k) % N`` (a stable hash: Python's ``hash`` of a str
+changes between processes started apart). A request that lands on another shard, as any
+connection may, is served there through ``ctx.submit_to(owner, fn, ...)``: the function
+runs on the owner's loop against the owner's dict and the answer comes back over the shm
+rings. With one shard, or where cross-shard calls are not available, every key is local.
+
+The response carries ``X-Shard`` (who answered the connection) and ``X-Owner`` (who
+holds the key).
 """
+import zlib
+
 from framework import App, HTTPError, RequestHandler
+from framework.shard import xshard
 
 MAX_KEY = 250
 
@@ -17,31 +29,100 @@ def make_store(ctx):
     return {}
 
 
+def owner_of(key, n):
+    return zlib.crc32(key.encode()) % n if n > 1 else 0
+
+
+# --- run on the owner shard (module level: cross-shard calls send them by name) -------
+def _store():
+    return xshard.context().state
+
+
+def kv_get(key):
+    return _store().get(key)
+
+
+def kv_put(key, value):
+    store = _store()
+    created = key not in store
+    store[key] = value
+    return created
+
+
+def kv_delete(key):
+    return _store().pop(key, None) is not None
+
+
+def kv_keys():
+    return sorted(_store())
+
+
+class _Sharded(RequestHandler):
+    def _call(self, key, fn, *args):
+        """fn(*args) on the key's owner: a value (local) or a Future (remote)."""
+        ctx = self.ctx
+        n = ctx.shard_count
+        owner = owner_of(key, n)
+        self.set_header("X-Shard", str(ctx.shard_id))
+        self.set_header("X-Owner", str(owner))
+        submit = getattr(ctx, "submit_to", None)
+        if owner == ctx.shard_id or submit is None:
+            return _local(self.state, fn, *args)
+        return submit(owner, fn, *args)
+
+
+def _local(store, fn, *args):
+    # the same functions, against this shard's dict, without the cross-shard hop
+    if fn is kv_get:
+        return store.get(args[0])
+    if fn is kv_put:
+        created = args[0] not in store
+        store[args[0]] = args[1]
+        return created
+    if fn is kv_delete:
+        return store.pop(args[0], None) is not None
+    raise ValueError(fn)
+
+
+async def _value(x):
+    return (await x) if hasattr(x, "__await__") else x
+
+
 @app.route("/kv/{key}")
-class Item(RequestHandler):
+class Item(_Sharded):
     def prepare(self):
         if len(self.path_kwargs["key"]) > MAX_KEY:
             raise HTTPError(400, "key too long")
 
-    def get(self, key):
-        value = self.state.get(key)
+    async def get(self, key):
+        value = await _value(self._call(key, kv_get, key))
         if value is None:
             raise HTTPError(404)
         self.set_header("Content-Type", "application/octet-stream")
         self.write(value)
 
-    def put(self, key):
-        created = key not in self.state
-        self.state[key] = self.request.body
+    async def put(self, key):
+        created = await _value(self._call(key, kv_put, key, self.request.body))
         self.set_status(201 if created else 204)
 
-    def delete(self, key):
-        if self.state.pop(key, None) is None:
+    async def delete(self, key):
+        if not await _value(self._call(key, kv_delete, key)):
             raise HTTPError(404)
         self.set_status(204)
 
 
 @app.route("/kv")
 class Keys(RequestHandler):
-    def get(self):
+    async def get(self):
+        ctx = self.ctx
+        if self.get_argument("all", None) and getattr(ctx, "submit_to", None) is not None:
+            from framework.shard.xshard import current
+            xs = current()
+            keys = await xs.map_reduce(kv_keys, _concat) if xs is not None else sorted(self.state)
+            self.write({"keys": sorted(keys), "shards": ctx.shard_count})
+            return
         self.write({"keys": sorted(self.state), "shard": self.shard.id})
+
+
+def _concat(a, b):
+    return a + b
