@@ -29,6 +29,7 @@ import select
 import signal
 import socket
 import struct
+import _socket
 import threading
 import time
 
@@ -37,6 +38,8 @@ from .reactor import Reactor
 
 log = logging.getLogger("framework.kernel")
 
+_AF_INET = int(socket.AF_INET)
+_SOCK_STREAM = int(socket.SOCK_STREAM)
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
@@ -190,9 +193,13 @@ class KernelLoop:
     # ---- connection plumbing -----------------------------------------------------------
     def accept(self, lsock, factory):
         ctx = self.ctx
+        raw_accept = lsock._accept
         for _ in range(_ACCEPT_BATCH):
             try:
-                sock, peer = lsock.accept()
+                # _accept + the C socket type: socket.accept() builds a Python-level
+                # socket through enum conversions (~6 us per connection, measured)
+                fd, peer = raw_accept()
+                sock = _socket.socket(_AF_INET, _SOCK_STREAM, 0, fd)
             except BlockingIOError:
                 return
             except OSError as e:
