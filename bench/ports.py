@@ -228,9 +228,12 @@ def rx(seconds=2.0, size=60):
             port.kernel_stats()
             n = 0
             c0, t0 = time.process_time(), time.perf_counter()
+            got = 0
             while time.perf_counter() - t0 < seconds:
-                select.select([port], [], [], 0.1)
-                n += len(port.rx_burst(256))
+                if not got:     # like the worker loop: sleep only when the last burst was empty
+                    select.select([port], [], [], 0.1)
+                got = len(port.rx_burst(256))
+                n += got
             cpu = time.process_time() - c0
             dt = time.perf_counter() - t0
             os.close(w)
@@ -334,6 +337,48 @@ def tap_costs(seconds=1.5):
         netns.del_netns(ns)
 
 
+def steer_cost(nframes=60000):
+    """Kernel cost of steering: CPU per frame (send + kernel receive + rx_burst, all in this
+    process) with n per-socket filters vs one fanout group of n members."""
+    from scapy.all import Ether, IP, UDP, raw
+    from framework.nic.afpacket import FanoutGroup
+    frs = [raw(Ether(dst="02:00:00:00:00:02") / IP(src=HOST_IP, dst=STACK_IP) /
+               UDP(sport=1000 + i, dport=9) / (b"\0" * 18)) for i in range(256)]
+    for n in (1, 2, 4, 8):
+        for mode in ("filter", "fanout"):
+            link = Link()
+            group = None
+            try:
+                if mode == "filter":
+                    ports = [AfPacketPort(link.a, q, n, netns=link.S) for q in range(n)]
+                else:
+                    group = FanoutGroup(link.a, n, netns=link.S)
+                    ports = [group.port(q) for q in range(n)]
+                with in_netns(link.C):
+                    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                s.bind((link.b, 0))
+                got = 0
+                sent = nframes // len(frs) * len(frs)
+                c0 = time.process_time()
+                for _ in range(sent // len(frs)):
+                    for f in frs:
+                        s.send(f)
+                    for p in ports:
+                        got += len(p.rx_burst(512))
+                for p in ports:
+                    got += len(p.rx_burst(512))
+                cpu = time.process_time() - c0
+                print(f"steering {mode:6} n={n}: {cpu / sent * 1e6:.2f} us CPU/frame "
+                      f"(send + kernel + rx_burst), received {got}/{sent}")
+                s.close()
+                for p in ports:
+                    p.close()
+            finally:
+                if group:
+                    group.close()
+                link.close()
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what in ("rtt", "all"):
@@ -343,5 +388,7 @@ if __name__ == "__main__":
     if what in ("rx", "all"):
         rx()
         rx_loop_cost()
+    if what in ("steer", "all"):
+        steer_cost()
     if what in ("tap", "all"):
         tap_costs()
