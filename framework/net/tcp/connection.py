@@ -261,6 +261,77 @@ class Connection:
         L = self.layer
         tsval = tsecr = None
         opts = None
+        # Header prediction (Van Jacobson's fast path, as in BSD and Linux): an in-order
+        # segment on an ESTABLISHED connection carrying only ACK/PSH, the usual options,
+        # data that fits the window and an ACK that is new or carries data. Everything
+        # else (and any doubt) falls through to the full RFC 9293 processing below.
+        if self.state == ESTABLISHED and flags & 0x37 == ACK and seq == self.rcv_nxt & M:
+            bits = self.bits
+            if bits & B_TS:
+                if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
+                    tsval, tsecr = _ii_unpack(buf, ooff + 4)
+                    fast = (tsval - self.ts_recent) & M < HALF
+                else:
+                    fast = False
+            else:
+                fast = doff == ooff
+            rcv_nxt = self.rcv_nxt
+            dlen = dend - doff
+            una = self.snd_una
+            da = (ack - una) & M
+            if (fast and self.ooo is None and not bits & B_RECOVERY and dlen <= self.rcv_adv - rcv_nxt
+                    and da <= self.snd_max - una and (da or dlen)):
+                now = L.now
+                if tsval is not None and rcv_nxt <= self.last_ack_sent:
+                    self.ts_recent = tsval
+                if da:
+                    sack = una + da
+                    self._on_ack(sack, da, tsecr, now)
+                    self.snd_wl1 = rcv_nxt
+                    self.snd_wl2 = sack
+                    wnd = win << self.snd_ws
+                    self.snd_wnd = wnd
+                    if wnd > self.max_sndwnd:
+                        self.max_sndwnd = wnd
+                elif self.snd_wl1 < rcv_nxt or self.snd_wl2 <= una:
+                    wnd = win << self.snd_ws
+                    self.snd_wnd = wnd
+                    if wnd > self.max_sndwnd:
+                        self.max_sndwnd = wnd
+                    self.snd_wl1 = rcv_nxt
+                    self.snd_wl2 = una
+                bits = self.bits
+                if self.sbuf_seq + len(self.sndbuf) > self.snd_nxt and not bits & B_PENDING:
+                    bits |= B_PENDING
+                    L._pending.append(self)
+                if bits & B_KA:
+                    self.ka_probes = 0
+                    self.t_ka = now + self.ka_idle
+                    self._arm(self.t_ka)
+                if dlen:
+                    if not bits & B_APP_CLOSED:
+                        self.rcvbuf += buf[doff:dend]
+                        if not bits & B_RD_EV:
+                            bits |= B_RD_EV
+                            L.events.append((EV_READABLE, self))
+                    self.rcv_nxt = rcv_nxt + dlen
+                    un = self.unacked + dlen
+                    self.unacked = un
+                    if un >= 2 * self.mss:
+                        bits |= B_ACK_NOW
+                        if not bits & B_PENDING:
+                            bits |= B_PENDING
+                            L._pending.append(self)
+                    elif self.t_delack is None:
+                        self.t_delack = t = now + L.delack
+                        h = self.heap_at
+                        if h is None or t < h:
+                            self.bits = bits
+                            self._arm(t)
+                            return
+                self.bits = bits
+                return
+            tsval = tsecr = None
         if doff > ooff:
             if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
                 tsval, tsecr = _ii_unpack(buf, ooff + 4)
@@ -969,7 +1040,7 @@ class Connection:
         ack = self.rcv_nxt
         if flags & (ACK | SYN):
             bits = self.bits
-            cap = L.config.rcvbuf
+            cap = L.rcvbuf
             free = cap - len(self.rcvbuf)
             if free < 0:
                 free = 0

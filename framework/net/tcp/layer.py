@@ -62,6 +62,8 @@ class TcpLayer:
         self.csum_offload = csum_offload
         self.gso = gso
         self.gso_max = cfg.gso_max
+        self.delack = cfg.delack
+        self.rcvbuf = cfg.rcvbuf
         self.vh_partial = vnet.csum_partial_hdr(34, 16)
         self.lowat = cfg.sndbuf_lowat if cfg.sndbuf_lowat is not None else cfg.sndbuf // 2
         ws = 0
