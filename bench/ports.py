@@ -30,10 +30,10 @@ class Link:
 
     def __init__(self, tap=False):
         u = uuid.uuid4().hex[:6]
-        self.S, self.C = f"fwbs{u}", f"fwbc{u}"
+        self.S, self.C = f"fwps{u}", f"fwpc{u}"
         netns.add_netns(self.S)
         netns.add_netns(self.C)
-        self.a, self.b = f"fb{u}a", f"fb{u}b"
+        self.a, self.b = f"fp{u}a", f"fp{u}b"
         netns.add_veth(self.a, self.b, self.S, self.C)
         netns.ip("link", "set", self.a, "up", netns=self.S)
         netns.ip("addr", "add", f"{HOST_IP}/24", "dev", self.b, netns=self.C)
@@ -134,11 +134,11 @@ def rtt(rounds=3):
 def tap_rtt():
     from framework.nic.tap import TapDevice
     u = uuid.uuid4().hex[:6]
-    ns = f"fwbt{u}"
+    ns = f"fwpt{u}"
     netns.add_netns(ns)
     try:
         with in_netns(ns):
-            dev = TapDevice(f"fbt{u}", 1)
+            dev = TapDevice(f"fpt{u}", 1)
         netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
         netns.ip("link", "set", dev.name, "up", netns=ns)
         netns.ip("neigh", "add", STACK_IP, "lladdr", "02:00:00:00:00:02", "dev", dev.name, netns=ns)
@@ -220,8 +220,11 @@ def rx(seconds=2.0, size=60):
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                os.close(w)
-                _blaster(link.C, link.b, size, r)
+                try:
+                    os.close(w)
+                    _blaster(link.C, link.b, size, r)
+                finally:
+                    os._exit(0)
             os.close(r)
             time.sleep(0.3)
             port.rx_burst(1 << 20)
@@ -283,11 +286,11 @@ def tap_costs(seconds=1.5):
     """TAP: write() of 60-byte frames into the kernel, read() of frames the kernel sends."""
     from framework.nic.tap import TapDevice
     u = uuid.uuid4().hex[:6]
-    ns = f"fwbt{u}"
+    ns = f"fwpt{u}"
     netns.add_netns(ns)
     try:
         with in_netns(ns):
-            dev = TapDevice(f"fbt{u}", 1)
+            dev = TapDevice(f"fpt{u}", 1)
         netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
         netns.ip("link", "set", dev.name, "up", netns=ns)
         netns.ip("neigh", "add", STACK_IP, "lladdr", "02:00:00:00:00:02", "dev", dev.name, netns=ns)
@@ -310,16 +313,18 @@ def tap_costs(seconds=1.5):
         # kernel -> tap: a forked sender in the namespace
         pid = os.fork()
         if pid == 0:
-            with in_netns(ns):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            end = time.monotonic() + seconds + 0.5
-            while time.monotonic() < end:
-                for _ in range(256):
-                    try:
-                        s.sendto(b"\0" * 18, (STACK_IP, 9))
-                    except OSError:
-                        pass
-            os._exit(0)
+            try:
+                with in_netns(ns):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                end = time.monotonic() + seconds + 0.5
+                while time.monotonic() < end:
+                    for _ in range(256):
+                        try:
+                            s.sendto(b"\0" * 18, (STACK_IP, 9))
+                        except OSError:
+                            pass
+            finally:
+                os._exit(0)
         time.sleep(0.2)
         n = 0
         busy = 0.0
