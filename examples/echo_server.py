@@ -1,7 +1,7 @@
-"""A raw TCP protocol next to HTTP: a line-based echo on port 8007.
+r"""A raw TCP protocol next to HTTP: a line-based echo on port 8007.
 
     framework serve examples/echo_server.py:app
-    printf 'hi\nbye\n' | nc -q1 198.18.0.2 8007
+    python -c "import socket; s=socket.create_connection(('198.18.0.2', 8007)); s.sendall(b'hi\nbye\n'); print(s.recv(100))"
 """
 from framework import App, RequestHandler, StreamHandler
 

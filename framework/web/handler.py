@@ -8,7 +8,9 @@ handler whose method is ``async def`` is wrapped in a reactor Task (only then).
 import http.client
 import json
 import logging
-from urllib.parse import parse_qs, unquote
+import re
+from email.utils import formatdate
+from urllib.parse import parse_qs, quote, unquote
 
 log = logging.getLogger("framework.web")
 
@@ -150,6 +152,21 @@ class Request:
             merged.setdefault(k, []).extend(v)
         return merged
 
+    @property
+    def cookies(self):
+        """{name: value} from the Cookie header(s)."""
+        out = {}
+        raw = self.headers.get("cookie")
+        if raw:
+            for part in raw.replace(",", ";").split(";"):
+                name, sep, value = part.strip().partition("=")
+                if sep and name:
+                    value = value.strip()
+                    if len(value) >= 2 and value[0] == value[-1] == '"':
+                        value = value[1:-1]
+                    out.setdefault(name, unquote(value))
+        return out
+
     def read(self):
         """Future of the next body chunk; ``b""`` once the body is complete.
 
@@ -264,6 +281,8 @@ class ShardInfo:
 
 
 _ARG_DEFAULT = object()
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 _CTYPE_JSON = "application/json; charset=UTF-8"
 
 
@@ -402,6 +421,36 @@ class RequestHandler:
     def clear_header(self, name):
         if self._headers is not None:
             self._headers.pop(_header_key(name), None)
+
+    def get_cookie(self, name, default=None):
+        return self.request.cookies.get(name, default)
+
+    def set_cookie(self, name, value, path="/", domain=None, max_age=None, expires=None,
+                   secure=False, httponly=False, samesite=None):
+        """Add a Set-Cookie header (value percent-encoded where needed)."""
+        if not _COOKIE_NAME.match(name):
+            raise ValueError(f"invalid cookie name {name!r}")
+        parts = [f"{name}={quote(str(value), safe=_COOKIE_SAFE)}"]
+        if path:
+            parts.append(f"Path={path}")
+        if domain:
+            parts.append(f"Domain={domain}")
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+        if expires is not None:
+            parts.append("Expires=" + (expires if isinstance(expires, str)
+                                       else formatdate(expires, usegmt=True)))
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite:
+            parts.append(f"SameSite={samesite}")
+        self.add_header("Set-Cookie", "; ".join(parts))
+
+    def clear_cookie(self, name, path="/", domain=None):
+        self.set_cookie(name, "", path=path, domain=domain, max_age=0,
+                        expires="Thu, 01 Jan 1970 00:00:00 GMT")
 
     def write(self, chunk):
         """Queue ``chunk`` (str -> UTF-8, bytes, dict/list -> JSON with its content type)."""

@@ -716,3 +716,24 @@ def test_streamed_request_pipelined_behind_is_buffered():
     h.run_until(h.reactor.now + 0.3)
     got = parse_responses(t.take())
     assert [g[0] for g in got] == [200, 200] and got[1][2] == b"got 50" and log == [50]
+
+
+def test_cookies():
+    app = App()
+
+    @app.route("/c")
+    class C(RequestHandler):
+        def get(self):
+            self.write({"a": self.get_cookie("a"), "b": self.get_cookie("b"),
+                        "none": self.get_cookie("zz", "dflt")})
+            self.set_cookie("sess", "x y;z", max_age=60, httponly=True, samesite="Lax")
+            self.clear_cookie("old")
+
+    import json
+    out, _, _ = Harness(app).request(b'GET /c HTTP/1.1\r\nCookie: a=1; b="two%20x"\r\n\r\n')
+    (st, hd, body), = parse_responses(out)
+    assert json.loads(body) == {"a": "1", "b": "two x", "none": "dflt"}
+    assert b"Set-Cookie: sess=x%20y%3Bz; Path=/; Max-Age=60; HttpOnly; SameSite=Lax\r\n" in out
+    assert b"Set-Cookie: old=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT\r\n" in out
+    with pytest.raises(ValueError):
+        RequestHandler.set_cookie(None, "bad name", "v")
