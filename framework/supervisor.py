@@ -93,6 +93,8 @@ class Supervisor:
         self.stats = {}
         self.device = None
         self.fwd = None
+        self.mesh = None
+        self.bells = None
         self._fwd_objs = []
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -186,15 +188,29 @@ class Supervisor:
         for w in self.workers:
             self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, STAT_NAMES)
         n = len(self.workers)
-        if self.stack == "user" and n > 1 and self.port_type == "tap":
+        if self.stack != "user":
+            return
+        from framework.shard import forward
+        # one doorbell per shard for every ring into it: one fd for the loop to sleep on
+        bells = forward.create_bells(self.run_id, n)
+        self._fwd_objs += list(bells.values())
+        if n > 1 and self.port_type == "tap":
             # TAP gives each ARP frame to one queue only; with the kernel's flow hash
             # (no bpf() rights) IPv4 flows land anywhere too: forward over shm rings
-            from framework.shard import forward
             mode = (forward.MODE_CLASSIFY if getattr(self.device, "steering", "") == "kernel"
                     else forward.MODE_NON_IP)
-            bells, rings = forward.create_all(self.run_id, n, mode)
-            self._fwd_objs = list(bells.values()) + list(rings.values())
+            _, rings = forward.create_all(self.run_id, n, mode, bells=bells)
+            self._fwd_objs += list(rings.values())
             self.fwd = (mode, bells, rings)
+        try:
+            from framework.shard.xshard import Mesh
+        except ImportError:
+            Mesh = None
+        if Mesh is not None:
+            # cross-shard calls (ctx.submit_to); the supervisor writes who is alive
+            self.mesh = Mesh.create(self.run_id, n, bells=bells)
+            self._fwd_objs.append(self.mesh)
+        self.bells = bells
 
     def url(self):
         return f"http://{self.link_info.ip}:{self.http_port}"
@@ -210,7 +226,8 @@ class Supervisor:
     def _spec(self):
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
-                          os.getpid(), self.stats, self.device, self.fwd)
+                          os.getpid(), self.stats, self.device, self.fwd, self.mesh,
+                          self.bells)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -233,6 +250,8 @@ class Supervisor:
             me.cpu_affinity(mine)
         w.proc = p
         w.pid = p.pid
+        if self.mesh is not None:
+            self.mesh.mark_started(w.shard, p.pid)
         w.started = time.monotonic()
         w.ready = False
         w.restart_at = None
@@ -319,6 +338,8 @@ class Supervisor:
         code = w.proc.exitcode
         w.proc.join(0)
         w.proc = None
+        if self.mesh is not None:
+            self.mesh.mark_dead(w.shard)  # calls in flight to it fail instead of hanging
         deaths = self.deaths
         deaths.append(now)
         while deaths and deaths[0] < now - DEATH_WINDOW:
@@ -381,7 +402,7 @@ class Supervisor:
             except Exception:
                 pass
         self._fwd_objs = []
-        self.fwd = None
+        self.fwd = self.mesh = self.bells = None
         naming = _shm()
         if naming is not None:
             try:

@@ -92,11 +92,19 @@ class Forwarder:
         return False
 
 
-def create_all(run_id, n, mode, capacity=1 << 18):
-    """Supervisor side: one doorbell per shard, one ring per ordered pair. Returns
-    (bells, rings) with rings[(src, dst)]; the caller owns (and removes) them."""
-    from framework.shm import Doorbell, Ring
-    bells = {k: Doorbell.create(run_id, f"bell.{k}") for k in range(n)}
+def create_bells(run_id, n):
+    """One doorbell per shard, shared by every ring into that shard (forwarded frames,
+    cross-shard calls): the loop sleeps on one fd for all of them."""
+    from framework.shm import Doorbell
+    return {k: Doorbell.create(run_id, f"bell.{k}") for k in range(n)}
+
+
+def create_all(run_id, n, mode, capacity=1 << 18, bells=None):
+    """Supervisor side: one ring per ordered pair (and the doorbells unless given).
+    Returns (bells, rings) with rings[(src, dst)]; the caller owns (and removes) them."""
+    from framework.shm import Ring
+    if bells is None:
+        bells = create_bells(run_id, n)
     rings = {}
     for src in range(n):
         for dst in range(n):

@@ -35,7 +35,9 @@ STATS_EVERY = 0.5       # seconds between two publications of the shard's counte
 # the per-shard stats block (framework/shm StatsBlock) the supervisor creates
 STAT_NAMES = ("pid", "heartbeat_ms", "loop.turns", "loop.sleeps", "port.rx", "port.tx",
               "port.rx_drops", "port.tx_drops", "streams.open", "streams.accepted",
-              "stack.rx_frames", "stack.tx_frames", "fwd.out", "fwd.in", "fwd.drops")
+              "stack.rx_frames", "stack.tx_frames", "fwd.out", "fwd.in", "fwd.drops",
+              "xshard.calls_out", "xshard.calls_in", "xshard.failed", "xshard.timeouts")
+XSHARD_STATS = ("xshard.calls_out", "xshard.calls_in", "xshard.failed", "xshard.timeouts")
 TX_BACKLOG_MAX = 4096
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -61,6 +63,8 @@ class UserShard:
         self._extra_fds = []
         self.stats = None          # a framework.shm StatsBlock, or None
         self.fwd = None            # a forward.Forwarder when frames cross shards
+        self.xs = None             # the xshard.XShard of this shard (ctx.submit_to)
+        self.bell = None           # this shard's Doorbell (all rings into it share it)
         self._next_stats = 0.0
 
     def request_stop(self, graceful=True):
@@ -116,10 +120,15 @@ class UserShard:
                 deliver(batch)
                 if not events:
                     break
+        xs = self.xs
+        if xs is not None and xs.drain(now):   # cross-shard calls and replies
+            busy = True
         reactor = self.reactor
         if reactor._ready:
             busy = True
         reactor.run_once(now)
+        if xs is not None and xs.busy():       # calls made this turn: push them next turn
+            busy = True
         out = stack.dispatch(now)
         backlog = self.tx_backlog
         if backlog:
@@ -135,6 +144,16 @@ class UserShard:
             busy = True
         self.turns += 1
         return busy
+
+    def _rings_pending(self):
+        if self.fwd is not None and self.fwd.pending():
+            return True
+        xs = self.xs
+        if xs is not None:
+            for r in xs.inbound:
+                if not r.empty():
+                    return True
+        return False
 
     def publish(self, now):
         """Copy the loop's counters into the shared stats block (one writer: this shard)."""
@@ -153,20 +172,20 @@ class UserShard:
         })
         if self.fwd is not None:
             st.update(self.fwd.counters)
+        if self.xs is not None:
+            c = self.xs.counters
+            st.update({k: c.get(k, 0) for k in XSHARD_STATS})
 
     def sleep_timeout(self, now):
         """poll() timeout in ms until the next stack or reactor deadline, at most
         MAX_SLEEP_MS."""
         if self.tx_backlog:
             return 1
-        d1 = self.stack.poll_at()
-        d2 = self.reactor.next_deadline()
-        if d1 is None:
-            d = d2
-        elif d2 is None:
-            d = d1
-        else:
-            d = d1 if d1 < d2 else d2
+        d = self.stack.poll_at()
+        for d2 in (self.reactor.next_deadline(),
+                   self.xs.next_deadline(now) if self.xs is not None else None):
+            if d2 is not None and (d is None or d2 < d):
+                d = d2
         if d is None:
             return MAX_SLEEP_MS
         # round up: waking a little late is fine, waking early would spin until due
@@ -177,7 +196,9 @@ class UserShard:
         poller.register(self.port.fileno(), _POLLIN)
         for fd in self._extra_fds:
             poller.register(fd, _POLLIN)
-        bell = self.fwd.bell if self.fwd is not None else None
+        bell = self.bell
+        if bell is None and self.fwd is not None:
+            bell = self.bell = self.fwd.bell
         bell_fd = -1
         if bell is not None:
             bell_fd = bell.fileno()
@@ -206,7 +227,7 @@ class UserShard:
                 # announce the sleep, then look again: a producer that pushed before
                 # seeing the announcement did not ring (no lost wake-up)
                 bell.prepare_sleep()
-                if self.fwd.pending():
+                if self._rings_pending():
                     bell.awake()
                     continue
             self.sleeps += 1
@@ -235,11 +256,12 @@ class WorkerSpec:
     """Everything a worker needs; plain data, so it pickles for any start method."""
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
-                 "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd")
+                 "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd", "mesh",
+                 "bells")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
                  log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
-                 fwd=None):
+                 fwd=None, mesh=None, bells=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.link.LinkInfo
@@ -252,6 +274,8 @@ class WorkerSpec:
         self.stats = stats              # {shard: StatsBlock} created by the supervisor
         self.device = device            # TapDevice held by the supervisor (tap), inherited
         self.fwd = fwd                  # (mode, bells, rings) for forward.for_shard, or None
+        self.mesh = mesh                # xshard.Mesh (cross-shard calls), or None
+        self.bells = bells              # {shard: Doorbell}, one per shard, or None
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -357,9 +381,6 @@ def _run_user(spec, shard_id, report):
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500))
     reactor = Reactor(time.monotonic())
     ctx = ShardContext(reactor, shard_id, spec.shard_count)
-    on_start = getattr(app, "on_shard_start", None)
-    if on_start is not None:
-        on_start(ctx)  # builds ctx.state, runs the app's on_start hooks
     listeners = app.listeners(spec.http_port)
     shard = UserShard(port, stack, ctx, listeners)
     if spec.stats:
@@ -368,7 +389,15 @@ def _run_user(spec, shard_id, report):
         from framework.shard.forward import for_shard
         mode, bells, rings = spec.fwd
         shard.fwd = for_shard(shard_id, spec.shard_count, bells, rings, mode)
+    if spec.bells:
+        shard.bell = spec.bells[shard_id]
+    if spec.mesh is not None:
+        from framework.shard.xshard import XShard
+        shard.xs = XShard(spec.mesh, shard_id, ctx)   # sets ctx.submit_to
 
+    on_start = getattr(app, "on_shard_start", None)
+    if on_start is not None:
+        on_start(ctx)  # builds ctx.state, runs the app's on_start hooks (may submit_to)
     shard.add_wakeup_fd(_install_stop(shard.request_stop))
     if report:
         report(shard_id, os.getpid(), "ready")
