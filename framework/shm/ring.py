@@ -3,39 +3,58 @@
 Layout of segment ``framework.<runid>.<purpose>``::
 
     page 0: header
-      0  magic "FWRING1\\0"     8  capacity (u64)      16 doorbell purpose (48 s, NUL padded)
+      0  magic "FWRING2\\0"     8  capacity (u64)      16 doorbell purpose (48 s, NUL padded)
       128 producer line: head, records in, full events, rings      (written by producer)
-      256 consumer line: tail, records out                          (written by consumer)
+      256 consumer line: tail, records out, release                 (written by consumer)
     page 1..: data, ``capacity`` bytes (a power of two)
 
-``head`` and ``tail`` are free-running byte counters (u64, never wrap in practice);
-the offset in the data area is ``counter & (capacity - 1)``. A record is a 4-byte
-little-endian length followed by its bytes, unpadded: a record (or its length
-prefix) that runs past the end of the data area continues at offset 0 (split
-copy), so no space is wasted on wrap markers and any record up to
-``capacity - 4`` bytes fits in an empty ring.
+The data is a stream of frames, one per ``push_many`` call (at most 256 records)::
+
+    u32 count n | u32 length[0] .. length[n-1] | record 0 | record 1 | ... (no padding)
+
+The lengths of a batch sit together so that both ends handle a whole batch in a
+few C calls and no Python loop per record: the producer packs the lengths with
+one Struct and joins the records with one ``bytes.join``; the consumer unpacks
+the lengths with one Struct and cuts all records out of the mmap with one
+``struct.unpack_from("5s0s12s...")``. (A per-record length-prefix walk in Python
+cost ~450 ns per record end to end, this ~170 ns.) A frame that runs past the end
+of the data area continues at offset 0 (split copy, no wrap marker), so any
+record up to ``capacity - 8`` bytes fits in an empty ring.
+
+Counters are free-running u64 byte positions (offset = position & (capacity-1)):
+- ``head``: end of the last published frame (producer).
+- ``release``: start of the oldest frame the consumer still needs; the producer
+  may reuse everything before it.
+- ``tail``: the consumer's read position: ``release`` itself (nothing of that
+  frame taken yet), ``frame + 4 + 4*j`` (records 0..j-1 of the frame taken: the
+  address of length[j], unambiguous even for empty records), or the frame's end.
+  pop_many stores tail, then release: a consumer killed in between leaves
+  ``release <= tail`` and its successor walks the frames from ``release`` to
+  find tail. Records are handed out at most once and never lost: a record
+  counts as taken once ``tail`` passes it, which happens before pop_many returns.
 
 Memory ordering (x86-64, TSO): the producer copies records, then stores head;
-the consumer loads head, then copies records, then stores tail. x86 does not
-reorder store/store or load/load, nor a load with a later store, and CPython's
-C calls are opaque to the compiler, so this is enough for the data itself. The
+the consumer loads head, then copies records, then stores tail/release. x86 does
+not reorder store/store or load/load, nor a load with a later store, and
+CPython's C calls are opaque to the compiler, so this is enough for the data. The
 doorbell needs a store->load ordering and gets an explicit fence (segment.fence).
 The producer and consumer lines sit on separate cache lines (no false sharing).
 
 Both ends read the counters from shm at every batch rather than trusting a copy
 kept in the process: a restarted consumer (or one forked from a supervisor that
 created the ring long ago) continues exactly where the ring says.
-
-Costs: per record one struct.pack_into/unpack_from and one slice copy on the
-mmap (~100-150 ns); per batch two counter loads, one store, one fence.
 """
+import functools
 import struct
+from bisect import bisect_right
+from itertools import accumulate
+from operator import add
 
 from .doorbell import Doorbell
 from .naming import check_purpose, shm_path
 from .segment import PAGE, fence, map_segment, open_segment, unlink_quiet
 
-_MAGIC = b"FWRING1\0"
+_MAGIC = b"FWRING2\0"
 _BELL = 16
 _BELL_LEN = 48
 # Counters, as indexes of the header seen as an array of u64 (byte offset / 8).
@@ -46,10 +65,28 @@ _FULL = 18
 _RINGS = 19
 _TAIL = 32     # byte 256: consumer line
 _OUT = 33
+_REL = 34
 _HDR = PAGE  # data starts on its own page (mmap offsets must be page aligned)
 
-_U32 = struct.Struct("<I")
-_pk32 = _U32.pack
+_u32 = struct.Struct("<I").unpack_from
+MAX_FRAME = 256          # records per frame; bigger batches become several frames
+
+
+@functools.lru_cache(maxsize=None)
+def _lens_struct(n):
+    return struct.Struct(f"<{n}I")
+
+
+@functools.lru_cache(maxsize=None)
+def _fmt_template(n):
+    return "%ds" * n       # % lengths -> "64s64s..." (2x faster than joining strs)
+
+
+# Frame headers seen before (per process): lengths tuple -> header bytes (producer),
+# header bytes -> (count, lengths, size, Struct) (consumer). Bounded: cleared when full.
+_HDR_CACHE = {}
+_FRAME_CACHE = {}
+_CACHE_MAX = 4096
 
 MIN_CAPACITY = 16
 
@@ -88,7 +125,7 @@ class Ring:
         self._data = data
         self.capacity = capacity
         self._mask = capacity - 1
-        self.max_record = capacity - 4
+        self.max_record = capacity - 8   # one record, one frame
         self.bell = bell
         self._own_bell = own_bell
 
@@ -159,98 +196,187 @@ class Ring:
         not fit (the ring is full; nothing is overwritten). A record longer than
         ``max_record`` raises ValueError before anything is pushed.
         """
-        if not records:
+        n = len(records)
+        if not n:
             return 0
-        if max(map(len, records)) > self.max_record:
-            raise ValueError(f"record of {max(map(len, records))} bytes does not fit in a "
-                             f"ring of {self.capacity} bytes (max {self.max_record})")
-        hdr = self._hdr
+        lens = tuple(map(len, records))
+        total = sum(lens)
+        if total > self.max_record and max(lens) > self.max_record:
+            raise ValueError(f"record of {max(lens)} bytes does not fit in a ring of "
+                             f"{self.capacity} bytes (max {self.max_record})")
+        q = self._hdr
         data = self._data
         cap = self.capacity
         mask = self._mask
-        pack32 = _U32.pack_into
-        head = hdr[_HEAD]
-        limit = hdr[_TAIL] + cap
-        n = 0
-        for rec in records:
-            ln = len(rec)
-            end = head + 4 + ln
-            if end > limit:
-                limit = hdr[_TAIL] + cap  # the consumer may have moved on
-                if end > limit:
-                    break
-            off = head & mask
-            e = off + 4 + ln
-            if e <= cap:
-                pack32(data, off, ln)
-                data[off + 4:e] = rec
+        head = q[_HEAD]
+        free = cap - (head - q[_REL])
+        done = 0
+        partial = False
+        while done < n:
+            if done == 0 and n <= MAX_FRAME:
+                ls, recs, size = lens, records, total
             else:
-                # Runs past the end: split the prefix+record at the edge.
-                blob = _pk32(ln) + bytes(rec)
+                ls, recs = lens[done:done + MAX_FRAME], records[done:done + MAX_FRAME]
+                size = sum(ls)
+            m = len(ls)
+            need = 4 + 4 * m + size
+            if need > free:
+                free = cap - (head - q[_REL])   # the consumer may have moved on
+                if need > free:
+                    # the longest prefix of this frame that fits, if any
+                    k = bisect_right(list(map(add, accumulate(ls), range(8, 4 * m + 8, 4))), free)
+                    if not k:
+                        break
+                    ls, recs = ls[:k], recs[:k]
+                    m = k
+                    partial = True
+                    need = 4 + 4 * m + sum(ls)
+            # The frame header (count + lengths) as bytes, from a cache: batches
+            # of the same shape (fixed-size messages) skip packing the lengths.
+            key = ls
+            hb = _HDR_CACHE.get(key)
+            if hb is None:
+                hb = _lens_struct(m + 1).pack(m, *ls)
+                if len(_HDR_CACHE) >= _CACHE_MAX:
+                    _HDR_CACHE.clear()
+                _HDR_CACHE[key] = hb
+            off = head & mask
+            end = off + need
+            if end <= cap:
+                lh = off + 4 + 4 * m
+                data[off:lh] = hb
+                data[lh:end] = b"".join(recs)
+            else:
+                blob = hb + b"".join(recs)
                 first = cap - off
                 data[off:cap] = blob[:first]
-                data[0:e - cap] = blob[first:]
-            head = end
-            n += 1
-        if n:
-            hdr[_HEAD] = head  # publish: the records are written before this store
-            hdr[_IN] = hdr[_IN] + n
+                data[0:end - cap] = blob[first:]
+            head += need
+            free -= need
+            done += m
+            if partial:
+                break
+        if done:
+            q[_HEAD] = head  # publish: the records are written before this store
+            q[_IN] += done
             bell = self.bell
             if bell is not None:
                 fence()  # head store before the sleep-flag load (see doorbell)
                 if bell.notify():
-                    hdr[_RINGS] = hdr[_RINGS] + 1
-        if n < len(records):
-            hdr[_FULL] = hdr[_FULL] + 1
-        return n
+                    q[_RINGS] += 1
+        if done < n:
+            q[_FULL] += 1
+        return done
 
     def push(self, record):
         """Append one record; False if the ring is full."""
         return self.push_many((record,)) == 1
 
     def free(self):
-        """Bytes free (a record of n bytes needs n + 4)."""
-        hdr = self._hdr
-        return self.capacity - (hdr[_HEAD] - hdr[_TAIL])
+        """Bytes the producer may write now (a frame of k records needs 4 + 4k + their sizes)."""
+        q = self._hdr
+        return self.capacity - (q[_HEAD] - q[_REL])
 
     # -- consumer ------------------------------------------------------------
+    def _frame(self, pos):
+        """(count, lengths, size, Struct cutting all records) of the frame at ``pos``.
+
+        Keyed on the raw header bytes: a frame shaped like an earlier one (same
+        lengths) costs one slice and one dict lookup instead of unpacking the
+        lengths and building a format.
+        """
+        data = self._data
+        cap = self.capacity
+        off = pos & self._mask
+        if off + 4 <= cap:
+            n = _u32(data, off)[0]
+        else:
+            n = _u32(self._read(pos, 4))[0]
+        if not 0 < n <= MAX_FRAME:
+            raise RingCorrupted(f"ring {self.purpose}: frame of {n} records at {pos}")
+        lh = 4 + 4 * n
+        hb = data[off:off + lh] if off + lh <= cap else self._read(pos, lh)
+        ent = _FRAME_CACHE.get(hb)
+        if ent is None:
+            lens = _lens_struct(n).unpack_from(hb, 4)
+            ent = (n, lens, sum(lens), struct.Struct(_fmt_template(n) % lens))
+            if len(_FRAME_CACHE) >= _CACHE_MAX:
+                _FRAME_CACHE.clear()
+            _FRAME_CACHE[hb] = ent
+        return ent
+
+    def _read(self, pos, length):
+        """``length`` bytes from position ``pos`` (a copy, split at the edge)."""
+        data = self._data
+        cap = self.capacity
+        off = pos & self._mask
+        if off + length <= cap:
+            return data[off:off + length]
+        return data[off:cap] + data[0:off + length - cap]
+
     def pop_many(self, max=64):
         """Remove and return up to ``max`` records, oldest first ([] if empty)."""
-        hdr = self._hdr
-        head = hdr[_HEAD]
-        tail = hdr[_TAIL]
+        q = self._hdr
+        head = q[_HEAD]
+        tail = q[_TAIL]
         if tail == head:
+            if q[_REL] != tail:   # a consumer killed between its two stores
+                q[_REL] = tail
             return []
+        if max <= 0:
+            return []
+        rel = q[_REL]
         data = self._data
         cap = self.capacity
         mask = self._mask
-        u32 = _U32.unpack_from
+        frame = rel
         out = []
-        ap = out.append
-        for _ in range(max):
-            off = tail & mask
-            if off + 4 <= cap:
-                ln = u32(data, off)[0]
-                s = off + 4
-                e = s + ln
-                if e <= cap:
-                    ap(data[s:e])
-                else:
-                    ap(data[s:cap] + data[0:e - cap])
+        left = max
+        while left:
+            n, lens, size, cut = self._frame(frame)
+            lh = 4 + 4 * n
+            end = frame + lh + size
+            if end > head or tail > end:
+                if tail > end and end < head:   # a killed consumer's half-stored
+                    frame = end                 # progress: walk to tail's frame
+                    continue
+                raise RingCorrupted(f"ring {self.purpose}: frame {frame}..{end} "
+                                    f"past head {head} (tail {tail}): two producers?")
+            if tail == end:                    # (only after a kill) frame done
+                frame = end
+                if end == head:
+                    break
+                continue
+            j = 0 if tail == frame else (tail - frame - 4) >> 2
+            k = n - j
+            if k > left:
+                k = left
+            if k == n:
+                dpos = frame + lh
+                dlen = size
             else:
-                # The length prefix itself is split; the record then starts near 0.
-                first = cap - off
-                ln = u32(data[off:cap] + data[0:4 - first])[0]
-                s = 4 - first
-                ap(data[s:s + ln])
-            tail += 4 + ln
-            if tail >= head:
+                sel = lens[j:j + k]
+                dpos = frame + lh + sum(lens[:j])
+                dlen = sum(sel)
+                cut = struct.Struct(_fmt_template(k) % sel)
+            off = dpos & mask
+            if off + dlen <= cap:
+                out += cut.unpack_from(data, off)
+            else:
+                out += cut.unpack(self._read(dpos, dlen))
+            left -= k
+            if j + k < n:
+                tail = frame + 4 + 4 * (j + k)
                 break
-        if tail > head:
-            raise RingCorrupted(f"ring {self.purpose}: record runs past head "
-                                f"(tail {tail}, head {head}): two producers, or a foreign writer?")
-        hdr[_TAIL] = tail  # release the space: the copies above are done
-        hdr[_OUT] = hdr[_OUT] + len(out)
+            tail = frame = end
+            if end == head:
+                break
+        # tail first: a kill between the two stores leaves release behind tail,
+        # never ahead (which would let the producer overwrite untaken records)
+        q[_TAIL] = tail
+        if frame != rel:
+            q[_REL] = frame
+        q[_OUT] += len(out)
         return out
 
     def pop(self):
@@ -268,9 +394,9 @@ class Ring:
         return hdr[_IN] - hdr[_OUT]
 
     def used(self):
-        """Bytes waiting, prefixes included."""
+        """Bytes held in the ring (frame headers included)."""
         hdr = self._hdr
-        return hdr[_HEAD] - hdr[_TAIL]
+        return hdr[_HEAD] - hdr[_REL]
 
     def wait(self, timeout=None):
         """Consumer: sleep until the ring has data or ``timeout`` s pass; True if data.
@@ -285,7 +411,7 @@ class Ring:
     def stats(self):
         hdr = self._hdr
         return {
-            "head": hdr[_HEAD], "tail": hdr[_TAIL],
+            "head": hdr[_HEAD], "tail": hdr[_TAIL], "release": hdr[_REL],
             "records_in": hdr[_IN], "records_out": hdr[_OUT],
             "full": hdr[_FULL], "rings": hdr[_RINGS],
             "capacity": self.capacity,

@@ -1,4 +1,5 @@
 """The ring between two real processes (forked, as the supervisor does)."""
+import bisect
 import os
 import random
 import signal
@@ -25,24 +26,29 @@ def plan(seed, n, lo, hi):
     return lens, offs
 
 
-def produce(ring, lens, offs, batch, start=0, stop=None):
-    """Push records start..stop in batches; spins politely while the ring is full."""
-    stop = len(lens) if stop is None else stop
+def produce(ring, lens, offs, batch, starts=None):
+    """Push all records in batches; spins politely while the ring is full.
+
+    ``starts``: a set that collects the data offset of every frame written.
+    """
     pool = POOL
-    i = start
-    full_waits = 0
+    i = 0
+    stop = len(lens)
+    cap = ring.capacity
     while i < stop:
         j = min(stop, i + batch)
         recs = [pool[o:o + ln] for o, ln in zip(offs[i:j], lens[i:j])]
         k = 0
         while k < len(recs):
+            if starts is not None:
+                head = ring.stats()["head"]
             t = ring.push_many(recs[k:] if k else recs)
             if not t:
-                full_waits += 1
                 os.sched_yield()
+            elif starts is not None:
+                starts.add(head % cap)
             k += t
         i = j
-    return full_waits
 
 
 def consume(ring, lens, offs, conn, batch=64, use_wait=True):
@@ -87,7 +93,9 @@ def test_million_random_records_intact_and_in_order(runid):
     assert count == n and bad == -1 and extra == []
     st = ring.stats()
     assert st["records_in"] == st["records_out"] == n
-    assert st["head"] == st["tail"] == sum(lens) + 4 * n
+    assert st["head"] == st["tail"] == st["release"]
+    frames = (st["head"] - sum(lens) - 4 * n) // 4        # each frame adds a 4-byte count
+    assert frames * 4 == st["head"] - sum(lens) - 4 * n and n / 32 <= frames < n
     print(f"1M records, {st['head'] / 1e6:.0f} MB in {dt:.2f} s, {st['rings']} doorbell rings")
     ring.close()
 
@@ -95,22 +103,18 @@ def test_million_random_records_intact_and_in_order(runid):
 @pytest.mark.timeout(60)
 def test_wraparound_at_every_offset_between_processes(runid):
     cap = 256
-    n, lo, hi = 150_000, 0, cap - 4
+    n, lo, hi = 150_000, 0, cap - 8
     ring = Ring.create(runid, "wrapx", cap)
     rx, tx = CTX.Pipe(duplex=False)
     lens, offs = plan(11, n, lo, hi)
     starts = set()
-    pos = 0
-    for ln in lens:
-        starts.add(pos % cap)
-        pos += ln + 4
-    assert starts == set(range(cap))                       # the plan covers every offset
     with child(_consumer_main, ring, 11, n, lo, hi, tx) as p:
-        produce(ring, lens, offs, batch=8)
+        produce(ring, lens, offs, batch=8, starts=starts)
         assert rx.poll(30)
         count, bad, extra = rx.recv()
         p.join(5)
     assert (count, bad, extra) == (n, -1, [])
+    assert starts == set(range(cap))                       # frames began at every offset
     assert ring.stats()["full"] > 0                        # the producer really hit a full ring
     ring.close()
 
@@ -144,11 +148,15 @@ def test_consumer_killed_and_restarted_continues_where_ring_left_off(runid):
     stats = StatsBlock.create(runid, 0, ["first", "last", "seen", "bad"])
     rng = random.Random(5)
     recs = [struct.pack("<Q", i) + POOL[i:i + rng.randrange(0, 300)] for i in range(n)]
-    ends = []                                             # byte counter after record i
-    pos = 0
-    for r in recs:
-        pos += 4 + len(r)
-        ends.append(pos)
+    frames = []                                            # (position, first record) per push
+
+    def push(i):
+        head = ring.stats()["head"]
+        k = ring.push_many(recs[i:i + rng.randrange(1, 65)])
+        if k:
+            frames.append((head, i))
+        return k
+
     rx, tx = CTX.Pipe(duplex=False)
     _seq_consumer.ring = ring
     i = 0
@@ -156,23 +164,28 @@ def test_consumer_killed_and_restarted_continues_where_ring_left_off(runid):
         assert rx.recv() == "ready"
         # keep the ring busy until the consumer is well into the stream
         while stats.get("seen") < 50_000:
-            i += ring.push_many(recs[i:i + 64])
+            i += push(i)
         while ring.free() > 1000:                           # kill it with work in the ring
-            i += ring.push_many(recs[i:i + 64])
+            i += push(i)
         os.kill(c1.pid, signal.SIGKILL)
         c1.join(5)
         assert c1.exitcode == -signal.SIGKILL
-    seen1, last1 = stats.get("seen"), stats.get("last")
+    last1 = stats.get("last")
     assert stats.get("first") == 0 and stats.get("bad") == 0
-    tail = ring.stats()["tail"]
-    consumed = ends.index(tail) + 1 if tail else 0         # records fully released by c1
+    # Which record does the ring say comes next? tail is a frame start, the address
+    # of length[j] inside a frame (j records of it taken), or the end of the data.
+    st = ring.stats()
+    tail = st["tail"]
+    f = bisect.bisect_right([p for p, _ in frames], tail) - 1
+    pos, first = frames[f]
+    consumed = i if tail == st["head"] else first + (0 if tail == pos else (tail - pos - 4) // 4)
     assert last1 + 1 <= consumed <= last1 + 1 + 16         # at most one batch popped but not reported
     assert not ring.empty()
     stats.update({"first": 0, "last": 0, "seen": 0})
     with child(_seq_consumer, runid, "restart", tx, True) as c2:   # attaches by name
         assert rx.recv() == "ready"
         while i < n:
-            k = ring.push_many(recs[i:i + 64])
+            k = push(i)
             if not k:
                 os.sched_yield()
             i += k
