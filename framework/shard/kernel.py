@@ -160,7 +160,18 @@ class KernelTransport:
 
 
 class KernelLoop:
-    def __init__(self, app, host, http_port, shard_id, shard_count, stop_event=None):
+    """The loop of one kernel-stack worker (``run_kernel_worker`` builds and runs one).
+
+    Extension points for whoever embeds it (e.g. cross-shard rings), all optional:
+    ``setup(loop)`` runs after ``loop.ctx`` exists and before ``app.on_shard_start``;
+    ``add_reader(fd, fn)`` calls ``fn()`` when fd is readable; ``add_turn_hook(fn)``
+    calls ``fn(now)`` once per turn (a true result = more work: poll without sleeping);
+    ``add_deadline_hook(fn)``: ``fn(now)`` -> absolute time to wake by, or None;
+    ``add_sleep_hooks(before, after)`` bracket each blocking poll (doorbell protocols).
+    """
+
+    def __init__(self, app, host, http_port, shard_id, shard_count, stop_event=None,
+                 setup=None):
         self.app = app
         self.host = host
         self.stop_event = stop_event
@@ -170,11 +181,37 @@ class KernelLoop:
         self.ep = select.epoll()
         self.conns = {}          # fd -> KernelTransport
         self.listeners = {}      # fd -> (socket, factory)
+        self.readers = {}        # fd -> fn(): extra fds (add_reader)
+        self.turn_hooks = []
+        self.deadline_hooks = []
+        self.sleep_hooks = []
         self.dirty = []
         self.wake_r = None
+        if setup is not None:
+            setup(self)
         app.on_shard_start(self.ctx)
         for port, factory in app.listeners(http_port).items():
             self.listen(port, factory)
+
+    def add_reader(self, fd, fn):
+        self.readers[fd] = fn
+        self.ep.register(fd, _EPOLLIN)
+
+    def remove_reader(self, fd):
+        if self.readers.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+
+    def add_turn_hook(self, fn):
+        self.turn_hooks.append(fn)
+
+    def add_deadline_hook(self, fn):
+        self.deadline_hooks.append(fn)
+
+    def add_sleep_hooks(self, before, after):
+        self.sleep_hooks.append((before, after))
 
     def listen(self, port, factory):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -391,12 +428,27 @@ class KernelLoop:
                     return
             elif not conns or now >= stop_at:
                 return
-            if reactor._ready:
+            busy = False
+            for hook in self.turn_hooks:
+                if hook(now):
+                    busy = True
+            if reactor._ready or busy:
                 timeout = 0
             else:
                 d = reactor.next_deadline()
+                for hook in self.deadline_hooks:
+                    e = hook(now)
+                    if e is not None and (d is None or e < d):
+                        d = e
                 timeout = cap if d is None else min(cap, max(0.0, d - now))
-            events = ep.poll(timeout, 1024)
+            if timeout and self.sleep_hooks:
+                for before, _after in self.sleep_hooks:
+                    before()
+                events = ep.poll(timeout, 1024)
+                for _before, after in self.sleep_hooks:
+                    after()
+            else:
+                events = ep.poll(timeout, 1024)
             now = monotonic()
             reactor.now = now
             for fd, ev in events:
@@ -417,6 +469,11 @@ class KernelLoop:
                 lis = listeners.get(fd)
                 if lis is not None:
                     self.accept(*lis)
+                elif fd in self.readers:
+                    try:
+                        self.readers[fd]()
+                    except Exception:
+                        log.exception("reader callback for fd %d failed", fd)
                 elif fd == self.wake_r:
                     try:
                         os.read(fd, 512)

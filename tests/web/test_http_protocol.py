@@ -427,6 +427,11 @@ def test_header_limits():
     b"POST /echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
     b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked, x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n",
+    b"GET /a b HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
 ])
 def test_malformed_is_400_and_close(h, raw):
     out, proto, t = h.request(raw)

@@ -49,3 +49,73 @@ def test_bind_error_is_reported(lab):
     net = Net(lab)
     with pytest.raises(RuntimeError, match="did not start"):
         start_server("kernel", TESTAPP, net.server_ns, "198.18.99.1", 8080, timeout=3)
+
+
+def test_loop_extension_hooks(lab):
+    """setup/add_reader/turn/deadline/sleep hooks, with the loop in a thread of this process."""
+    import threading
+    import time as _time
+
+    from framework import App, RequestHandler, netns as _netns
+    from framework.shard.kernel import KernelLoop
+
+    net = Net(lab)
+    app = App()
+    seen = {"turns": 0, "reads": [], "sleeps": 0, "wakes": 0, "setup_before_start": None}
+
+    @app.shard_state
+    def st(ctx):
+        return {"ext": getattr(ctx, "_ext_marker", None)}
+
+    @app.route("/")
+    class H(RequestHandler):
+        def get(self):
+            self.write(str(self.state["ext"]))
+
+    r, w = os.pipe()
+    wake_at = [None]
+
+    def setup(loop):
+        seen["setup_before_start"] = loop.ctx.state is None
+        loop.add_reader(r, lambda: seen["reads"].append(os.read(r, 100)))
+        loop.add_turn_hook(lambda now: seen.__setitem__("turns", seen["turns"] + 1))
+        loop.add_deadline_hook(lambda now: wake_at[0])
+        loop.add_sleep_hooks(lambda: seen.__setitem__("sleeps", seen["sleeps"] + 1),
+                             lambda: seen.__setitem__("wakes", seen["wakes"] + 1))
+
+    stop = threading.Event()
+    ready = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            _netns.setns(net.server_ns)
+            KernelLoop(app, SERVER_IP, 8080, 0, 1, stop_event=stop, setup=setup).run(ready)
+        except Exception as e:      # surfaced below
+            errors.append(e)
+            ready.set()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    assert ready.wait(5) and not errors
+    try:
+        os.write(w, b"ping")
+        s = connect(net.client_ns, SERVER_IP, 8080)
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert recv_responses(s, 1, parse_responses)[0][2] == b"None"
+        s.close()
+        _time.sleep(0.05)
+        turns = seen["turns"]
+        wake_at[0] = _time.monotonic() + 0.05          # a hook deadline wakes the loop
+        _time.sleep(0.12)                              # (idle polls are capped at 0.2 s)
+        wake_at[0] = None
+        assert seen["turns"] > turns
+        assert seen["reads"] == [b"ping"]
+        assert seen["setup_before_start"] is True
+        assert seen["sleeps"] >= 1 and seen["wakes"] >= 1
+    finally:
+        stop.set()
+        th.join(5)
+        os.close(r)
+        os.close(w)
+    assert not th.is_alive()
