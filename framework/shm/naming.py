@@ -107,15 +107,38 @@ def list_runs():
     return sorted(runs)
 
 
-def cleanup_stale():
-    """Remove the segments of every run whose supervisor pid is gone.
+def _started_after(pid, files):
+    """True if process ``pid`` started after the oldest of ``files`` was made:
+    then it is not the supervisor that made them (the pid was reused)."""
+    try:
+        import psutil
+        started = psutil.Process(pid).create_time()
+    except Exception:
+        return False
+    try:
+        made = min(os.stat(f).st_mtime for f in files)
+    except (OSError, ValueError):
+        return False
+    return started > made + 1.0   # create_time has a coarse (jiffy) resolution
 
-    Returns {runid: [paths removed]}. A run whose pid now belongs to an unrelated
-    process (pid reuse) is kept: erring on the side of never breaking a live run.
+
+def run_is_stale(runid):
+    """The run's supervisor is gone (its pid is dead, or now someone younger's)."""
+    pid = runid_pid(runid)
+    if not pid_alive(pid):
+        return True
+    return _started_after(pid, run_files(runid))
+
+
+def cleanup_stale():
+    """Remove the segments of every run whose supervisor is gone.
+
+    Returns {runid: [paths removed]}. A pid that is alive counts as the run's
+    supervisor unless that process started after the run's files were made.
     """
     out = {}
     for runid in list_runs():
-        if not pid_alive(runid_pid(runid)):
+        if run_is_stale(runid):
             removed = cleanup_run(runid)
             if removed:
                 out[runid] = removed

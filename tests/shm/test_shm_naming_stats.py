@@ -112,3 +112,24 @@ def test_stats_block_written_by_one_process_read_by_another(runid):
         b.close()
     reader.close()
     st.close()
+
+
+def test_cleanup_stale_sees_through_pid_reuse(runid):
+    # A run id whose pid is alive but belongs to a process younger than the
+    # run's files (the supervisor died, its pid went to someone else).
+    with child(time.sleep, 30) as p:
+        reused = new_runid(pid=os.getpid())                # pid alive, but ...
+        young = new_runid(pid=p.pid)
+        try:
+            Ring.create(reused, "x", 4096, doorbell=None).close()
+            old = time.time() - 3600
+            for f in run_files(reused):
+                os.utime(f, (old, old))                    # ... files older than the process
+            assert reused in cleanup_stale()
+            assert run_files(reused) == []
+            Ring.create(young, "y", 4096, doorbell=None).close()   # made after p started: live
+            assert young not in cleanup_stale()
+            assert len(run_files(young)) == 1
+        finally:
+            cleanup_run(reused)
+            cleanup_run(young)
