@@ -58,9 +58,16 @@ def pick_source_port(saddr: int, daddr: int, dport: int, shard: int, n: int,
     """An ephemeral port ``p`` with ``shard_of(saddr, daddr, p, dport, n) == shard``.
 
     Scans from ``start`` (random when None) upwards, wrapping inside [lo, hi];
-    ``in_use`` (a container or None) lists ports to skip. About one port in ``n``
-    qualifies, so the scan is short. Returns None if no port is left.
+    ``in_use`` -- None, a container of ports, or a predicate ``in_use(port) -> bool``
+    (e.g. ``lambda p: (daddr, dport, p) in tcp.flows``) -- skips ports taken. About
+    one port in ``n`` qualifies, so the scan is short. Returns None if none is left.
     """
+    if in_use is not None and callable(in_use):
+        used = in_use
+    elif in_use is not None:
+        used = in_use.__contains__
+    else:
+        used = None
     span = hi - lo + 1
     if start is None:
         start = random.randrange(lo, hi + 1)
@@ -74,7 +81,7 @@ def pick_source_port(saddr: int, daddr: int, dport: int, shard: int, n: int,
         h ^= h >> 15
         h = (h * K3) & M32
         h ^= h >> 16
-        if h % n == shard and (in_use is None or p not in in_use):
+        if h % n == shard and (used is None or not used(p)):
             return p
     return None
 

@@ -99,3 +99,12 @@ def test_pick_source_port():
     assert steer.pick_source_port(a, b, 80, 0, 2, start=60999) is not None
     all_ports = set(range(steer.EPHEMERAL_LO, steer.EPHEMERAL_HI + 1))
     assert steer.pick_source_port(a, b, 80, 0, 2, in_use=all_ports) is None
+
+
+def test_pick_source_port_predicate():
+    a, b = ip("198.18.0.2"), ip("198.18.0.1")
+    flows = set()
+    for _ in range(20):
+        p = steer.pick_source_port(a, b, 80, 1, 2, in_use=lambda p: (b, 80, p) in flows)
+        assert (b, 80, p) not in flows and steer.shard_of(a, b, p, 80, 2) == 1
+        flows.add((b, 80, p))
