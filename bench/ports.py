@@ -10,14 +10,12 @@ import re
 import select
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import uuid
 
 from framework import netns
-from framework.nic import steer
 from framework.nic.afpacket import AfPacketPort
 from framework.nic.nsenter import netns as in_netns
 
@@ -160,11 +158,8 @@ def udp_frame(sport, size=60):
     """vnet(PLAIN) + a UDP/IPv4 frame from the stack to the client, ``size`` bytes of Ethernet."""
     from scapy.all import Ether, IP, UDP, raw
     pay = b"\0" * max(0, size - 42)
-    f = raw(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") /
-            IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=sport, dport=9))
-    return bytes(10) + f + pay if False else bytes(10) + raw(
-        Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") /
-        IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=sport, dport=9) / pay)
+    return bytes(10) + raw(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") /
+                           IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=sport, dport=9) / pay)
 
 
 def tx(seconds=2.0, batch=64):

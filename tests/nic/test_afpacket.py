@@ -11,7 +11,7 @@ from scapy.all import IP, TCP, UDP, Ether, raw
 from framework.nic import afpacket, steer, vnet
 from framework.nic.afpacket import AfPacketPort, FanoutGroup
 
-from .helpers import HOST_IP, STACK_IP, STACK_MAC, VethLink, check_steering, drain, flow_of, ip2int
+from .helpers import HOST_IP, STACK_IP, STACK_MAC, VethLink, check_steering, drain, flow_of
 
 N = 2
 

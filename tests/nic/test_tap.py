@@ -1,6 +1,5 @@
 """Multi-queue TAP ports: frames both ways, per-flow queue stability, flow learning."""
 import socket
-import time
 
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, raw
