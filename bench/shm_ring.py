@@ -2,8 +2,9 @@
 
     python -m bench.shm_ring [--records N] [--rounds R] [--size 64] [--batch 32]
 
-Every method moves N records of --size bytes from a producer process to a consumer
-process in batches of --batch, producer pinned to core 0 and consumer to core 1 (when
+Every method moves N records of --size bytes (--batch distinct objects, cycled: pickle
+would send an object repeated inside one batch only once) from a producer process to a
+consumer process in batches of --batch, producer pinned to core 0 and consumer to core 1 (when
 there are two cores). Methods, all in the same run, rounds interleaved, medians quoted:
 
   ring spin      Ring.push_many / pop_many, the consumer busy-polls (a busy shard)
@@ -40,9 +41,8 @@ def _cpu():
 
 
 # -- producers (core 0) ---------------------------------------------------------
-def _prod_ring(ring, n, batch, rec, go, out):
+def _prod_ring(ring, n, batch, recs, go, out):
     _pin(0)
-    recs = [rec] * batch
     go.wait()
     c0, t0 = _cpu(), time.monotonic()
     push_many = ring.push_many
@@ -59,9 +59,8 @@ def _prod_ring(ring, n, batch, rec, go, out):
     out.send((t0, _cpu() - c0))
 
 
-def _prod_queue(q, n, batch, rec, go, out):
+def _prod_queue(q, n, batch, recs, go, out):
     _pin(0)
-    recs = [rec] * batch
     go.wait()
     c0, t0 = _cpu(), time.monotonic()
     sent = 0
@@ -74,21 +73,21 @@ def _prod_queue(q, n, batch, rec, go, out):
     out.send((t0, _cpu() - c0))
 
 
-def _prod_queue_rec(q, n, batch, rec, go, out):
+def _prod_queue_rec(q, n, batch, recs, go, out):
     _pin(0)
     go.wait()
     c0, t0 = _cpu(), time.monotonic()
     put = q.put
-    for _ in range(n):
-        put(rec)
+    for i in range(n):
+        put(recs[i % batch])
     q.close()
     q.join_thread()
     out.send((t0, _cpu() - c0))
 
 
-def _prod_pipe(fd, n, batch, rec, go, out):
+def _prod_pipe(fd, n, batch, recs, go, out):
     _pin(0)
-    framed = _LEN.pack(len(rec)) + rec
+    framed = [_LEN.pack(len(r)) + r for r in recs]
     go.wait()
     c0, t0 = _cpu(), time.monotonic()
     sent = 0
@@ -96,7 +95,7 @@ def _prod_pipe(fd, n, batch, rec, go, out):
     while sent < n:
         k = min(batch, n - sent)
         # one write per batch; the framing is built per batch, as a real sender would
-        buf = b"".join([framed] * k)
+        buf = b"".join(framed[:k])
         while buf:
             w = write(fd, buf)
             buf = buf[w:]
@@ -166,7 +165,8 @@ def _cons_pipe(fd, n, batch, go, out):
 
 # -- one run ----------------------------------------------------------------------
 def run_one(method, n, batch, size):
-    rec = b"r" * size
+    # distinct objects: pickle would send a record repeated in one batch only once
+    recs = [bytes([65 + i % 26]) * size for i in range(batch)]
     go = CTX.Event()
     prx, ptx = CTX.Pipe(duplex=False)
     crx, ctx_ = CTX.Pipe(duplex=False)
@@ -177,19 +177,19 @@ def run_one(method, n, batch, size):
             runid = new_runid()
             ring = Ring.create(runid, "bench", 1 << 20)
             closers.append(ring.close)
-            prod = CTX.Process(target=_prod_ring, args=(ring, n, batch, rec, go, ptx))
+            prod = CTX.Process(target=_prod_ring, args=(ring, n, batch, recs, go, ptx))
             cons = CTX.Process(target=_cons_ring,
                                args=(ring, n, batch, method == "ring doorbell", go, ctx_))
         elif method in ("mp.Queue", "mp.Queue/rec"):
             q = CTX.Queue()
             per = method == "mp.Queue/rec"
             prod = CTX.Process(target=_prod_queue_rec if per else _prod_queue,
-                               args=(q, n, batch, rec, go, ptx))
+                               args=(q, n, batch, recs, go, ptx))
             cons = CTX.Process(target=_cons_queue, args=(q, n, batch, per, go, ctx_))
         elif method == "os.pipe":
             r, w = os.pipe()
             closers += [lambda: os.close(r), lambda: os.close(w)]
-            prod = CTX.Process(target=_prod_pipe, args=(w, n, batch, rec, go, ptx))
+            prod = CTX.Process(target=_prod_pipe, args=(w, n, batch, recs, go, ptx))
             cons = CTX.Process(target=_cons_pipe, args=(r, n, batch, go, ctx_))
         else:
             raise ValueError(method)
