@@ -53,8 +53,9 @@ class HttpConfig:
                  default_content_type="text/html; charset=UTF-8"):
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
-        self.idle_timeout = idle_timeout
-        self.request_timeout = request_timeout
+        # None = no limit (a deadline of +inf is never reached)
+        self.idle_timeout = float("inf") if idle_timeout is None else float(idle_timeout)
+        self.request_timeout = float("inf") if request_timeout is None else float(request_timeout)
         self.server_header = server_header
         self.default_content_type = default_content_type
 
@@ -479,7 +480,12 @@ class HttpProtocol:
                 self._task = shared.reactor.create_task(
                     self._run_async(h, None, getattr(h, name), args, kwargs))
                 return
-            getattr(h, name)(*args, **kwargs)
+            r = getattr(h, name)(*args, **kwargs)
+            if r is not None and hasattr(r, "__await__"):
+                # a plain def that returned an awaitable: finish when it is done
+                self._task = shared.reactor.create_task(
+                    self._run_async(h, None, lambda: r, (), {}))
+                return
             if not h._finished:
                 h.finish()
         except Exception as e:

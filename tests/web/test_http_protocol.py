@@ -742,3 +742,24 @@ def test_cookies():
     assert b"Set-Cookie: old=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT\r\n" in out
     with pytest.raises(ValueError):
         RequestHandler.set_cookie(None, "bad name", "v")
+
+
+def test_sync_method_returning_awaitable_and_no_timeouts():
+    app = App(idle_timeout=None, request_timeout=None)
+
+    @app.route("/r")
+    class R(RequestHandler):
+        def get(self):
+            return self.later()
+
+        async def later(self):
+            await self.reactor.sleep(0.1)
+            self.write("later")
+
+    h = Harness(app)
+    out, proto, t = h.request(b"GET /r HTTP/1.1\r\n\r\n")
+    h.run(0.2)
+    assert t.take().endswith(b"later")
+    proto.data_received(b"GET /r HTTP/1.1\r\n")   # half a request, forever
+    h.run_until(h.reactor.now + 5, step=1.0)
+    assert not t.closed
