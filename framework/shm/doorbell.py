@@ -123,8 +123,9 @@ class Doorbell:
         """Announce that the consumer is going to sleep. Re-check the rings after this."""
         q = self._q
         s = q[_SEQ]
-        if not s & 1:
-            q[_SEQ] = s + 1
+        # Always a new odd value: an odd one already there was left by a consumer
+        # that died asleep, and producers may have rung for it already.
+        q[_SEQ] = s + 2 if s & 1 else s + 1
         fence()  # the flag must be visible before we re-read the ring heads
 
     def awake(self):

@@ -174,3 +174,37 @@ def test_fileno_is_pollable_and_rung_once_per_sleep(runid):
     assert ring.pop_many() == [b"b", b"c", b"d"]
     assert ring.wait(0.05) is False                        # timeout with nothing to do
     ring.close()
+
+
+def _sleep_forever(runid, conn):
+    ring = Ring.attach(runid, "dead")
+    conn.send("ready")
+    ring.wait(None)
+
+
+@pytest.mark.timeout(30)
+def test_consumer_killed_asleep_then_successor_is_woken(runid):
+    ring = Ring.create(runid, "dead", 4096)
+    rx, tx = CTX.Pipe(duplex=False)
+    with child(_sleep_forever, runid, tx) as c1:
+        assert rx.recv() == "ready"
+        deadline = time.monotonic() + 5
+        while not ring.bell.sleeping:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        ring.push(b"first")                                # rings for c1's sleep ...
+        ring.pop()                                         # (taken here, c1 never sees it)
+        os.kill(c1.pid, 9)
+        c1.join(5)
+    assert ring.bell.sleeping                              # ... and c1 died "asleep"
+    with child(_sleeper, Ring.attach(runid, "dead"), tx):
+        assert rx.recv() == "ready"
+        deadline = time.monotonic() + 5
+        time.sleep(0.2)                                    # the successor is in poll()
+        ring.bell.drain()                                  # no stale ring to wake it by luck
+        t_push = time.monotonic()
+        ring.push(b"second")
+        assert rx.poll(5)
+        got, t_wake, slept, recs = rx.recv()
+    assert got and recs == [b"second"] and t_wake - t_push < 0.5
+    ring.close()

@@ -133,3 +133,19 @@ def test_cleanup_stale_sees_through_pid_reuse(runid):
         finally:
             cleanup_run(reused)
             cleanup_run(young)
+
+
+def test_each_object_can_remove_its_own_names(runid):
+    ring = Ring.create(runid, "own", 4096)                 # + its doorbell and FIFO
+    st = StatsBlock.create(runid, 0, ["a"])
+    assert len(run_files(runid)) == 4
+    ring.unlink()
+    st.unlink()
+    assert run_files(runid) == []
+    assert ring.push(b"x") and ring.pop() == b"x"          # mappings outlive the names
+    st.add("a")
+    assert st.get("a") == 1
+    ring.close()
+    st.close()
+    with pytest.raises(Exception):
+        Ring.attach(runid, "own")
