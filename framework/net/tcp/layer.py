@@ -29,7 +29,7 @@ COUNTERS = (
     "tcp.rx", "tcp.tx", "tcp.active_opens", "tcp.passive_opens", "tcp.rst_sent", "tcp.resets_rx",
     "tcp.retransmits", "tcp.rto", "tcp.fast_retransmits", "tcp.zero_window_probes",
     "tcp.keepalive_probes", "tcp.challenge_acks", "tcp.time_wait_expired", "tcp.tw_reuse",
-    "tcp.timeouts", "tcp.rx_ooo",
+    "tcp.timeouts", "tcp.rx_ooo", "tcp.tail_loss_probes",
     "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
     "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
     "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
@@ -193,12 +193,24 @@ class TcpLayer:
                 conn.output(now)
 
     def poll_at(self):
-        heap = self._timers
-        while heap and heap[0][2].heap_at != heap[0][0]:
-            heappop(heap)
+        """The next deadline, exact: stale heap entries and entries whose connection moved
+        its deadline later are fixed up here, so an idle loop sleeps until a real timer."""
         if self._pending:
             return self.now
-        return heap[0][0] if heap else None
+        heap = self._timers
+        while heap:
+            when, _, conn = heap[0]
+            if conn.heap_at != when:
+                heappop(heap)                    # superseded
+                continue
+            real = conn.poll_at()
+            if real is not None and real <= when:
+                return when
+            heappop(heap)
+            conn.heap_at = None
+            if real is not None and conn.state:
+                conn._arm(real)
+        return None
 
     # ------------------------------------------------------------------ internals
     def _psum(self, rip):

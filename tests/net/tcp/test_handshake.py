@@ -13,7 +13,7 @@ def test_passive_open_synack_exact():
     sa = h.reply()
     assert sa.flags == "SA" and sa.ack == 1001 and sa.win == 65535
     assert sa.opts.mss == 1460 and sa.opts.wscale is None and sa.opts.tsval is None
-    assert not sa.opts.sack_perm                 # SACK is not implemented: never advertised
+    assert not sa.opts.sack_perm                 # the peer did not offer SACK
     assert h.tcp.flows[(REMOTE, 40000, 80)].state == SYN_RECEIVED
     assert h.events() == []
     h.send("A", seq=1001, ack=sa.seq + 1, win=8192)

@@ -25,7 +25,7 @@ def _linux_like():
 def test_synack_options_mirror_the_peer():
     h, conn, sa = _linux_like()
     assert sa.opts.mss == 1460 and sa.opts.wscale == 3 and sa.opts.tsecr == 5000
-    assert sa.opts.tsval is not None and not sa.opts.sack_perm   # SACK not implemented
+    assert sa.opts.tsval is not None and sa.opts.sack_perm       # the peer offered SACK
     assert conn.mss == 1460 - 12 and conn.snd_ws == 7 and conn.rcv_ws == 3
 
 
@@ -82,7 +82,7 @@ def test_active_open_offers_ts_and_ws():
     h.tcp.connect(REMOTE, 8080, h.now)
     syn = h.reply()
     assert syn.opts.mss == 1460 and syn.opts.wscale == 3 and syn.opts.tsecr == 0
-    assert not syn.opts.sack_perm
+    assert syn.opts.sack_perm
 
 
 def test_keepalive_probes_and_timeout():

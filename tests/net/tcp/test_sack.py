@@ -1,0 +1,158 @@
+"""SACK (RFC 2018): negotiation, the blocks we send for our out-of-order queue, and
+SACK-driven loss recovery on the send side (RFC 6675 style)."""
+from framework.net.wire.tcp import parse_options
+
+from .harness import Harness
+
+P = 1001
+SACK_SYN = [("MSS", 1000), ("SAckOK", b"")]
+
+
+def test_sack_permitted_negotiation():
+    h = Harness()
+    h.send("S", seq=1000, options=SACK_SYN)
+    assert h.reply().opts.sack_perm
+    h = Harness(sack=False)
+    h.send("S", seq=1000, options=SACK_SYN)
+    assert not h.reply().opts.sack_perm          # never advertise what is switched off
+    h = Harness()
+    h.send("S", seq=1000, options=[("MSS", 1000)])
+    assert not h.reply().opts.sack_perm
+
+
+def test_receiver_sack_blocks_latest_first_and_merged():
+    h = Harness()
+    conn, iss = h.accept(options=SACK_SYN)
+    h.send("A", seq=P + 100, ack=iss + 1, data=b"b" * 100)
+    a = h.reply()
+    assert a.ack == P and a.opts.sack == [(P + 100, P + 200)]
+    h.send("A", seq=P + 300, ack=iss + 1, data=b"d" * 100)
+    assert h.reply().opts.sack == [(P + 300, P + 400), (P + 100, P + 200)]
+    h.send("A", seq=P + 200, ack=iss + 1, data=b"c" * 100)       # joins both blocks
+    assert h.reply().opts.sack == [(P + 100, P + 400)]
+    h.send("A", seq=P, ack=iss + 1, data=b"a" * 100)              # gap filled: no SACK
+    a = h.reply()
+    assert a.ack == P + 400 and a.opts.sack is None
+    assert conn.recv() == b"a" * 100 + b"b" * 100 + b"c" * 100 + b"d" * 100
+
+
+def test_receiver_at_most_three_blocks_with_timestamps():
+    h = Harness(timestamps=True)
+    h.send("S", seq=1000, options=SACK_SYN + [("Timestamp", (1, 0))])
+    sa = h.reply()
+    ts = lambda v: [("NOP", None), ("NOP", None), ("Timestamp", (v, sa.opts.tsval))]
+    h.send("A", seq=P, ack=sa.seq + 1, options=ts(2))
+    for i in range(5):
+        h.send("A", seq=P + 200 * (i + 1), ack=sa.seq + 1, data=b"x" * 100, options=ts(3 + i))
+        a = h.reply()
+    assert len(a.opts.sack) == 3 and a.opts.sack[0] == (P + 1000, P + 1100)
+    assert len(a.raw) - 20 <= 40 + 20
+
+
+def _flight(h, n=10, mss=1000):
+    conn, iss = h.accept(options=SACK_SYN)
+    conn.send(bytes(range(250)) * 4 * n)
+    segs = h.replies()
+    assert len(segs) == n and conn.bits & 0x4000
+    return conn, iss, segs
+
+
+def _sack(h, iss, ack, blocks):
+    h.send("A", seq=P, ack=iss + 1 + ack,
+           options=[("NOP", None), ("NOP", None),
+                    ("SAck", tuple(x for s, e in blocks for x in (iss + 1 + s, iss + 1 + e)))])
+
+
+def test_sack_recovery_retransmits_every_hole_at_once():
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # 10 x 1000 bytes; segments 0 and 5 lost
+    _sack(h, iss, 0, [(1000, 2000)])
+    _sack(h, iss, 0, [(1000, 3000)])
+    h.no_reply()
+    _sack(h, iss, 0, [(1000, 4000)])
+    r = h.replies()
+    assert [(s.seq - iss - 1, len(s.payload)) for s in r] == [(0, 1000)]
+    assert conn.cwnd == conn.ssthresh == 5000
+    _sack(h, iss, 0, [(6000, 7000), (1000, 5000)])                # segment 5 now a hole too
+    r = h.replies()
+    assert [(s.seq - iss - 1, len(s.payload)) for s in r] == [(5000, 1000)]
+    assert r[0].payload == segs[5].payload
+    _sack(h, iss, 5000, [(6000, 10000)])                           # partial ACK: nothing new lost
+    h.send("A", seq=P, ack=iss + 1 + 10000)                        # full ACK
+    assert not conn.bits & 0x100 and conn.scoreboard is None
+    assert h.tcp.counters["tcp.fast_retransmits"] == 1
+
+
+def test_sack_detects_loss_without_three_dupacks():
+    h = Harness()
+    conn, iss, segs = _flight(h)
+    _sack(h, iss, 0, [(1000, 4000)])             # one ACK SACKing three segments
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r] == [0]
+    assert h.tcp.counters["tcp.fast_retransmits"] == 1
+
+
+def test_second_hole_retransmitted_on_partial_ack():
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # segments 0 and 2 lost
+    _sack(h, iss, 0, [(1000, 2000), (3000, 6000)])
+    r = h.replies()
+    # pipe = 4000 beyond the highest SACK + 1000 retransmitted = cwnd (5000): one for now
+    assert [s.seq - iss - 1 for s in r] == [0]
+    _sack(h, iss, 2000, [(3000, 6000)])          # partial ACK: the next hole goes at once
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r] == [2000]
+
+
+def test_bogus_sack_blocks_ignored():
+    h = Harness()
+    conn, iss, segs = _flight(h)
+    _sack(h, iss, 0, [(20000, 30000)])           # beyond anything sent
+    _sack(h, iss, 0, [(-5000, -1000)])           # below the cumulative ACK
+    assert conn.scoreboard is None
+
+
+def test_rto_forgets_the_scoreboard():
+    h = Harness()
+    conn, iss, segs = _flight(h)
+    _sack(h, iss, 0, [(1000, 2000)])
+    assert conn.scoreboard == [[iss + 1001, iss + 2001]]
+    h.step()
+    h.now = h.tcp.poll_at()
+    assert [s.seq - iss - 1 for s in h.replies()] == [9000]        # the tail loss probe first
+    h.step()
+    h.now = h.tcp.poll_at()
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r] == [0] and conn.scoreboard is None
+    assert h.tcp.counters["tcp.rto"] == 1
+
+
+def test_tail_loss_probe_turns_a_tail_loss_into_fast_recovery():
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # segments 7, 8, 9 (the tail) lost
+    _sack(h, iss, 7000, [])                      # cumulative ACK of 0..6
+    h.replies()
+    h.step()
+    t = h.tcp.poll_at()
+    assert round(t - h.now, 3) == 0.01           # PTO = max(2*SRTT, 10 ms), SRTT ~ 0 here
+    h.now = t
+    p, = h.replies()
+    assert (p.seq - iss - 1, len(p.payload)) == (9000, 1000)
+    assert h.tcp.counters["tcp.tail_loss_probes"] == 1
+    _sack(h, iss, 7000, [(9000, 10000)])         # the probe is SACKed: 7 and 8 are lost
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r][:1] == [7000]
+    assert conn.bits & 0x100 and h.tcp.counters["tcp.rto"] == 0
+
+
+def test_tail_loss_probe_repairs_a_single_tail_loss():
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # segment 9 lost, 8 delayed
+    _sack(h, iss, 8000, [])
+    h.replies()
+    h.step()
+    h.now = h.tcp.poll_at()
+    p, = h.replies()
+    assert p.seq - iss - 1 == 9000
+    _sack(h, iss, 10000, [])                     # the probe itself was the repair
+    assert conn.snd_una == conn.snd_max and conn.t_rtx is None
