@@ -15,7 +15,8 @@ from .stream import StreamHandler, stream_factory
 class App:
     def __init__(self, routes=None, *, max_body_size=1 << 20, max_header_size=8192,
                  idle_timeout=60.0, request_timeout=30.0, server_header="framework",
-                 default_content_type="text/html; charset=UTF-8", state=None):
+                 default_content_type="text/html; charset=UTF-8", state=None,
+                 access_log=False):
         """``routes``: [(pattern, Handler), (pattern, Handler, initialize_kwargs), ...].
 
         ``state``: optional ``fn(ctx) -> object``, the per-shard state (``handler.state``,
@@ -23,14 +24,16 @@ class App:
         Limits: bodies over ``max_body_size`` -> 413, header blocks over
         ``max_header_size`` -> 431; a keep-alive connection idle for ``idle_timeout``
         seconds is closed; a request not fully received ``request_timeout`` seconds
-        after its first byte -> 408 and close.
+        after its first byte -> 408 and close (None disables either timeout).
+        ``access_log``: one INFO line per response on the "framework.access" logger.
         """
         self.router = Router()
         self.streams = {}
         self.config = HttpConfig(max_body_size=max_body_size, max_header_size=max_header_size,
                                  idle_timeout=idle_timeout, request_timeout=request_timeout,
                                  server_header=server_header,
-                                 default_content_type=default_content_type)
+                                 default_content_type=default_content_type,
+                                 access_log=access_log)
         self._state_fn = state
         self._start_hooks = []
         self._stop_hooks = []

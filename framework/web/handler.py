@@ -84,7 +84,7 @@ class Request:
 
     __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
                  "body", "remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
-                 "expect_continue", "body_stream", "_body_taken")
+                 "expect_continue", "body_stream", "_body_taken", "start_time")
 
     def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
         self.method = method
@@ -105,6 +105,7 @@ class Request:
         self.expect_continue = False
         self.body_stream = None     # a BodyStream while the body is still arriving
         self._body_taken = False
+        self.start_time = 0.0       # the shard's clock when the headers were complete
 
     @property
     def headers(self):

@@ -46,11 +46,12 @@ class _Stop(Exception):
 
 class HttpConfig:
     __slots__ = ("max_body_size", "max_header_size", "idle_timeout", "request_timeout",
-                 "server_header", "default_content_type")
+                 "server_header", "default_content_type", "access_log")
 
     def __init__(self, max_body_size=1 << 20, max_header_size=8192, idle_timeout=60.0,
                  request_timeout=30.0, server_header="framework",
-                 default_content_type="text/html; charset=UTF-8"):
+                 default_content_type="text/html; charset=UTF-8", access_log=False):
+        self.access_log = access_log
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
         # None = no limit (a deadline of +inf is never reached)
@@ -65,7 +66,7 @@ class HttpShared:
 
     __slots__ = ("app", "ctx", "reactor", "router", "config", "shard_info", "conns",
                  "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
-                 "clock", "server_line")
+                 "clock", "server_line", "access_log")
 
     def __init__(self, app, ctx, router, config, clock=time.time):
         self.app = app
@@ -83,6 +84,10 @@ class HttpShared:
         self.server_line = (b"Server: %s\r\n" % config.server_header.encode("latin-1")
                             if config.server_header else b"")
         self.ctype_line = b"Content-Type: %s\r\n" % config.default_content_type.encode("latin-1")
+        self.access_log = access_log = logging.getLogger("framework.access") \
+            if config.access_log else None
+        if access_log is not None and not access_log.isEnabledFor(logging.INFO):
+            access_log.setLevel(logging.INFO)   # asked for explicitly: show it
 
     def prefix(self):
         """``Server:`` + ``Date:`` header lines; the Date is rebuilt once per wall second."""
@@ -352,6 +357,7 @@ class HttpProtocol:
         req = Request(parser.get_method().decode("ascii"), url.decode("latin-1"), path,
                       query, "HTTP/" + version, headers, b"", self.remote_ip)
         req.connection = self
+        req.start_time = self.shared.reactor.now
         self._req = req
         stream = False
         if self.shared.router.early:
@@ -566,6 +572,8 @@ class HttpProtocol:
         self._active = None
         if self._inbox is not None:
             self._release_inbox()
+        if self.shared.access_log is not None:
+            self._log_access(req, status, len(body))
         if not keep:
             self._stopped = True
             self._close()
@@ -607,6 +615,8 @@ class HttpProtocol:
             self._active = None
             if self._inbox is not None:
                 self._release_inbox()
+            if self.shared.access_log is not None:
+                self._log_access(req, h._status, -1)
             if not req.keep_alive or (self._stopped and not self._queue):
                 self._stopped = True
                 self._close()
@@ -626,9 +636,16 @@ class HttpProtocol:
                          b"Connection: keep-alive\r\n" if keep and req.version == "HTTP/1.0"
                          else b"", b"\r\n"))
         self.transport.write(head if req.method == "HEAD" else head + body)
+        if self.shared.access_log is not None:
+            self._log_access(req, status, len(body))
         if not keep:
             self._stopped = True
             self._close()
+
+    def _log_access(self, req, status, nbytes):
+        ms = (self.shared.reactor.now - req.start_time) * 1000.0
+        self.shared.access_log.info("%d %s %s (%s) %s %.2fms", status, req.method, req.uri,
+                                    req.remote_ip, "-" if nbytes < 0 else nbytes, ms)
 
     def _fail(self, status):
         """Protocol error (400/408/413/431/...): answer in turn, then close."""

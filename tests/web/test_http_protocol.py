@@ -763,3 +763,18 @@ def test_sync_method_returning_awaitable_and_no_timeouts():
     proto.data_received(b"GET /r HTTP/1.1\r\n")   # half a request, forever
     h.run_until(h.reactor.now + 5, step=1.0)
     assert not t.closed
+
+
+def test_access_log(caplog):
+    app = make_app(access_log=True)
+    h = Harness(app)
+    with caplog.at_level(logging.INFO, logger="framework.access"):
+        h.request(b"GET /seq/3?x=1 HTTP/1.1\r\n\r\nGET /missing HTTP/1.1\r\n\r\n")
+    lines = [r.getMessage() for r in caplog.records if r.name == "framework.access"]
+    assert lines[0].startswith("200 GET /seq/3?x=1 (198.18.5.2) 5 ")
+    assert lines[1].startswith("404 GET /missing (198.18.5.2) 15 ")
+    caplog.clear()
+    h = Harness(make_app())
+    with caplog.at_level(logging.INFO, logger="framework.access"):
+        h.request(b"GET /seq/3 HTTP/1.1\r\n\r\n")
+    assert not [r for r in caplog.records if r.name == "framework.access"]
