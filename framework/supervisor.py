@@ -25,7 +25,7 @@ log = logging.getLogger("framework.supervisor")
 MAX_DEATHS = 5          # more than this many deaths ...
 DEATH_WINDOW = 10.0     # ... within this many seconds: give up
 READY_TIMEOUT = 20.0    # a worker that is not ready by then counts as failed at start
-STOP_TIMEOUT = 8.0      # SIGTERM -> SIGKILL after this long (workers' grace is 5 s)
+STOP_TIMEOUT = 3.0      # SIGTERM -> SIGKILL this long after the workers' grace period
 
 
 class ServeError(Exception):
@@ -52,7 +52,7 @@ def new_run_id():
 
 
 class Worker:
-    __slots__ = ("shard", "core", "proc", "started", "ready", "restart_at", "pid")
+    __slots__ = ("shard", "core", "proc", "started", "ready", "restart_at", "pid", "restarts")
 
     def __init__(self, shard, core):
         self.shard = shard
@@ -62,12 +62,15 @@ class Worker:
         self.started = 0.0
         self.ready = False
         self.restart_at = None
+        self.restarts = 0
 
 
 class Supervisor:
     def __init__(self, app_spec, cores, stack="user", port_type="afpacket", http_port=8080,
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
-                 log_level="info", out=sys.stdout):
+                 log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
+                 timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
+                 pcap_size=64 << 20, pcap_files=4):
         self.app_spec = app_spec
         self.cores = list(cores)
         self.stack = stack
@@ -78,7 +81,15 @@ class Supervisor:
         self.gateway = gateway
         self.link_subnet = link_subnet
         self.log_level = log_level
+        self.log_file = log_file
+        self.graceful_timeout = graceful_timeout
+        self.timeout = timeout              # heartbeat watchdog (0/None: off)
+        self.metrics_addr = metrics         # (host, port) or None
+        self.metrics_netns = metrics_netns
+        self.metrics = None
+        self.pcap = (pcap, pcap_size, pcap_files) if pcap else None
         self.out = out
+        self.started_at = time.time()
         self.run_id = new_run_id()
         self.link = None
         self.link_info = None
@@ -100,7 +111,8 @@ class Supervisor:
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
         """Serve until a signal or a restart storm; returns the exit code."""
-        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                                                 signal.SIGUSR1)}
         try:
             self._install_signals()
             self._cleanup_stale()
@@ -112,6 +124,7 @@ class Supervisor:
                 self._spawn(w)
             self._wait_ready()
             if not self.stopping:
+                self._start_metrics()
                 self._announce()
                 self._monitor()
         except ServeError as e:
@@ -141,6 +154,19 @@ class Supervisor:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGQUIT, handler)
+
+        def reopen(signum, frame):
+            # USR1: reopen log files (after logrotate), here and in every worker
+            from framework import logs
+            logs.reopen()
+            for w in self.workers:
+                if w.proc is not None and w.proc.exitcode is None:
+                    try:
+                        os.kill(w.proc.pid, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        pass
+
+        signal.signal(signal.SIGUSR1, reopen)
 
     def _cleanup_stale(self):
         me = os.getpid()
@@ -212,6 +238,25 @@ class Supervisor:
             self._fwd_objs.append(self.mesh)
         self.bells = bells
 
+    def _start_metrics(self):
+        if not self.metrics_addr:
+            return
+        from framework import metrics
+        host, port = self.metrics_addr
+
+        def collect():
+            ws = [(w.shard, w.core, w.pid, w.proc is not None and w.proc.exitcode is None,
+                   w.restarts) for w in self.workers]
+            fams = metrics.supervisor_families(ws, sum(w.restarts for w in self.workers),
+                                               self.started_at)
+            return metrics.render_blocks(dict(self.stats), extra=fams)
+
+        try:
+            self.metrics = metrics.MetricsServer((host, port), collect,
+                                                 netns=self.metrics_netns).start()
+        except OSError as e:
+            raise ServeError(str(e))
+
     def url(self):
         return f"http://{self.link_info.ip}:{self.http_port}"
 
@@ -227,7 +272,8 @@ class Supervisor:
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
                           os.getpid(), self.stats, self.device, self.fwd, self.mesh,
-                          self.bells)
+                          self.bells, log_file=self.log_file, grace=self.graceful_timeout,
+                          pcap=self.pcap)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -333,6 +379,23 @@ class Supervisor:
                 timeout = max(0.0, min(pending) - time.monotonic())
             fds = [self._report_r] + [w.proc.sentinel for w in self.workers if w.proc is not None]
             self._sleep(fds, timeout)
+            self._watchdog()
+
+    def _watchdog(self):
+        """Kill (and so restart) a worker whose loop stopped turning: a handler stuck in
+        a loop never gets back to the loop, so its heartbeat in the stats block ages."""
+        if not self.timeout or not self.stats:
+            return
+        from framework import watchdog
+        live = [(w.shard, w.pid, w.started, w.ready) for w in self.workers
+                if w.proc is not None and w.proc.exitcode is None]
+        for shard, pid, age in watchdog.stuck(live, self.stats, self.timeout, time.monotonic()):
+            log.error("shard %d (pid %d): no heartbeat for %.1f s (stuck handler?); killing it",
+                      shard, pid, age)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _on_death(self, w, now):
         code = w.proc.exitcode
@@ -356,11 +419,18 @@ class Supervisor:
         n = len(deaths)
         delay = 0.0 if n <= 1 else min(0.05 * 2 ** (n - 2), 0.8)
         w.restart_at = now + delay
+        w.restarts += 1
         log.warning("shard %d (pid %d) died (%s); restarting on core %d in %.2f s",
                     w.shard, w.pid, how, w.core, delay)
 
     def _shutdown(self):
         self.stopping = True
+        if self.metrics is not None:
+            try:
+                self.metrics.close()
+            except Exception:
+                log.exception("closing the metrics server failed")
+            self.metrics = None
         alive = [w for w in self.workers if w.proc is not None and w.proc.exitcode is None]
         sig = signal.SIGQUIT if self.fast_stop or self.exit_code else signal.SIGTERM
         for w in alive:
@@ -368,7 +438,7 @@ class Supervisor:
                 os.kill(w.proc.pid, sig)
             except ProcessLookupError:
                 pass
-        timeout = STOP_TIMEOUT if sig == signal.SIGTERM else 2.0
+        timeout = (self.graceful_timeout + STOP_TIMEOUT) if sig == signal.SIGTERM else 2.0
         deadline = time.monotonic() + timeout
         for w in alive:
             # a second INT/QUIT while we wait turns a graceful stop into a fast one

@@ -58,6 +58,8 @@ class UserShard:
         self.stopping = False      # leave the loop now
         self.draining = False      # graceful stop asked: finish connections, then leave
         self._drain_until = None
+        self.grace = GRACE
+        self.pcap = None           # a framework.pcap.PcapWriter, or None
         self.turns = 0
         self.sleeps = 0
         self._extra_fds = []
@@ -77,7 +79,7 @@ class UserShard:
 
     def _drain_step(self, now):
         if self._drain_until is None:
-            self._drain_until = now + GRACE
+            self._drain_until = now + self.grace
             self.streams.shutdown()
             return
         if (self.streams.all_done() and not self.tx_backlog) or now >= self._drain_until:
@@ -98,6 +100,9 @@ class UserShard:
         tcp = stack.tcp
         frames = self.port.rx_burst(RX_BATCH)
         busy = bool(frames)
+        pcap = self.pcap
+        if pcap is not None and frames:
+            pcap.write(frames)
         fwd = self.fwd
         if fwd is not None:
             if frames:
@@ -136,6 +141,8 @@ class UserShard:
             backlog = self.tx_backlog = []
         if out:
             busy = True
+            if pcap is not None:
+                pcap.write(out)
             n = self.port.tx_burst(out)
             if n < len(out):
                 # driver queue full: keep the rest for the next turn, bounded
@@ -231,6 +238,8 @@ class UserShard:
                     bell.awake()
                     continue
             self.sleeps += 1
+            if self.pcap is not None:
+                self.pcap.flush()  # an idle moment: what was captured is on disk
             for fd, _ in poller.poll(timeout):
                 if fd == bell_fd:
                     bell.drain()
@@ -257,11 +266,11 @@ class WorkerSpec:
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
                  "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd", "mesh",
-                 "bells")
+                 "bells", "log_file", "grace", "pcap")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
                  log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
-                 fwd=None, mesh=None, bells=None):
+                 fwd=None, mesh=None, bells=None, log_file=None, grace=GRACE, pcap=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.link.LinkInfo
@@ -276,6 +285,9 @@ class WorkerSpec:
         self.fwd = fwd                  # (mode, bells, rings) for forward.for_shard, or None
         self.mesh = mesh                # xshard.Mesh (cross-shard calls), or None
         self.bells = bells              # {shard: Doorbell}, one per shard, or None
+        self.log_file = log_file
+        self.grace = grace              # graceful stop: seconds connections get to finish
+        self.pcap = pcap                # (directory, max bytes, files kept) or None
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -320,19 +332,22 @@ def load_app(spec):
     return _load(spec)
 
 
-def _setup_logging(level, shard_id):
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
-                        format=f"%(asctime)s [shard {shard_id}] %(levelname)s %(name)s: %(message)s",
-                        force=True)
+def _setup_logging(level, shard_id, path=None):
+    from framework import logs
+    logs.setup(level, shard_id, path)
+
+    def reopen(signum, frame):  # SIGUSR1, forwarded by the supervisor
+        logs.reopen()
+
+    signal.signal(signal.SIGUSR1, reopen)
 
 
 def worker_main(spec, shard_id, report=None):
     """Entry point of a worker process. ``report(shard_id, pid, status)`` tells the
     supervisor "ready" or an error text."""
     _prctl_setup(shard_id, spec.supervisor_pid)
-    _setup_logging(spec.log_level, shard_id)
-    for sig in (signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    _setup_logging(spec.log_level, shard_id, spec.log_file)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until _install_stop: see there
     try:
         pin_to(spec.cores[shard_id])
@@ -391,6 +406,11 @@ def _run_user(spec, shard_id, report):
         shard.fwd = for_shard(shard_id, spec.shard_count, bells, rings, mode)
     if spec.bells:
         shard.bell = spec.bells[shard_id]
+    shard.grace = spec.grace
+    if spec.pcap:
+        from framework.pcap import PcapWriter
+        directory, max_bytes, max_files = spec.pcap
+        shard.pcap = PcapWriter(directory, shard_id, max_bytes, max_files)
     if spec.mesh is not None:
         from framework.shard.xshard import XShard
         shard.xs = XShard(spec.mesh, shard_id, ctx)   # sets ctx.submit_to
@@ -409,6 +429,8 @@ def _run_user(spec, shard_id, report):
         on_stop = getattr(app, "on_shard_stop", None)
         if on_stop is not None:
             on_stop(ctx)
+        if shard.pcap is not None:
+            shard.pcap.close()
         port.close()
     log.info("shard %d stopped", shard_id)
 

@@ -37,7 +37,7 @@ def free_subnet():
 
 
 class Server:
-    def __init__(self, app="pingapp:app", cores=1, extra=(), cwd=HERE, subnet="auto"):
+    def __init__(self, app="pingapp:app", cores=1, extra=(), cwd=HERE, subnet="auto", env=None):
         self.subnet = free_subnet() if subnet == "auto" else subnet
         if self.subnet:
             prefix = self.subnet[:-len("0/24")]       # "198.18.N."
@@ -45,7 +45,7 @@ class Server:
             extra = ("--link-subnet", self.subnet, *extra)
         self.cores = cores
         self.errfile = tempfile.TemporaryFile(mode="w+")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]), **(env or {}))
         self.cmd = [sys.executable, "-m", "framework", "serve", app, "--cores", str(cores),
                     "--log-level", "info", *extra]
         self.proc = subprocess.Popen(self.cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,

@@ -353,3 +353,51 @@ def test_cross_shard_calls_over_user_stack(serve):
     assert sum(v["xshard.failed"] for v in st.values()) == 0
     assert s.stop() == 0, s.stderr()
     assert s.leftovers() == []
+
+
+def test_ops_watchdog_metrics_pcap_logfile_env(serve, tmp_path):
+    """The issue-5 options through `framework serve`: FRAMEWORK_* environment, --timeout
+    (a spinning handler's worker is killed and restarted), --metrics, --pcap, --log-file
+    with SIGUSR1 reopening it."""
+    import http.client
+    import socket
+    from scapy.all import TCP, rdpcap
+    logf = tmp_path / "fw.log"
+    sub = free_subnet()
+    host = sub[:-len("0/24")] + "1"
+    s = serve(app="spinapp:app", cores=1, subnet=sub,
+              extra=("--timeout", "1", "--metrics", f"{host}:9108", "--pcap", str(tmp_path / "cap"),
+                     "--log-file", str(logf)),
+              env={"FRAMEWORK_GRACEFUL_TIMEOUT": "2"})
+    old = s.workers()[0].pid
+    assert http_get(f"http://{s.ip}:8080/") == (200, b"ok")
+    # metrics: Prometheus text, served on the host end of our own link
+    with urllib.request.urlopen(f"http://{host}:9108/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'framework_worker_up{shard="0"} 1' in text, text[:500]
+    # a stuck handler: the worker stops turning, the watchdog kills it (~1 s), it restarts
+    c = socket.create_connection((s.ip, 8080), timeout=5)
+    c.sendall(b"GET /spin HTTP/1.1\r\nHost: x\r\n\r\n")
+    t0 = time.monotonic()
+    new = s.wait_workers(1, timeout=5.0, exclude={old})[0]
+    took = time.monotonic() - t0
+    c.close()
+    print(f"\nstuck worker replaced after {took:.2f} s (--timeout 1)")
+    assert 0.8 < took < 4.0 and new.cpu_affinity() == [0]
+    time.sleep(0.3)
+    assert http_get(f"http://{s.ip}:8080/") == (200, b"ok")
+    # SIGUSR1: log files reopened (after a rotation), here and in the workers
+    os.rename(logf, str(logf) + ".1")
+    os.kill(s.pid, signal.SIGUSR1)
+    time.sleep(0.3)
+    new.kill()
+    s.wait_workers(1, timeout=3.0, exclude={new.pid})
+    time.sleep(0.3)
+    assert "no heartbeat" in open(str(logf) + ".1").read()
+    assert "died" in logf.read_text(), "the supervisor did not reopen its log file"
+    assert s.stop() == 0
+    assert s.leftovers() == []
+    # pcap: a full handshake of one of the GETs
+    pkts = [p for f in sorted((tmp_path / "cap").iterdir()) for p in rdpcap(str(f))]
+    flags = [str(p[TCP].flags) for p in pkts if TCP in p and 8080 in (p[TCP].sport, p[TCP].dport)]
+    assert "S" in flags and "SA" in flags and "A" in flags, flags[:10]
