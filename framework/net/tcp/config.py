@@ -9,8 +9,8 @@ class TcpConfig:
 
     def __init__(self, **kw):
         self.mss = None            # None: from the MTU (mtu - 40)
-        self.rcvbuf = 256 * 1024   # receive buffer per connection (bounds the advertised window)
-        self.sndbuf = 256 * 1024   # send buffer per connection
+        self.rcvbuf = 1 << 20      # receive buffer per connection (bounds the advertised window)
+        self.sndbuf = 1 << 20      # send buffer per connection
         self.sndbuf_lowat = None   # EV_WRITABLE below this (None: sndbuf // 2)
         self.time_wait = 60.0      # TIME_WAIT length (2*MSL); RFC 9293 suggests MSL = 2 min
         # Minimum RTO 200 ms, as Linux: RFC 6298 asks for 1 s, but on LANs RTTs are sub-ms

@@ -17,6 +17,8 @@ PEER_IP = "198.18.0.1"
 STACK_MAC = "02:00:00:5e:20:02"
 
 ECHO, SINK, SOURCE, HTTP = 7, 9, 19, 80
+DISCARD, ZEROS = 5009, 5019     # measurement ports: no hashing, no big buffers
+_ZERO = bytes(1 << 20)
 HTTP_BODY = 1 << 20
 
 
@@ -115,7 +117,7 @@ class Apps:
 
     def __init__(self, tcp):
         self.tcp = tcp
-        for p in (ECHO, SINK, SOURCE, HTTP):
+        for p in (ECHO, SINK, SOURCE, HTTP, DISCARD, ZEROS):
             tcp.listen(p, backlog=1024)
         self.accepted = 0
         self.closed = 0
@@ -143,6 +145,13 @@ class Apps:
                 u["out"] += data
             elif port == SINK:
                 u["h"].update(data)
+            elif port == DISCARD:
+                u["n"] = u.get("n", 0) + len(data)
+            elif port == ZEROS and "left" not in u:
+                u["req"] += data
+                if b"\n" in u["req"]:
+                    u["left"] = int(u["req"].split(b"\n")[0])
+                    u["eof_after"] = True
             elif port == HTTP and "n" not in u:
                 u["req"] += data
                 if b"\r\n\r\n" in u["req"]:
@@ -165,6 +174,8 @@ class Apps:
             elif port == SINK:
                 u["h"].update(data)
                 u["out"] += u["h"].hexdigest().encode()
+            elif port == DISCARD:
+                u["out"] += b"%d" % (u.get("n", 0) + len(data))
             u["eof"] = True
             u["eof_after"] = True
         elif ev in (EV_CLOSED, EV_RESET, EV_ERROR):
@@ -178,10 +189,17 @@ class Apps:
     def _pump(self, c):
         u = c.user
         out = u["out"]
+        left = u.get("left")
+        while left:
+            n = c.send(_ZERO if left >= len(_ZERO) else _ZERO[:left])
+            if not n:
+                break
+            left -= n
+            u["left"] = left
         if out:
             n = c.send(out)
             del out[:n]
-        if not out and u.get("eof_after") and not u.get("shut"):
+        if not out and not left and u.get("eof_after") and not u.get("shut"):
             u["shut"] = True
             c.close() if c.key[2] != ECHO else c.shutdown()
 

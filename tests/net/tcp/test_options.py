@@ -24,9 +24,9 @@ def _linux_like():
 
 def test_synack_options_mirror_the_peer():
     h, conn, sa = _linux_like()
-    assert sa.opts.mss == 1460 and sa.opts.wscale == 3 and sa.opts.tsecr == 5000
+    assert sa.opts.mss == 1460 and sa.opts.wscale == 5 and sa.opts.tsecr == 5000
     assert sa.opts.tsval is not None and sa.opts.sack_perm       # the peer offered SACK
-    assert conn.mss == 1460 - 12 and conn.snd_ws == 7 and conn.rcv_ws == 3
+    assert conn.mss == 1460 - 12 and conn.snd_ws == 7 and conn.rcv_ws == 5
 
 
 def test_every_segment_carries_timestamps():
@@ -81,7 +81,7 @@ def test_active_open_offers_ts_and_ws():
     h = Harness(timestamps=True, window_scale=True, listen=None)
     h.tcp.connect(REMOTE, 8080, h.now)
     syn = h.reply()
-    assert syn.opts.mss == 1460 and syn.opts.wscale == 3 and syn.opts.tsecr == 0
+    assert syn.opts.mss == 1460 and syn.opts.wscale == 5 and syn.opts.tsecr == 0
     assert syn.opts.sack_perm
 
 
