@@ -520,8 +520,22 @@ class KernelLoop:
         self.ep.close()
 
 
+def raise_nofile_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit: one fd per connection adds up fast."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def run_kernel_worker(app, host: str, http_port: int, shard_id: int, shard_count: int,
                       stop_event=None, ready=None):
     """Serve ``app`` on kernel sockets in this thread until stopped (see module doc)."""
+    raise_nofile_limit()
     loop = KernelLoop(app, host, http_port, shard_id, shard_count, stop_event)
     loop.run(ready)

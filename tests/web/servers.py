@@ -6,6 +6,7 @@ stack is started; add a stack here and to the ``server`` fixture's params.
 import ctypes
 import multiprocessing
 import os
+import select
 import socket
 import subprocess
 import time
@@ -113,15 +114,18 @@ def recv_until_closed(sock, limit=1 << 22):
 
 def recv_responses(sock, n, parse):
     """Read until ``n`` complete responses have arrived (or EOF); returns parse(bytes)."""
-    data = b""
+    data = bytearray()
     while True:
         try:
-            got = parse(data)
+            got = parse(bytes(data))
             if len(got) >= n:
                 return got
         except (ValueError, IndexError):
             pass
-        b = sock.recv(65536)
-        if not b:
-            return parse(data)
-        data += b
+        while True:     # parse again only once what has arrived is read
+            b = sock.recv(1 << 20)
+            if not b:
+                return parse(bytes(data))
+            data += b
+            if not select.select([sock], [], [], 0)[0]:
+                break

@@ -321,3 +321,19 @@ def test_streamed_upload(server):
         assert c.getresponse().status == 413
     finally:
         c.close()
+
+
+def test_thousand_idle_connections(server):
+    socks = []
+    try:
+        with in_netns(server.ns):
+            for _ in range(1000):
+                socks.append(socket.create_connection((server.ip, server.port), timeout=5))
+        s = socks[-1]
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
+        socks[0].sendall(b"GET /json HTTP/1.1\r\n\r\n")
+        assert json.loads(recv_responses(socks[0], 1, parse_responses)[0][2])
+    finally:
+        for s in socks:
+            s.close()
