@@ -16,8 +16,11 @@ The lengths of a batch sit together so that both ends handle a whole batch in a
 few C calls and no Python loop per record: the producer packs the lengths with
 one Struct and joins the records with one ``bytes.join``; the consumer unpacks
 the lengths with one Struct and cuts all records out of the mmap with one
-``struct.unpack_from("5s0s12s...")``. (A per-record length-prefix walk in Python
-cost ~450 ns per record end to end, this ~170 ns.) A frame that runs past the end
+``struct.unpack_from("5s0s12s...")``; both keep the headers of frames seen before
+in a small cache (same lengths -> no packing, no format building). Measured in one
+process, a batch of 32 x 64 B: push_many ~2.0 us, pop_many ~1.3 us, ~100 ns per
+record end to end; a per-record length-prefix walk in Python cost ~450 ns per
+record (the first version of this file). A frame that runs past the end
 of the data area continues at offset 0 (split copy, no wrap marker), so any
 record up to ``capacity - 8`` bytes fits in an empty ring.
 
@@ -30,8 +33,9 @@ Counters are free-running u64 byte positions (offset = position & (capacity-1)):
   address of length[j], unambiguous even for empty records), or the frame's end.
   pop_many stores tail, then release: a consumer killed in between leaves
   ``release <= tail`` and its successor walks the frames from ``release`` to
-  find tail. Records are handed out at most once and never lost: a record
-  counts as taken once ``tail`` passes it, which happens before pop_many returns.
+  find tail. Delivery is at most once: a record counts as taken once ``tail``
+  passes it, which happens before pop_many returns it (a consumer dying after
+  that loses it); a record not yet returned is never lost or overwritten.
 
 Memory ordering (x86-64, TSO): the producer copies records, then stores head;
 the consumer loads head, then copies records, then stores tail/release. x86 does
