@@ -105,23 +105,26 @@ class Task(Future):
         reactor.call_soon(self._step, None)
 
     def _step(self, fut):
+        coro = self._coro
         try:
             if fut is None:
-                yielded = self._coro.send(None)
+                yielded = coro.send(None)
             elif fut._exc is not None:
-                yielded = self._coro.throw(fut._exc)
+                yielded = coro.throw(fut._exc)
             else:
-                yielded = self._coro.send(fut._result)
+                yielded = coro.send(fut._result)
+            while not isinstance(yielded, Future):
+                # e.g. an asyncio future: we cannot wait for it; the coroutine gets the
+                # error (and may catch it and go on, so its answer is handled here too)
+                yielded = coro.throw(TypeError(
+                    f"task awaited {yielded!r}, not a framework Future"))
         except StopIteration as stop:
             self.set_result(stop.value)
             return
         except BaseException as exc:  # the task's owner decides what to log
             self.set_exception(exc)
             return
-        if isinstance(yielded, Future):
-            yielded.add_done_callback(self._step)
-        else:
-            self._coro.throw(TypeError(f"task awaited {yielded!r}, not a framework Future"))
+        yielded.add_done_callback(self._step)
 
 
 class Reactor:

@@ -778,3 +778,22 @@ def test_access_log(caplog):
     with caplog.at_level(logging.INFO, logger="framework.access"):
         h.request(b"GET /seq/3 HTTP/1.1\r\n\r\n")
     assert not [r for r in caplog.records if r.name == "framework.access"]
+
+
+def test_awaiting_a_foreign_future_is_a_500(caplog):
+    import asyncio
+    app = App()
+
+    @app.route("/x")
+    class X(RequestHandler):
+        async def get(self):
+            await asyncio.sleep(0)      # not a framework future: cannot be waited for
+
+    h = Harness(app)
+    with caplog.at_level(logging.ERROR):
+        out, proto, t = h.request(b"GET /x HTTP/1.1\r\n\r\nGET /seq/1 HTTP/1.1\r\n\r\n")
+        h.run()
+    got = parse_responses(out + t.take())
+    assert [g[0] for g in got] == [500, 404]       # and the next request is served
+    assert "not a framework Future" in caplog.text
+    assert "callback" not in caplog.text          # the reactor itself did not fail
