@@ -7,7 +7,6 @@ one glob finds everything). The run id starts with the supervisor's pid, so a
 later run can tell the segments of a crashed supervisor (pid gone) from those
 of a live one and remove them.
 """
-import errno
 import os
 import re
 import secrets

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import multiprocess
 import pytest
 
-from framework.shm import cleanup_run, new_runid, run_files
+from framework.shm import cleanup_run, new_runid
 
 CTX = multiprocess.get_context("fork")
 
