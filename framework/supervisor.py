@@ -52,7 +52,8 @@ def new_run_id():
 
 
 class Worker:
-    __slots__ = ("shard", "core", "proc", "started", "ready", "restart_at", "pid", "restarts")
+    __slots__ = ("shard", "core", "proc", "started", "ready", "restart_at", "pid", "restarts",
+                 "replacing")
 
     def __init__(self, shard, core):
         self.shard = shard
@@ -63,6 +64,7 @@ class Worker:
         self.ready = False
         self.restart_at = None
         self.restarts = 0
+        self.replacing = False   # stopped on purpose by a rolling restart (HUP)
 
 
 class Supervisor:
@@ -97,6 +99,9 @@ class Supervisor:
         self.deaths = collections.deque()
         self.stopping = False
         self.fast_stop = False
+        self.reload_requested = False
+        self.rolling = []        # shards still to be replaced by the rolling restart
+        self._rolled = None      # pid of the replacement being waited for
         self.exit_code = 0
         self._ctx = multiprocess.get_context("fork")
         self._report_r = self._report_w = None
@@ -112,7 +117,7 @@ class Supervisor:
     def run(self):
         """Serve until a signal or a restart storm; returns the exit code."""
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
-                                                 signal.SIGUSR1)}
+                                                 signal.SIGUSR1, signal.SIGHUP)}
         try:
             self._install_signals()
             self._cleanup_stale()
@@ -167,6 +172,11 @@ class Supervisor:
                         pass
 
         signal.signal(signal.SIGUSR1, reopen)
+
+        def hup(signum, frame):
+            self.reload_requested = True  # rolling restart, done by the monitor loop
+
+        signal.signal(signal.SIGHUP, hup)
 
     def _cleanup_stale(self):
         me = os.getpid()
@@ -362,10 +372,64 @@ class Supervisor:
                 except BlockingIOError:
                     pass
 
+    # --- rolling restart (SIGHUP) ---------------------------------------------------------
+    def _reload_app(self):
+        """Forget the app's modules and import them again, so workers forked from now on
+        run the new code. On an import error the old code keeps serving."""
+        mod = self.app_spec.rpartition(":")[0] or self.app_spec
+        if mod.endswith(".py") or os.sep in mod:
+            top = None  # file.py:attr is executed afresh by the loader every time
+        else:
+            top = mod.split(".")[0]
+        saved = {}
+        if top:
+            for name in list(sys.modules):
+                if name == top or name.startswith(top + "."):
+                    saved[name] = sys.modules.pop(name)
+        try:
+            import importlib
+            importlib.invalidate_caches()
+            from framework.shard.worker import load_app
+            load_app(self.app_spec)
+        except Exception as e:
+            sys.modules.update(saved)
+            log.error("SIGHUP: %s does not load any more (%s); keeping the running workers",
+                      self.app_spec, e)
+            return False
+        return True
+
+    def _rolling_step(self, now):
+        if self.reload_requested and not self.rolling:
+            self.reload_requested = False
+            if self._reload_app():
+                log.warning("SIGHUP: replacing the workers one at a time")
+                self.rolling = [w.shard for w in self.workers]
+        if not self.rolling:
+            return
+        w = self.workers[self.rolling[0]]
+        if w.replacing:
+            return                       # waiting for it to exit (then it is respawned)
+        if w.proc is None:
+            return                       # dead or restarting anyway: wait for the restart
+        if not w.ready:
+            return                       # the previous replacement is still starting
+        if getattr(self, "_rolled", None) == w.pid:
+            self.rolling.pop(0)          # this one is the fresh worker: next shard
+            self._rolled = None
+            return
+        # stop the old worker (graceful: its connections finish or are closed, new ones on
+        # its flows are refused meanwhile); _on_death respawns it at once
+        w.replacing = True
+        try:
+            os.kill(w.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def _monitor(self):
         while not self.stopping:
             now = time.monotonic()
             self._read_reports()
+            self._rolling_step(now)
             for w in self.workers:
                 if w.proc is not None and w.proc.exitcode is not None:
                     self._on_death(w, now)
@@ -401,8 +465,16 @@ class Supervisor:
         code = w.proc.exitcode
         w.proc.join(0)
         w.proc = None
+        w.ready = False
         if self.mesh is not None:
             self.mesh.mark_dead(w.shard)  # calls in flight to it fail instead of hanging
+        if w.replacing:                   # rolling restart: not a crash, replace it now
+            w.replacing = False
+            w.restart_at = None
+            self._spawn(w)
+            self._rolled = w.pid
+            log.info("shard %d replaced (pid %d)", w.shard, w.pid)
+            return
         deaths = self.deaths
         deaths.append(now)
         while deaths and deaths[0] < now - DEATH_WINDOW:

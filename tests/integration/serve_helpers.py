@@ -45,7 +45,7 @@ class Server:
             extra = ("--link-subnet", self.subnet, *extra)
         self.cores = cores
         self.errfile = tempfile.TemporaryFile(mode="w+")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]), **(env or {}))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, ROOT]), **(env or {})}
         self.cmd = [sys.executable, "-m", "framework", "serve", app, "--cores", str(cores),
                     "--log-level", "info", *extra]
         self.proc = subprocess.Popen(self.cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,

@@ -401,3 +401,35 @@ def test_ops_watchdog_metrics_pcap_logfile_env(serve, tmp_path):
     pkts = [p for f in sorted((tmp_path / "cap").iterdir()) for p in rdpcap(str(f))]
     flags = [str(p[TCP].flags) for p in pkts if TCP in p and 8080 in (p[TCP].sport, p[TCP].dport)]
     assert "S" in flags and "SA" in flags and "A" in flags, flags[:10]
+
+
+def test_sighup_rolling_restart_with_fresh_code(serve, tmp_path):
+    """HUP: the workers are replaced one at a time, each importing the app afresh; at
+    every moment at least one shard is serving."""
+    mod = tmp_path / "hupapp.py"
+    src = ("from framework.web import App, RequestHandler\napp = App()\n"
+           "@app.route('/')\nclass V(RequestHandler):\n"
+           "    def get(self):\n        self.write(b'%s')\n")
+    mod.write_text(src % "v1")
+    s = serve(app="hupapp:app", cores=2, cwd=str(tmp_path),
+              env={"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])})
+    assert http_get(f"http://{s.ip}:8080/") == (200, b"v1")
+    old = {k: p.pid for k, p in s.wait_workers(2).items()}
+    mod.write_text(src % "version2")  # another size: a .pyc of the same second is not reused
+    os.kill(s.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        w = s.workers()
+        assert len(w) >= 1, "both shards were down at once"
+        if len(w) == 2 and not set(p.pid for p in w.values()) & set(old.values()):
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"workers not replaced: {old} -> {s.workers()}")
+    assert {k: p.cpu_affinity() for k, p in s.wait_workers(2).items()} == {0: [0], 1: [1]}
+    time.sleep(0.5)
+    for _ in range(6):
+        assert http_get(f"http://{s.ip}:8080/") == (200, b"version2")
+    assert s.stop() == 0, s.stderr()
+    assert "died" not in s.stderr(), "a rolling restart is not a crash"
+    assert s.leftovers() == []
