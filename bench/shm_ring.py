@@ -227,6 +227,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     counts = {m: a.records if m != "mp.Queue/rec" else max(1, a.records // 5) for m in METHODS}
     res = {m: [] for m in METHODS}
+    load0 = os.getloadavg()[0]
     for r in range(a.rounds):
         order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
         for m in order:
@@ -238,14 +239,20 @@ def main(argv=None):
     med = {m: {k: statistics.median(x[k] for x in res[m]) for k in ("rate", "pcpu", "ccpu")}
            for m in METHODS}
     ring = med["ring spin"]["rate"]
+    bell = med["ring doorbell"]["rate"]
     print(f"\n{a.size}-byte records, batches of {a.batch}, producer core 0 -> consumer core 1, "
-          f"median of {a.rounds} (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
-    print("| method | records/s | min..max | ring spin is | producer CPU us/rec | consumer CPU us/rec |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"median of {a.rounds} (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f})\n")
+    print("| method | records/s | min..max | ring spin / this | ring doorbell / this "
+          "| producer CPU us/rec | consumer CPU us/rec |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for m in METHODS:
         rates = [x["rate"] for x in res[m]]
         print(f"| {m} | {med[m]['rate'] / 1e6:.2f} M | {min(rates) / 1e6:.2f}..{max(rates) / 1e6:.2f} M"
-              f" | {ring / med[m]['rate']:.1f}x | {med[m]['pcpu']:.2f} | {med[m]['ccpu']:.2f} |")
+              f" | {ring / med[m]['rate']:.1f}x | {bell / med[m]['rate']:.1f}x"
+              f" | {med[m]['pcpu']:.2f} | {med[m]['ccpu']:.2f} |")
+    print("\nCPU us/record counts each process's own time; a spinning consumer's includes its"
+          " empty polls.")
     return med
 
 
