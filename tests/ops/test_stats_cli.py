@@ -74,8 +74,8 @@ def test_stats_once_table():
             assert row["txmb"] == "0.00" and int(row["conns"]) == 3 + k
             assert int(row["drops"]) == 7
             assert float(row["hb"].rstrip("s")) < 1.0
-        assert float(rows["1"]["cpu"]) > 50            # the spinning worker
-        assert float(rows["0"]["cpu"]) < 50
+        # the spinning worker vs the sleeping one (the machine may be busy: no absolute bar)
+        assert float(rows["1"]["cpu"]) > max(15.0, 3 * float(rows["0"]["cpu"])), rows
         assert int(rows["all"]["conns"]) == 7 and int(rows["all"]["drops"]) == 14
         assert any("tcp.no_listener" in line and "shard 1: 7" in line for line in lines)
         # a wrong pid is a one-line error
