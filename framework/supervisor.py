@@ -18,7 +18,7 @@ import multiprocess
 import psutil
 
 from framework import link as linkmod
-from framework.shard.worker import STAT_NAMES, WorkerSpec, worker_main
+from framework.shard.worker import STAT_NAMES, WorkerSpec, stat_names, worker_main
 
 log = logging.getLogger("framework.supervisor")
 
@@ -221,8 +221,9 @@ class Supervisor:
             from framework.shm import StatsBlock
         except ImportError:
             return
+        names = stat_names() if self.stack == "user" else STAT_NAMES
         for w in self.workers:
-            self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, STAT_NAMES)
+            self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, names)
         n = len(self.workers)
         if self.stack != "user":
             return
@@ -448,8 +449,8 @@ class Supervisor:
     def _watchdog(self):
         """Kill (and so restart) a worker whose loop stopped turning: a handler stuck in
         a loop never gets back to the loop, so its heartbeat in the stats block ages."""
-        if not self.timeout or not self.stats:
-            return
+        if not self.timeout or not self.stats or self.stack != "user":
+            return  # the kernel-socket loop does not publish heartbeats (yet)
         from framework import watchdog
         live = [(w.shard, w.pid, w.started, w.ready) for w in self.workers
                 if w.proc is not None and w.proc.exitcode is None]

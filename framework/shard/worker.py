@@ -38,6 +38,21 @@ STAT_NAMES = ("pid", "heartbeat_ms", "loop.turns", "loop.sleeps", "port.rx", "po
               "stack.rx_frames", "stack.tx_frames", "fwd.out", "fwd.in", "fwd.drops",
               "xshard.calls_out", "xshard.calls_in", "xshard.failed", "xshard.timeouts")
 XSHARD_STATS = ("xshard.calls_out", "xshard.calls_in", "xshard.failed", "xshard.timeouts")
+
+
+def stat_names():
+    """Every counter a user-stack shard publishes: the loop's (STAT_NAMES), port bytes,
+    every stack counter (drops by reason, tcp.*), and open connections by TCP state."""
+    names = list(STAT_NAMES) + ["port.rx_bytes", "port.tx_bytes"]
+    try:
+        from framework.net.stack import Stack
+        from framework.net.tcp import STATE_NAMES
+        names += sorted(Stack(mac=b"\x02\0\0\0\0\x01").counters)
+        names += [f"state.{n}" for n in sorted(set(STATE_NAMES.values()))]
+    except Exception:  # an older stack: the loop's own counters only
+        log.debug("stack counters unavailable for the stats block", exc_info=True)
+    seen = set()
+    return [n for n in names if not (n in seen or seen.add(n))]
 TX_BACKLOG_MAX = 4096
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -64,10 +79,13 @@ class UserShard:
         self.sleeps = 0
         self._extra_fds = []
         self.stats = None          # a framework.shm StatsBlock, or None
+        self.rx_bytes = 0
+        self.tx_bytes = 0
         self.fwd = None            # a forward.Forwarder when frames cross shards
         self.xs = None             # the xshard.XShard of this shard (ctx.submit_to)
         self.bell = None           # this shard's Doorbell (all rings into it share it)
         self._next_stats = 0.0
+        self._names = None
 
     def request_stop(self, graceful=True):
         """graceful: protocols finish, new connections are refused, at most GRACE
@@ -100,9 +118,11 @@ class UserShard:
         tcp = stack.tcp
         frames = self.port.rx_burst(RX_BATCH)
         busy = bool(frames)
-        pcap = self.pcap
-        if pcap is not None and frames:
-            pcap.write(frames)
+        if frames:
+            self.rx_bytes += sum(map(len, frames))
+            pcap = self.pcap
+            if pcap is not None:
+                pcap.write(frames)
         fwd = self.fwd
         if fwd is not None:
             if frames:
@@ -141,9 +161,10 @@ class UserShard:
             backlog = self.tx_backlog = []
         if out:
             busy = True
-            if pcap is not None:
-                pcap.write(out)
+            if self.pcap is not None:
+                self.pcap.write(out)
             n = self.port.tx_burst(out)
+            self.tx_bytes += sum(map(len, out[:n])) if n < len(out) else sum(map(len, out))
             if n < len(out):
                 # driver queue full: keep the rest for the next turn, bounded
                 self.tx_backlog = out[n:n + TX_BACKLOG_MAX]
@@ -170,6 +191,22 @@ class UserShard:
             return
         ps = getattr(self.port, "stats", None) or {}
         sc = getattr(self.stack, "counters", None) or {}
+        names = self._names
+        if names is None:
+            names = self._names = frozenset(st.names)
+        vals = {k: v for k, v in sc.items() if k in names}
+        flows = getattr(self.stack.tcp, "flows", None)
+        if flows is not None and "state.ESTABLISHED" in names:
+            from framework.net.tcp import STATE_NAMES
+            by = dict.fromkeys((n for n in names if n.startswith("state.")), 0)
+            for c in flows.values():
+                k = "state." + STATE_NAMES.get(c.state, "?")
+                if k in by:
+                    by[k] += 1
+            vals.update(by)
+        vals["port.rx_bytes"] = self.rx_bytes
+        vals["port.tx_bytes"] = self.tx_bytes
+        st.update({k: v for k, v in vals.items() if k in names})
         st.update({
             "pid": os.getpid(), "heartbeat_ms": int(now * 1000), "loop.turns": self.turns,
             "loop.sleeps": self.sleeps, "port.rx": ps.get("rx", 0), "port.tx": ps.get("tx", 0),
