@@ -162,6 +162,8 @@ def parse_hostport(v):
         ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{text!r}: expected HOST:PORT with a numeric address, e.g. 127.0.0.1:9108")
+    if port.strip() == "0":
+        return host, 0   # any free port (the banner says which)
     return host, parse_port(port)
 
 

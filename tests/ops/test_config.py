@@ -129,3 +129,11 @@ def test_argparse_flags_feed_the_same_precedence(tmp_path):
     assert cfg.port == 1111 and cfg.stack == "kernel" and cfg.metrics is None
     with pytest.raises(ConfigError, match="--timeout: expected a number of seconds"):
         from_args(p.parse_args(["x:y", "--timeout", "soon"]), env={})
+
+
+def test_metrics_port_zero_means_any_free_port():
+    assert resolve({"metrics": "127.0.0.1:0"}, env={}).metrics == ("127.0.0.1", 0)
+    assert resolve({"metrics": ":9200"}, env={}).metrics == ("127.0.0.1", 9200)
+    assert resolve({"metrics": "off"}, env={}).metrics is None
+    with pytest.raises(ConfigError, match="out of range"):
+        resolve({"metrics": "127.0.0.1:70000"}, env={})
