@@ -494,10 +494,11 @@ class RequestHandler:
             self._conn._send_chunk(self, body, True)
         else:
             self._conn._send(self, body)
-        try:
-            self.on_finish()
-        except Exception:
-            log.exception("on_finish of %s failed", type(self).__name__)
+        if type(self).on_finish is not RequestHandler.on_finish:
+            try:
+                self.on_finish()
+            except Exception:
+                log.exception("on_finish of %s failed", type(self).__name__)
 
     def redirect(self, url, permanent=False, status=None):
         if self._headers_written:

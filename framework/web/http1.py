@@ -28,6 +28,9 @@ log = logging.getLogger("framework.web")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUS = frozenset((204, 304)) | frozenset(range(100, 200))
+_METHOD_STR = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+                                         "OPTIONS")}
+_VERSION_STR = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _HDR_CACHE = {}          # tuple(handler headers) -> their bytes
 _PAUSE_AT = 16          # queued pipelined requests before we stop reading
 _RESUME_AT = 4
@@ -328,9 +331,9 @@ class HttpProtocol:
     def on_headers_complete(self):
         self._in_hdrs = False
         self._partial = 0
-        config = self.shared.config
-        if self._hdr_size > config.max_header_size:
+        if self._hdr_size > self._max_hdr:
             raise _Reject(431)
+        config = self.shared.config
         parser = self.parser
         url = self._url
         headers = self._headers
@@ -354,8 +357,10 @@ class HttpProtocol:
             if f >= 0:
                 path = path[:f]
         version = parser.get_http_version()
-        req = Request(parser.get_method().decode("ascii"), url.decode("latin-1"), path,
-                      query, "HTTP/" + version, headers, b"", self.remote_ip)
+        method = parser.get_method()
+        req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
+                      path, query, _VERSION_STR.get(version) or "HTTP/" + version, headers,
+                      b"", self.remote_ip)
         req.connection = self
         req.start_time = self.shared.reactor.now
         self._req = req
@@ -475,7 +480,7 @@ class HttpProtocol:
         try:
             if route.kwargs:
                 h.initialize(**route.kwargs)
-            pending = h.prepare()
+            pending = h.prepare() if route.has_prepare else None
             if pending is not None:   # async prepare()
                 self._task = shared.reactor.create_task(
                     self._run_async(h, pending, getattr(h, name), args, kwargs))

@@ -17,7 +17,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}"
 
 class Route:
     __slots__ = ("pattern", "regex", "handler", "kwargs", "methods", "allow", "is_async",
-                 "positional", "streaming", "max_body_size")
+                 "positional", "streaming", "max_body_size", "has_prepare")
 
     def __init__(self, pattern, handler, kwargs=None):
         if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
@@ -43,6 +43,8 @@ class Route:
             self.is_async["HEAD"] = self.is_async["GET"]
         # stream_request_body: the handler starts when the headers are in and reads the
         # body with `await self.request.read()`; max_body_size overrides the app's limit
+        # skip the call of a prepare() nobody overrode (hot path)
+        self.has_prepare = handler.prepare is not RequestHandler.prepare
         self.streaming = bool(getattr(handler, "stream_request_body", False))
         self.max_body_size = getattr(handler, "max_body_size", None)
         self.allow = ", ".join(m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
