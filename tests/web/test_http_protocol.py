@@ -797,3 +797,16 @@ def test_awaiting_a_foreign_future_is_a_500(caplog):
     assert [g[0] for g in got] == [500, 404]       # and the next request is served
     assert "not a framework Future" in caplog.text
     assert "callback" not in caplog.text          # the reactor itself did not fail
+
+
+def test_default_limits():
+    h = Harness(make_app())                      # App() defaults: 1 MiB body, 8 KiB headers
+    body = b"b" * (1 << 20)
+    out, _, _ = h.request(b"POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(body)
+    out, _, t = h.request(b"POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (len(body) + 1))
+    assert out.startswith(b"HTTP/1.1 413 ") and t.closed
+    out, _, _ = h.request(b"GET / HTTP/1.1\r\nX: " + b"x" * 8100 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    out, _, _ = h.request(b"GET / HTTP/1.1\r\nX: " + b"x" * 8200 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
