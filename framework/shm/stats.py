@@ -12,6 +12,9 @@ not need to be for metrics). One writer per block (the shard); ``add`` is a
 read-modify-write and is not safe with two writers.
 """
 import os
+
+import posix_ipc
+
 from .naming import PREFIX, SHM_DIR, runid_pid, shm_path
 from .segment import map_segment, open_segment, unlink_quiet
 
@@ -90,7 +93,10 @@ class StatsBlock:
         for n in os.listdir(SHM_DIR):
             if n.startswith(head) and n[len(head):].isdigit():
                 shard = int(n[len(head):])
-                out[shard] = cls.attach(runid, shard)
+                try:
+                    out[shard] = cls.attach(runid, shard)
+                except (posix_ipc.ExistentialError, ValueError):
+                    pass   # removed (or not finished) meanwhile: skip it
         return dict(sorted(out.items()))
 
     def __reduce__(self):
