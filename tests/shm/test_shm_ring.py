@@ -249,3 +249,21 @@ def test_consumer_killed_between_its_two_stores(runid):
         assert ring.free() == 1024
     finally:
         ring.close()
+
+
+def test_pickles_by_name_for_spawned_processes(runid):
+    import pickle
+    from framework.shm import StatsBlock
+    ring = Ring.create(runid, "pick", 4096)
+    st = StatsBlock.create(runid, 0, ["a"])
+    r2 = pickle.loads(pickle.dumps(ring))
+    s2 = pickle.loads(pickle.dumps(st))
+    try:
+        ring.push(b"via name")
+        assert r2.pop() == b"via name"
+        assert r2.bell.purpose == ring.bell.purpose
+        s2.add("a", 5)
+        assert st.get("a") == 5
+    finally:
+        for o in (r2, s2, ring, st):
+            o.close()
