@@ -18,14 +18,20 @@ def pytest_configure(config):
 
 
 class Net:
-    """A server namespace and a client namespace joined by a veth pair."""
+    """A server namespace and a client namespace joined by a veth pair.
 
-    def __init__(self, lab):
+    The client end has CLIENT_IP. The server end (``server_if``) gets SERVER_IP in the
+    kernel only with ``kernel_ip`` (the kernel stack); a user-level stack claims
+    SERVER_IP itself on that interface, so the kernel there must not own it.
+    """
+
+    def __init__(self, lab, kernel_ip=True):
         self.server_ns = lab.netns("fws")
         self.client_ns = lab.netns("fwc")
         a, b = lab.veth(self.server_ns, self.client_ns, prefix="fw")
         self.server_if, self.client_if = a, b
-        netns.ip("addr", "add", f"{SERVER_IP}/24", "dev", a, netns=self.server_ns)
+        if kernel_ip:
+            netns.ip("addr", "add", f"{SERVER_IP}/24", "dev", a, netns=self.server_ns)
         netns.ip("link", "set", a, "up", netns=self.server_ns)
         netns.ip("addr", "add", f"{CLIENT_IP}/24", "dev", b, netns=self.client_ns)
         netns.ip("link", "set", b, "up", netns=self.client_ns)
@@ -46,7 +52,7 @@ class Server:
 def server(request, lab):
     marker = request.node.get_closest_marker("app")
     spec = marker.args[0] if marker else TESTAPP
-    net = Net(lab)
+    net = Net(lab, kernel_ip=request.param == "kernel")
     handle = start_server(request.param, spec, net.server_ns, SERVER_IP, HTTP_PORT)
     try:
         yield Server(handle, net)

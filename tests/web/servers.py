@@ -1,7 +1,9 @@
 """Start an app on a stack inside a network namespace, for the integration tests.
 
 ``start_server(stack, app_spec, ns, ip, port)`` is the one place that knows how each
-stack is started; add a stack here and to the ``server`` fixture's params.
+stack is started; add a stack here and to the ``server`` fixture's params. The server
+namespace ``ns`` holds one veth end (conftest.Net: ``server_if``); for a stack other
+than "kernel" the kernel has no address on it, the stack takes ``ip`` itself.
 """
 import ctypes
 import multiprocessing
