@@ -14,6 +14,10 @@ from email.utils import formatdate, parsedate_to_datetime
 from framework import App, HTTPError, RequestHandler
 
 
+STREAM_ABOVE = 256 * 1024     # files (ranges) bigger than this are streamed ...
+CHUNK = 64 * 1024             # ... in pieces of this size
+
+
 class StaticFileHandler(RequestHandler):
     def initialize(self, root, index=None):
         self.root = os.path.realpath(root)
@@ -79,10 +83,25 @@ class StaticFileHandler(RequestHandler):
         self.set_header("Content-Length", length)
         if self.request.method == "HEAD" or length == 0:
             return
+        if length > STREAM_ABOVE:
+            # big files go out piece by piece at the client's pace, never whole in memory
+            return self.stream_file(full, start, length)
         with open(full, "rb") as f:
             if start:
                 f.seek(start)
             self.write(f.read(length))
+
+    async def stream_file(self, full, start, length):
+        with open(full, "rb") as f:
+            if start:
+                f.seek(start)
+            while length > 0:
+                chunk = f.read(min(CHUNK, length))
+                if not chunk:       # the file shrank meanwhile: the connection is cut
+                    break
+                length -= len(chunk)
+                self.write(chunk)
+                await self.flush()
 
     def not_modified(self, etag, mtime):
         inm = self.request.headers.get("If-None-Match")

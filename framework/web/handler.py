@@ -309,7 +309,7 @@ class RequestHandler:
 
     __slots__ = ("app", "request", "path_kwargs", "shard", "state", "_conn", "_status",
                  "_reason", "_headers", "_buf", "_finished", "_headers_written",
-                 "_chunked", "_ctx", "__dict__")
+                 "_chunked", "_ctx", "_remaining", "__dict__")
 
     def __init__(self, app, request, conn, ctx, shard_info):
         self.app = app
@@ -326,6 +326,7 @@ class RequestHandler:
         self._finished = False
         self._headers_written = False
         self._chunked = False
+        self._remaining = None      # body bytes still due after a flush with Content-Length
 
     # ---- hooks -----------------------------------------------------------------------
     def initialize(self, **kwargs):

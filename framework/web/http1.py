@@ -594,9 +594,16 @@ class HttpProtocol:
         out = []
         if not h._headers_written:
             h._headers_written = True
-            chunked = req.version == "HTTP/1.1" and not head_only
+            declared = h._headers.get("Content-Length") if h._headers is not None else None
+            if declared is not None and not head_only:
+                # the handler gave the length: stream exactly that, no chunks (HTTP/1.0
+                # keeps its keep-alive too); a different amount breaks the framing
+                h._remaining = int(declared)
+                chunked = False
+            else:
+                chunked = req.version == "HTTP/1.1" and not head_only
             h._chunked = chunked
-            if not chunked and not head_only:
+            if not chunked and not head_only and h._remaining is None:
                 # HTTP/1.0 has no chunks: the body ends when the connection closes
                 req.keep_alive = False
             keep = req.keep_alive and not (self._stopped and not self._queue)
@@ -612,6 +619,19 @@ class HttpProtocol:
                     out.append(b"%x\r\n%s\r\n" % (len(data), data))
                 if last:
                     out.append(b"0\r\n\r\n")
+            elif h._remaining is not None:
+                left = h._remaining - len(data)
+                if left < 0 or (last and left):
+                    log.error("%s %s: wrote %s bytes than its Content-Length; connection cut",
+                              req.method, req.uri, "more" if left < 0 else "fewer")
+                    if out:
+                        self.transport.write(b"".join(out))
+                    self._active = None
+                    self._abort()
+                    return
+                h._remaining = left
+                if data:
+                    out.append(data)
             elif data:
                 out.append(data)
         if out:

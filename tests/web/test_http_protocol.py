@@ -810,3 +810,36 @@ def test_default_limits():
     assert out.startswith(b"HTTP/1.1 200 ")
     out, _, _ = h.request(b"GET / HTTP/1.1\r\nX: " + b"x" * 8200 + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431 ")
+
+
+def test_flush_with_content_length_is_not_chunked(caplog):
+    app = App()
+
+    @app.route("/n")
+    class N(RequestHandler):
+        async def get(self):
+            n = int(self.get_argument("n"))
+            self.set_header("Content-Length", 6)
+            for part in (b"ab", b"cd", b"ef" + b"!" * n)[:3 if n >= 0 else 2]:
+                self.write(part)
+                await self.flush()
+
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"GET /n?n=0 HTTP/1.1\r\n\r\n")
+    h.run()
+    out = t.take()
+    assert b"Transfer-Encoding" not in out and out.endswith(b"\r\n\r\nabcdef") and not t.closed
+    proto.data_received(b"GET /n?n=0 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    h.run()
+    out = t.take()
+    assert b"Connection: keep-alive" in out and out.endswith(b"abcdef") and not t.closed
+    with caplog.at_level(logging.ERROR):
+        proto.data_received(b"GET /n?n=2 HTTP/1.1\r\n\r\n")     # 8 bytes for 6 declared
+        h.run()
+    assert t.aborted and "more bytes than its Content-Length" in caplog.text
+    proto, t = h.connect()
+    with caplog.at_level(logging.ERROR):
+        proto.data_received(b"GET /n?n=-1 HTTP/1.1\r\n\r\n")    # 4 bytes for 6 declared
+        h.run()
+    assert t.aborted and "fewer bytes" in caplog.text

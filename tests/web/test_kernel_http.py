@@ -337,3 +337,37 @@ def test_thousand_idle_connections(server):
     finally:
         for s in socks:
             s.close()
+
+
+def test_static_over_the_wire(lab, tmp_path):
+    import os as _os
+
+    from .conftest import SERVER_IP, Net
+    from .servers import start_server
+    root = tmp_path / "www"
+    root.mkdir()
+    data = _os.urandom(700_000)
+    (root / "big.bin").write_bytes(data)
+    (root / "index.txt").write_text("hello static\n")
+    (tmp_path / "secret").write_text("no")
+    appfile = tmp_path / "static_app.py"
+    appfile.write_text(f"from apps.static import make_app\napp = make_app({str(root)!r})\n")
+    net = Net(lab)
+    h = start_server("kernel", f"{appfile}:app", net.server_ns, SERVER_IP, 8080)
+    try:
+        url = f"http://{SERVER_IP}:8080"
+        r = curl(net.client_ns, url + "/big.bin", "-o", str(tmp_path / "out"))
+        assert r.returncode == 0 and (tmp_path / "out").read_bytes() == data
+        r = curl(net.client_ns, "-r", "1000-1999", url + "/big.bin")
+        assert r.stdout == data[1000:2000]
+        r = curl(net.client_ns, "-i", url + "/index.txt")
+        etag = [l.split(b": ", 1)[1] for l in r.stdout.split(b"\r\n") if l.lower().startswith(b"etag:")][0]
+        r = curl(net.client_ns, "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                 "If-None-Match: " + etag.decode(), url + "/index.txt")
+        assert r.stdout == b"304"
+        for path in ("/../secret", "/%2e%2e/secret", "/..%2Fsecret"):
+            r = curl(net.client_ns, "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                     url + path)
+            assert r.stdout == b"404", path
+    finally:
+        assert h.stop() == 0

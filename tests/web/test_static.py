@@ -128,3 +128,20 @@ def test_prefix_mount(site):
     h = Harness(make_app(str(site), prefix="/static"))
     assert get(h, "/static/a.txt")[2] == b"0123456789"
     assert get(h, "/a.txt")[0] == 404
+
+
+def test_big_file_streamed_with_length(site):
+    data = os.urandom(1_000_003)
+    (site / "big.bin").write_bytes(data)
+    h = Harness(make_app(str(site)))
+    proto, t = h.connect()
+    proto.data_received(b"GET /big.bin HTTP/1.1\r\n\r\n")
+    h.run()
+    out = t.take()
+    (st, hd, body), = parse_responses(out)
+    assert st == 200 and body == data and "transfer-encoding" not in hd
+    assert hd["content-length"] == str(len(data)) and not t.closed
+    proto.data_received(b"GET /big.bin HTTP/1.1\r\nRange: bytes=100-400099\r\n\r\n")
+    h.run()
+    (st, hd, body), = parse_responses(t.take())
+    assert st == 206 and body == data[100:400100]
