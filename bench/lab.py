@@ -82,7 +82,9 @@ class Server:
         self.port = 8080
         self.proc = None
         self.uv_ns = None
-        self.errlog = open(os.path.join(lab.tmp, f"{kind}.log"), "w+")
+        lab.started += 1
+        self.logpath = os.path.join(lab.tmp, f"{lab.started:02d}-{kind}.log")
+        self.errlog = open(self.logpath, "w+")
         self.rps, self.client_rps = rps, client_rps
 
     def start(self):
@@ -152,10 +154,17 @@ class Server:
         """The process whose RSS is the server's memory (the framework's shard 0)."""
         if self.kind == "uvloop":
             return psutil.Process(self.proc.pid)
-        for p in psutil.Process(self.proc.pid).children():
-            if p.name().startswith("fw-shard-0"):
-                return p
-        raise RuntimeError(f"{self.kind}: no worker process")
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                for p in psutil.Process(self.proc.pid).children():
+                    if p.name().startswith("fw-shard-0") and p.status() != psutil.STATUS_ZOMBIE:
+                        return p
+            except psutil.Error:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind}: no worker process")
+            time.sleep(0.05)
 
     def alive(self):
         return self.proc.poll() is None
@@ -208,6 +217,7 @@ class Lab:
         self.client_ns = f"fwbc{uuid.uuid4().hex[:6]}"
         self.namespaces = []
         self.servers = []
+        self.started = 0
         self._subnets = set()
         netns.add_netns(self.client_ns)
         self.namespaces.append(self.client_ns)

@@ -41,12 +41,14 @@ def _split(runs):
 
 def http_table(results, scenarios, servers, titles):
     lines = ["| scenario | server | req/s median (min-max) | vs uvloop | vs kernel | core 0 busy "
-             "(server process / softirq / other) | core 1 busy | core-0 CPU us/req | errors | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(server process + ksoftirqd / softirq / other) | core 1 busy | core-0 CPU us/req | server CPU "
+             "us/req (process + softirq) | CPU efficiency vs uvloop | errors | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for sc in scenarios:
         per = results.get(sc, {})
         base_uv = med([r["rps"] for r in per.get("uvloop", [])])
         base_k = med([r["rps"] for r in per.get("kernel", [])])
+        cpu_uv = med([r.get("server_us_per_req") for r in per.get("uvloop", [])])
         for srv in servers:
             runs = per.get(srv, [])
             if not runs:
@@ -60,6 +62,8 @@ def http_table(results, scenarios, servers, titles):
                 f"{_split(runs)} | "
                 f"{_fmt(med([r['core1'] for r in runs]), '{:.0%}')} | "
                 f"{_fmt(med([r['us_per_req'] for r in runs]), '{:.1f}')} | "
+                f"{_fmt(med([r.get('server_us_per_req') for r in runs]), '{:.1f}')} | "
+                f"{'-' if srv == 'uvloop' else _ratio(cpu_uv, med([r.get('server_us_per_req') for r in runs]))} | "
                 f"{sum(max(0, r['errors']) for r in runs)}"
                 f"{' (failed runs: %d)' % sum(1 for r in runs if r['errors'] < 0) if any(r['errors'] < 0 for r in runs) else ''} | "
                 f"{len(runs)} |")
@@ -82,7 +86,7 @@ def latency_table(runs_by_server, servers):
 
 def bulk_table(results, servers):
     lines = ["| direction | server | Gbit/s median (min-max) | vs uvloop | vs kernel | core 0 busy "
-             "(server process / softirq / other) | core 1 busy | runs |", "|---|---|---|---|---|---|---|---|"]
+             "(server process + ksoftirqd / softirq / other) | core 1 busy | runs |", "|---|---|---|---|---|---|---|---|"]
     for d, title in (("upload", "client -> server (server receives)"),
                      ("download", "server -> client (server sends)")):
         per = results.get(d, {})
@@ -121,49 +125,98 @@ def idle_table(idle, servers):
     return "\n".join(lines)
 
 
+COLORS = {"user-afpacket": "#1f77b4", "user-tap": "#17becf", "kernel": "#ff7f0e",
+          "uvloop": "#7f7f7f"}
+
+
+def _short(srv):
+    return {"user-afpacket": "user/afpacket", "user-tap": "user/tap", "kernel": "--stack kernel",
+            "uvloop": "uvloop"}[srv]
+
+
+def _bars(ax, per, servers, field, title, unit, fmt):
+    names, meds, lo, hi, cols = [], [], [], [], []
+    for srv in servers:
+        vals = [r[field] for r in per.get(srv, []) if r.get(field) is not None]
+        if not vals:
+            continue
+        m = statistics.median(vals)
+        names.append(_short(srv))
+        meds.append(m)
+        lo.append(m - min(vals))
+        hi.append(max(vals) - m)
+        cols.append(COLORS[srv])
+    x = list(range(len(names)))
+    ax.bar(x, meds, yerr=[lo, hi], color=cols, capsize=4)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(unit, fontsize=8)
+    for i, m in enumerate(meds):
+        ax.text(i, m, fmt.format(m), ha="center", va="bottom", fontsize=7)
+
+
+def _grouped(ax, groups, servers, title, unit, log=False):
+    """groups: [(label, {srv: value})]; one bar per server in each group."""
+    n = len(servers)
+    w = 0.8 / max(n, 1)
+    for k, srv in enumerate(servers):
+        xs, ys = [], []
+        for g, (label, vals) in enumerate(groups):
+            if vals.get(srv) is not None:
+                xs.append(g - 0.4 + w * (k + 0.5))
+                ys.append(vals[srv])
+        ax.bar(xs, ys, width=w, color=COLORS[srv], label=_short(srv))
+    ax.set_xticks(list(range(len(groups))))
+    ax.set_xticklabels([g[0] for g in groups], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(unit, fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
+
+
 def chart(path, results, bulk, scenarios, servers, titles):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(sc, titles[sc], "req/s", "rps", results.get(sc, {})) for sc in scenarios
-              if sc != "latency" and results.get(sc)]
+    panels = []
+    for sc in scenarios:
+        if sc != "latency" and results.get(sc):
+            panels.append(("bars", results[sc], "rps", titles[sc] + " (req/s)", "req/s", "{:,.0f}"))
+    cpu_groups = []
+    for sc in scenarios:
+        if sc != "latency" and results.get(sc):
+            cpu_groups.append((sc, {srv: med([r.get("server_us_per_req") for r in runs])
+                                    for srv, runs in results[sc].items()}))
+    if cpu_groups:
+        panels.append(("grouped", cpu_groups, "server CPU per request (process + softirq), "
+                       "lower is better", "us"))
+    if results.get("latency"):
+        lat = results["latency"]
+        panels.append(("grouped", [(p, {srv: (med([r.get(p) for r in runs]) or 0) * 1e3
+                                        for srv, runs in lat.items()}) for p in ("p50", "p99")],
+                       titles["latency"] + ": p50 / p99 (log scale)", "ms", True))
     for d in ("upload", "download"):
         if bulk.get(d):
-            panels.append((d, f"bulk {d}, one connection", "Gbit/s", "gbps", bulk[d]))
+            panels.append(("bars", bulk[d], "gbps", f"bulk {d}, one connection (Gbit/s)",
+                           "Gbit/s", "{:.2f}"))
     if not panels:
         return None
     cols = 3
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
-    colors = {"user-afpacket": "#1f77b4", "user-tap": "#17becf", "kernel": "#ff7f0e",
-              "uvloop": "#7f7f7f"}
-    for ax, (key, title, unit, field, per) in zip(axes.flat, panels):
-        names, meds, lo, hi, cols_ = [], [], [], [], []
-        for srv in servers:
-            vals = [r[field] for r in per.get(srv, []) if r.get(field) is not None]
-            if not vals:
-                continue
-            m = statistics.median(vals)
-            names.append(SERVER_TITLES[srv].replace("framework ", "").replace(" + httptools", ""))
-            meds.append(m)
-            lo.append(m - min(vals))
-            hi.append(max(vals) - m)
-            cols_.append(colors[srv])
-        x = range(len(names))
-        ax.bar(x, meds, yerr=[lo, hi], color=cols_, capsize=4)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel(unit)
-        for i, m in enumerate(meds):
-            ax.text(i, m, f"{m:,.0f}" if field == "rps" else f"{m:.2f}", ha="center",
-                    va="bottom", fontsize=7)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.6 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, panels):
+        if p[0] == "bars":
+            _bars(ax, p[1], servers, p[2], p[3], p[4], p[5])
+        else:
+            _grouped(ax, p[1], servers, *p[2:])
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("framework vs kernel sockets: one server core (0), load generator on core 1; "
-                 "median, whiskers min-max", fontsize=10)
+    fig.suptitle("framework vs kernel sockets: server on core 0, load generator on core 1; "
+                 "medians, whiskers min-max", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
