@@ -11,8 +11,15 @@ request order; later pipelined requests are parsed and queued meanwhile. A sync
 handler runs inside ``data_received`` and its response is written before the next
 request is looked at; an ``async def`` handler becomes a reactor Task.
 
+A handler with ``stream_request_body = True`` starts as soon as its headers are in
+(when it is the connection's turn) and reads the body through a BodyStream
+(``await self.request.read()``); reading pauses while it lags behind.
+
 Timeouts are deadlines on the connection (a float, 0 = none) checked by one periodic
 sweep per shard, not a timer per request: setting a float costs nothing on the hot path.
+Errors found while parsing (400/408/413/431/417) are answered in turn (after the
+responses still due) and close the connection, through the transport's optional
+``lingering_close`` so a client still sending does not turn our answer into an RST.
 """
 import logging
 from collections import deque
@@ -116,11 +123,6 @@ class HttpShared:
             conn._timed_out()
         self._sweep_handle = (self.reactor.call_later(self._tick, self._sweep)
                               if self.conns else None)
-
-    def close_idle(self):
-        """Graceful shutdown: close every connection that is not in a request."""
-        for conn in list(self.conns):
-            conn.shutdown()
 
 
 class HttpProtocol:
