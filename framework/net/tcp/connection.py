@@ -318,7 +318,8 @@ class Connection:
                     self._arm(self.t_ka)
                 if dlen:
                     if not bits & B_APP_CLOSED:
-                        self.rcvbuf += buf[doff:dend]
+                        # slicing copies once more, but beats a memoryview below ~1 KB
+                        self.rcvbuf += buf[doff:dend] if dlen < 1024 else memoryview(buf)[doff:dend]
                         if not bits & B_RD_EV:
                             bits |= B_RD_EV
                             L.events.append((EV_READABLE, self))
@@ -849,7 +850,7 @@ class Connection:
             closed = self.bits & B_APP_CLOSED
             if dlen:
                 if not closed:
-                    self.rcvbuf += memoryview(buf)[doff:dend]
+                    self.rcvbuf += buf[doff:dend] if dlen < 1024 else memoryview(buf)[doff:dend]
                 self.rcv_nxt += dlen
                 self.unacked += dlen
                 gap = self.ooo is not None
@@ -1133,35 +1134,41 @@ class Connection:
                 # fault-injection test, which loses whole frames.)
                 maxseg = L.gso_max if L.gso else mss
                 nagle = self.bits & B_NAGLE
-                while nxt < end:
-                    n = end - nxt
-                    usable = edge - nxt
-                    if n > usable:
-                        if usable <= 0:
+                # segments are cut from a view of the send buffer: one copy (into the
+                # segment) instead of two; released before anything can resize the buffer
+                view = memoryview(buf)
+                try:
+                    while nxt < end:
+                        n = end - nxt
+                        usable = edge - nxt
+                        if n > usable:
+                            if usable <= 0:
+                                break
+                            n = usable
+                            if n < mss and not force and n < self.max_sndwnd >> 1:
+                                break        # sender SWS avoidance: wait for a useful window
+                        if n > maxseg:
+                            n = maxseg - maxseg % mss if maxseg > mss else maxseg
+                        elif n < mss and nagle and nxt > una and nxt + n == end and not force:
+                            break            # Nagle: one small segment in flight at a time
+                        off = nxt - base
+                        f = ACK
+                        if nxt + n == end:
+                            f = ACK | PSH
+                            if fs is not None:
+                                f = ACK | PSH | FIN
+                        if self.rtt_seq is None and nxt >= self.snd_max and not self.bits & B_TS:
+                            self.rtt_seq = nxt + n
+                            self.rtt_time = now
+                        self._tx(f, nxt, view[off:off + n])
+                        nxt += n
+                        if f & FIN:
+                            nxt += 1
+                        sent = True
+                        if force:
                             break
-                        n = usable
-                        if n < mss and not force and n < self.max_sndwnd >> 1:
-                            break        # sender SWS avoidance: wait for a useful window
-                    if n > maxseg:
-                        n = maxseg - maxseg % mss if maxseg > mss else maxseg
-                    elif n < mss and nagle and nxt > una and nxt + n == end and not force:
-                        break            # Nagle: one small segment in flight at a time
-                    off = nxt - base
-                    f = ACK
-                    if nxt + n == end:
-                        f = ACK | PSH
-                        if fs is not None:
-                            f = ACK | PSH | FIN
-                    if self.rtt_seq is None and nxt >= self.snd_max and not self.bits & B_TS:
-                        self.rtt_seq = nxt + n
-                        self.rtt_time = now
-                    self._tx(f, nxt, buf[off:off + n])
-                    nxt += n
-                    if f & FIN:
-                        nxt += 1
-                    sent = True
-                    if force:
-                        break
+                finally:
+                    view.release()
                 if fs is not None and nxt == fs:
                     self._tx(ACK | FIN, nxt)
                     nxt += 1
