@@ -258,3 +258,55 @@ def test_time_wait_reuse_by_timestamp_rfc6191():
     _tw(h2, isn=50, ts=1000)
     h2.send("S", seq=100000, options=[("MSS", 1460), ("Timestamp", (999, 0))])  # older TS
     h2.no_reply()
+
+
+def test_shutdown_during_syn_sent_sends_fin_after_handshake():
+    h = Harness(listen=None)
+    conn = h.tcp.connect(REMOTE, 8080, h.now)
+    syn = h.reply()
+    conn.send(b"req")
+    conn.shutdown()
+    h.no_reply()
+    h.send("SA", seq=7000, ack=syn.seq + 1, sport=8080, dport=syn.tcp.sport,
+           options=[("MSS", 1460)])
+    f = h.reply()
+    assert f.flags == "FPA" and f.payload == b"req" and f.ack == 7001
+    assert conn.state == FIN_WAIT_1
+
+
+def test_shutdown_in_syn_received_simultaneous_open():
+    h = Harness(listen=None)
+    conn = h.tcp.connect(REMOTE, 8080, h.now, sport=9000)
+    syn = h.reply()
+    h.send("S", seq=500, sport=8080, dport=9000, options=[("MSS", 1460)])
+    h.reply()
+    conn.shutdown()
+    h.no_reply()                                   # no FIN before the handshake is done
+    h.send("A", seq=501, ack=syn.seq + 1, sport=8080, dport=9000)
+    f = h.reply()
+    assert f.flags == "FA" and f.seq == syn.seq + 1
+    assert conn.state == FIN_WAIT_1
+
+
+def test_rst_in_close_wait_reports_reset():
+    h = Harness()
+    conn, iss = h.accept()
+    h.send("FA", seq=1001, ack=iss + 1)
+    h.reply()
+    h.events()
+    h.send("R", seq=1002)
+    (ev, c), = h.events()
+    assert ev == 7 and c.error == "connection reset by peer"    # EV_RESET
+
+
+def test_every_connection_ends_with_one_final_event():
+    h = Harness(time_wait=0.5)
+    conn, iss = h.accept()
+    conn.close()
+    h.reply()
+    h.send("FA", seq=1001, ack=iss + 2)
+    h.reply()
+    h.send("R", seq=1002)                          # RST in TIME_WAIT: no second event
+    h.advance(1)
+    evs = [e for e, _ in h.events()]
+    assert evs.count(EV_CLOSED) == 1 and len(evs) == 1
