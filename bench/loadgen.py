@@ -150,7 +150,7 @@ def wrk_cmd(url, seconds, conns=50, close=False, pipeline=False, latency=False):
 
 def ab_cmd(url, seconds, conns=50):
     # -t: time limit (ab then sets -n 50000 unless given), -r: do not stop on a recv error
-    return ["ab", "-q", "-r", "-t", str(seconds), "-n", "10000000", "-c", str(conns), url]
+    return ["ab", "-q", "-r", "-t", str(seconds), "-n", "200000", "-c", str(conns), url]
 
 
 def run_http(lab, server, scenario, seconds):

@@ -46,6 +46,8 @@ STACK_MAC = bytes.fromhex("026600000002")
 CLIENT_MAC = bytes.fromhex("020000000001")
 HTTP_PORT = 8080
 REQUEST = (b"GET / HTTP/1.1\r\nHost: 198.18.0.2:8080\r\nConnection: close\r\n\r\n")
+REQUEST_KA = b"GET / HTTP/1.1\r\nHost: 198.18.0.2:8080\r\n\r\n"
+BODY = b"Hello, World!"
 
 ETH = struct.Struct("!6s6sH")
 IP = struct.Struct("!BBHHHBBHII")
@@ -104,7 +106,8 @@ class Client:
 
 
 class Conn:
-    __slots__ = ("sport", "state", "iss", "snd", "rcv", "tsecr", "resp", "done", "ok")
+    __slots__ = ("sport", "state", "iss", "snd", "rcv", "tsecr", "resp", "done", "ok", "left",
+                 "answered")
 
     def __init__(self, sport, iss):
         self.sport = sport
@@ -116,6 +119,8 @@ class Conn:
         self.resp = bytearray()
         self.done = False
         self.ok = False
+        self.left = 1        # requests still to send
+        self.answered = 0    # complete responses received
 
 
 def parse(f):
@@ -160,8 +165,17 @@ def build_shard(offload=True):
     return shard, cport, t
 
 
+def _request(cl, c):
+    """The connection's next request frame (the last one asks to close)."""
+    c.left -= 1
+    req = REQUEST if c.left == 0 else REQUEST_KA
+    f = cl.frame(c.sport, c.snd, c.rcv, ACK | PSH, req, options=cl.ts_opt(c.tsecr))
+    c.snd = (c.snd + len(req)) & M32
+    return f
+
+
 def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=None,
-        warmup=200):
+        warmup=200, requests=1):
     shard, cport, clock = build_shard(offload)
     run_once = shard.run_once
     clients = [Client(f"198.18.0.{10 + k}", trusted) for k in range(1 + (connections + warmup) // 25000)]
@@ -182,6 +196,7 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
             cl = clients[started // 25000]
             sport = 20000 + started % 25000
             c = Conn(sport, (started * 7919 * 65536) & M32)
+            c.left = requests
             by_key[(cl.ip, sport)] = (cl, c)
             out.append(cl.frame(sport, c.iss, 0, SYN, options=cl.syn_opt(), win=64240))
             started += 1
@@ -236,17 +251,22 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
                     c.rcv = (seq + 1) & M32
                     c.state = "est"
                     waiting.append(cl.frame(c.sport, c.snd, c.rcv, ACK, options=cl.ts_opt(tsval)))
-                    waiting.append(cl.frame(c.sport, c.snd, c.rcv, ACK | PSH, REQUEST,
-                                            options=cl.ts_opt(tsval)))
-                    c.snd = (c.snd + len(REQUEST)) & M32
+                    waiting.append(_request(cl, c))
                 continue
             if payload and seq == c.rcv:
                 c.resp += payload
                 c.rcv = (c.rcv + len(payload)) & M32
+                if c.left and c.resp.endswith(BODY):
+                    # a keep-alive response is complete: ACK it with the next request
+                    c.answered += 1
+                    c.resp.clear()
+                    waiting.append(_request(cl, c))
+                    continue
             if flags & FIN and c.state == "est":
                 c.rcv = (c.rcv + 1) & M32
                 c.state = "fin"
-                c.ok = c.resp.startswith(b"HTTP/1.1 200 OK") and c.resp.endswith(b"Hello, World!")
+                c.ok = (c.resp.startswith(b"HTTP/1.1 200 OK") and c.resp.endswith(BODY)
+                        and c.answered == requests - 1)
                 waiting.append(cl.frame(c.sport, c.snd, c.rcv, FIN | ACK, options=cl.ts_opt(tsval)))
                 c.snd = (c.snd + 1) & M32
                 continue
@@ -267,10 +287,30 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
     pk = (frames_in - t_in) + (frames_out - t_out)
     return {
         "connections": n, "failed": failed, "concurrency": concurrency,
+        "requests_per_conn": requests, "us_per_request": stack_time * 1e6 / (n * requests),
         "us_per_conn": stack_time * 1e6 / n, "us_per_packet": stack_time * 1e6 / pk,
         "packets_per_conn": pk / n, "stack_seconds": stack_time, "turns": turns,
         "csum_verified": not trusted, "offload": offload,
     }
+
+
+def profile_table(st, conns, top=30, sort="tottime"):
+    """The top functions in per-connection units (under cProfile, whose overhead inflates
+    every figure about 2-3x: compare shares, not absolute times)."""
+    rows = []
+    total = 0.0
+    for (fn, line, name), (cc, nc, tt, ct, _callers) in st.stats.items():
+        total += tt
+        rows.append((tt, ct, nc, f"{fn}:{line}({name})"))
+    key = 1 if sort == "cumtime" else 0
+    rows.sort(key=lambda r: r[key], reverse=True)
+    out = [f"top {top} by {sort}, per connection ({conns} connections; self time total "
+           f"{total * 1e6 / conns:.1f} us/conn under cProfile)",
+           f"{'calls/conn':>10} {'self us/conn':>12} {'self %':>7} {'cum us/conn':>11}  function"]
+    for tt, ct, nc, where in rows[:top]:
+        out.append(f"{nc / conns:10.2f} {tt * 1e6 / conns:12.2f} {tt / total:7.1%} "
+                   f"{ct * 1e6 / conns:11.2f}  {where}")
+    return "\n".join(out)
 
 
 def main(argv=None):
@@ -278,24 +318,32 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connections", type=int, default=3000)
     p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--requests", type=int, default=1,
+                   help="requests per connection (1: Connection: close; more: keep-alive, "
+                        "the last one closes)")
     p.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     p.add_argument("--verify-csum", action="store_true")
     p.add_argument("--no-offload", action="store_true")
     p.add_argument("--profile", action="store_true", help="cProfile the shard's turns")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--sort", default="tottime", help="tottime | cumtime")
+    p.add_argument("--raw", action="store_true", help="also pstats' own listing")
     p.add_argument("--json", action="store_true", help="one JSON line (for python -m bench)")
     a = p.parse_args(argv)
     kw = dict(connections=a.connections, concurrency=a.concurrency, trusted=not a.verify_csum,
-              offload=not a.no_offload)
+              offload=not a.no_offload, requests=a.requests)
     if a.profile:
         prof = cProfile.Profile()
         r = run(profile=prof, **kw)
-        s = io.StringIO()
-        st = pstats.Stats(prof, stream=s).strip_dirs().sort_stats(a.sort)
-        st.print_stats(a.top)
-        print(s.getvalue())
-        print(f"(under cProfile) {r['us_per_conn']:.1f} us per connection, "
+        st = pstats.Stats(prof).strip_dirs()
+        if a.raw:
+            s = io.StringIO()
+            st.stream = s
+            st.sort_stats(a.sort).print_stats(a.top)
+            print(s.getvalue())
+        print(profile_table(st, r["connections"], a.top, a.sort))
+        print(f"(under cProfile) {r['us_per_conn']:.1f} us per connection "
+              f"({r['requests_per_conn']} request(s), {r['us_per_request']:.1f} us per request), "
               f"{r['us_per_packet']:.2f} us per frame, {r['packets_per_conn']:.1f} frames "
               f"per connection, {r['connections']} connections, {r['failed']} failed")
         return
@@ -310,6 +358,9 @@ def main(argv=None):
     print(f"stack time per connection: {best['us_per_conn']:.1f} us "
           f"(runs: {', '.join(map(str, best['runs_us_per_conn']))})")
     print(f"stack time per frame:      {best['us_per_packet']:.2f} us")
+    if a.requests > 1:
+        print(f"stack time per request:    {best['us_per_request']:.1f} us "
+              f"({a.requests} per connection)")
     print(f"= {1e6 / best['us_per_conn']:,.0f} connections/s on one core (stack + app only)")
 
 
