@@ -432,7 +432,7 @@ class KernelLoop:
             for hook in self.turn_hooks:
                 if hook(now):
                     busy = True
-            if reactor._ready or busy:
+            if reactor._ready or busy or self.dirty:   # (writes made while flushing)
                 timeout = 0
             else:
                 d = reactor.next_deadline()

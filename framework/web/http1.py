@@ -244,6 +244,8 @@ class HttpProtocol:
     def resume_writing(self):
         self._wpaused = False
         self._wake_drainers(None)
+        if self._queue and self._active is None:
+            self._pump()
 
     def _wake_drainers(self, exc):
         waiters, self._drainers = self._drainers, None
@@ -437,7 +439,9 @@ class HttpProtocol:
 
     # ---- request execution -------------------------------------------------------------
     def _dispatch(self, req):
-        if self._active is not None or self._queue:
+        # wait while a response is being made, others wait, or the client does not read
+        # (write-paused: a pipelined flood must not pile up responses in our buffers)
+        if self._active is not None or self._queue or self._wpaused:
             if self._queue is None:
                 self._queue = deque()
             self._queue.append(req)
@@ -450,7 +454,7 @@ class HttpProtocol:
     def _pump(self):
         """Run queued requests once the active one has finished."""
         q = self._queue
-        while q and self._active is None and not self._closed:
+        while q and self._active is None and not self._closed and not self._wpaused:
             item = q.popleft()
             if item.__class__ is int:
                 self._fail(item)

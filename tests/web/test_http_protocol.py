@@ -577,8 +577,8 @@ def test_flush_follows_write_pause():
 
     h = Harness(app)
     proto, t = h.connect()
+    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")   # the handler task starts next turn
     proto.pause_writing()
-    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")
     h.run()
     assert progress == [] and t.take().endswith(b"2\r\nc0\r\n")
     proto.resume_writing()
@@ -603,8 +603,8 @@ def test_flush_waiter_fails_when_connection_lost(caplog):
 
     h = Harness(app)
     proto, t = h.connect()
+    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")   # the handler task starts next turn
     proto.pause_writing()
-    proto.data_received(b"GET /s HTTP/1.1\r\n\r\n")
     h.run()
     proto.connection_lost(None)
     h.run()
@@ -843,3 +843,16 @@ def test_flush_with_content_length_is_not_chunked(caplog):
         proto.data_received(b"GET /n?n=-1 HTTP/1.1\r\n\r\n")    # 4 bytes for 6 declared
         h.run()
     assert t.aborted and "fewer bytes" in caplog.text
+
+
+def test_pipelined_flood_waits_while_client_does_not_read(h):
+    proto, t = h.connect()
+    proto.data_received(b"GET /seq/0 HTTP/1.1\r\n\r\n")
+    assert t.take().endswith(b"seq 0")
+    proto.pause_writing()                       # the client stopped reading
+    proto.data_received(b"".join(f"GET /seq/{i} HTTP/1.1\r\n\r\n".encode() for i in range(1, 41)))
+    assert t.take() == b"" and t.paused          # nothing produced; reading paused too
+    proto.resume_writing()
+    got = parse_responses(t.take())
+    assert [b for _, _, b in got] == [f"seq {i}".encode() for i in range(1, 41)]
+    assert not t.paused

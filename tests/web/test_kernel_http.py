@@ -371,3 +371,40 @@ def test_static_over_the_wire(lab, tmp_path):
             assert r.stdout == b"404", path
     finally:
         assert h.stop() == 0
+
+
+def test_pipelined_flood_from_a_client_that_does_not_read(server):
+    import psutil
+    proc = psutil.Process(server.handle.proc.pid)
+    rss0 = proc.memory_info().rss
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        n = 300
+        reqs = b"GET /bigsync?size=100000 HTTP/1.1\r\n\r\n" * n
+        s.setblocking(False)
+        sent = 0
+        t0 = time.monotonic()
+        while sent < len(reqs) and time.monotonic() - t0 < 1.0:
+            try:
+                sent += s.send(reqs[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.3)
+        grown = proc.memory_info().rss - rss0
+        assert grown < 12 << 20, f"server buffered {grown >> 20} MiB for a client that reads nothing"
+        s.setblocking(True)
+        s.sendall(reqs[sent:])
+        got = 0
+        data = b""
+        expect = n * (100000 + 100)
+        while got < n:
+            b = s.recv(1 << 20)
+            assert b
+            data += b
+            got = data.count(b"HTTP/1.1 200 OK")
+            if len(data) > expect * 2:
+                break
+        assert got == n
+    finally:
+        s.close()
