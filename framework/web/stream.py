@@ -15,6 +15,11 @@ class StreamHandler:
     __slots__ = ("transport", "ctx", "shard", "state", "remote_address", "closed",
                  "_wpaused", "_drainers", "__dict__")
 
+    # While the peer does not read what we write (the transport's buffer is over its
+    # high-water mark), stop reading from it: an echo-like protocol then cannot be made
+    # to buffer without bound. Set False to keep reading (and use ``drain()``).
+    flow_control = True
+
     def __init__(self, transport, ctx, shard_info):
         self.transport = transport
         self.ctx = ctx
@@ -130,13 +135,22 @@ class StreamProtocol:
         return bool(keep)
 
     def pause_writing(self):
-        if self.handler is not None:
-            self.handler._wpaused = True
+        h = self.handler
+        if h is not None:
+            h._wpaused = True
+            if h.flow_control:
+                pause = getattr(h.transport, "pause_reading", None)
+                if pause is not None:
+                    pause()
 
     def resume_writing(self):
         h = self.handler
         if h is not None:
             h._wpaused = False
+            if h.flow_control and not h.closed:
+                resume = getattr(h.transport, "resume_reading", None)
+                if resume is not None:
+                    resume()
             h._wake()
 
     def connection_lost(self, exc):

@@ -408,3 +408,30 @@ def test_pipelined_flood_from_a_client_that_does_not_read(server):
         assert got == n
     finally:
         s.close()
+
+
+def test_tcp_echo_client_that_does_not_read(server):
+    import psutil
+    proc = psutil.Process(server.handle.proc.pid)
+    rss0 = proc.memory_info().rss
+    s = connect(server.ns, server.ip, 8007)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.setblocking(False)
+        blob = b"e" * (1 << 20)
+        sent = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0 and sent < 40 << 20:
+            try:
+                sent += s.send(blob)
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.2)
+        assert sent < 20 << 20, "the echo server kept reading from a client that reads nothing"
+        assert proc.memory_info().rss - rss0 < 12 << 20
+        s.setblocking(True)
+        s.shutdown(socket.SHUT_WR)
+        got = len(recv_until_closed(s, limit=1 << 30))
+        assert got == sent
+    finally:
+        s.close()
