@@ -18,7 +18,8 @@ from ...nic import vnet
 from ..checksum import ones_sum, pseudo_header_sum
 from ..wire.tcp import ACK, FIN, RST, SYN, TCP_HDR, parse_options
 from .config import TcpConfig
-from .connection import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M, Connection
+from .bits import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M
+from .connection import Connection
 from .consts import EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
 _unpack = TCP_HDR.unpack_from

@@ -6,7 +6,8 @@ port) against the kernel's TCP (a uvloop server, one process), same client, same
 Each server sits in its own namespace pair joined by a veth; the clients (uvloop, in a
 subprocess) run in the peer namespace. Bulk: one connection, N MB each way (discard /
 zero source, no hashing). cps: connect, send 64 B, receive the 64 B echo, close, with 32
-clients in parallel for a fixed time."""
+clients in parallel for a fixed time. Server on core 0 (RPS of its veth too), clients on
+core 1, as bench/BENCHMARKING.md asks."""
 import argparse
 import json
 import os
@@ -95,8 +96,12 @@ KERNEL_SERVER = textwrap.dedent('''
 ''')
 
 
+SERVER_CORE, CLIENT_CORE = 0, 1     # BENCHMARKING.md: server on core 0, load on core 1
+
+
 def client(ns, host, mb, secs):
-    p = netns.run_in(ns, [sys.executable, "-c", CLIENT, host, str(mb), str(secs)],
+    p = netns.run_in(ns, ["taskset", "-c", str(CLIENT_CORE), sys.executable, "-c", CLIENT,
+                          host, str(mb), str(secs)],
                      capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -123,7 +128,11 @@ def main():
         netns.ip("addr", "add", STACK_IP + "/24", "dev", y2, netns=s2)
         netns.ip("link", "set", x2, "up", netns=c2)
         netns.ip("link", "set", y2, "up", netns=s2)
-        srv = subprocess.Popen(["ip", "netns", "exec", s2, sys.executable, "-c", KERNEL_SERVER],
+        # the server side's receive work on the server's core (RPS, inside our namespaces)
+        netns.set_rps(y1, 1 << SERVER_CORE, netns=s1)
+        netns.set_rps(y2, 1 << SERVER_CORE, netns=s2)
+        srv = subprocess.Popen(["ip", "netns", "exec", s2, "taskset", "-c", str(SERVER_CORE),
+                                sys.executable, "-c", KERNEL_SERVER],
                                stdout=subprocess.PIPE, text=True)
         try:
             assert srv.stdout.readline().strip() == "ready"
@@ -134,9 +143,12 @@ def main():
         port = AfPacketPort(y1, netns=s1)
         try:
             cfg = TcpConfig(rcvbuf=a.buf_kb << 10, sndbuf=a.buf_kb << 10)
+            os.sched_setaffinity(0, {SERVER_CORE})      # the stack thread inherits this
             with StackRunner(port, cfg) as r:
                 ours = client(c1, STACK_IP, a.bulk_mb, a.cps_seconds)
             assert r.error is None, r.error
+            port.kernel_stats()
+            print("ours:", {k: v for k, v in r.tcp.counters.items() if v}, port.stats)
         finally:
             port.close()
     finally:

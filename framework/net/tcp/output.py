@@ -1,0 +1,186 @@
+"""Output of a Connection: segmentation by MSS, windows and GSO, Nagle, sender SWS
+avoidance, SYN/SYN-ACK options, and the per-connection header template (_tx)."""
+from ...nic import vnet
+from ..checksum import ones_sum
+from ..wire.tcp import ACK, FIN, PSH, SYN, TS_PREFIX, build_options
+from .bits import (B_ACK_NOW, B_NAGLE, B_RECOVERY, B_SACK, B_TS, B_WS, M, _EMPTY, _pack, _ts_pack)
+from .consts import (ESTABLISHED, LAST_ACK, SYN_SENT)
+
+
+def output(self, now, force=False):
+    """Send what the windows allow, plus a pending ACK (RFC 9293 §3.8.6, RFC 5681)."""
+    st = self.state
+    sent = False
+    if ESTABLISHED <= st <= LAST_ACK:
+        buf = self.sndbuf
+        base = self.sbuf_seq
+        end = base + len(buf)
+        nxt = self.snd_nxt
+        fs = self.fin_seq
+        if nxt < end or (fs is not None and nxt == fs):
+            L = self.layer
+            una = self.snd_una
+            mss = self.mss
+            if una == self.snd_max and self.last_send and now - self.last_send > self.rto:
+                # restart after idle (RFC 5681 §4.1): the path may have changed
+                iw = min(L.config.initial_window * mss, max(2 * mss, 14600))
+                if self.cwnd > iw:
+                    self.cwnd = iw
+            wnd = self.snd_wnd
+            cw = self.cwnd
+            edge = una + (wnd if wnd < cw else cw)
+            if self.bits & B_RECOVERY and self.bits & B_SACK:
+                e2 = nxt + cw - self._pipe()     # RFC 6675: new data while pipe < cwnd
+                if e2 < edge:
+                    edge = e2
+            # GSO frames as large as the windows allow. (Sizing them to a fraction of cwnd,
+            # as Linux's TSO autosizing does, was measured 2-4x slower under the
+            # fault-injection test, which loses whole frames.)
+            maxseg = L.gso_max if L.gso else mss
+            nagle = self.bits & B_NAGLE
+            # segments are cut from a view of the send buffer: one copy (into the
+            # segment) instead of two; released before anything can resize the buffer
+            view = memoryview(buf)
+            try:
+                while nxt < end:
+                    n = end - nxt
+                    usable = edge - nxt
+                    if n > usable:
+                        if usable <= 0:
+                            break
+                        n = usable
+                        if n < mss and not force and n < self.max_sndwnd >> 1:
+                            break        # sender SWS avoidance: wait for a useful window
+                    if n > maxseg:
+                        n = maxseg - maxseg % mss if maxseg > mss else maxseg
+                    elif n < mss and nagle and nxt > una and nxt + n == end and not force:
+                        break            # Nagle: one small segment in flight at a time
+                    off = nxt - base
+                    f = ACK
+                    if nxt + n == end:
+                        f = ACK | PSH
+                        if fs is not None:
+                            f = ACK | PSH | FIN
+                    if self.rtt_seq is None and nxt >= self.snd_max and not self.bits & B_TS:
+                        self.rtt_seq = nxt + n
+                        self.rtt_time = now
+                    self._tx(f, nxt, view[off:off + n])
+                    nxt += n
+                    if f & FIN:
+                        nxt += 1
+                    sent = True
+                    if force:
+                        break
+            finally:
+                view.release()
+            if fs is not None and nxt == fs:
+                self._tx(ACK | FIN, nxt)
+                nxt += 1
+                sent = True
+            self.snd_nxt = nxt
+            if nxt > self.snd_max:
+                self.snd_max = nxt
+            if sent:
+                self.last_send = now
+                self.backoff = 0
+                if self.t_rtx is None:
+                    self._arm_rtx(now)
+            elif self.t_rtx is None and self.snd_max == una and nxt < end:
+                # nothing in flight and nothing sendable: persist timer
+                t = self.rto * (1 << min(self.backoff, 12))
+                self.t_rtx = now + (t if t < L.config.max_rto else L.config.max_rto)
+                self._arm(self.t_rtx)
+    if not sent and self.bits & B_ACK_NOW and st >= ESTABLISHED:
+        self._tx(ACK, self.snd_nxt)
+
+
+def _send_syn(self):
+    """SYN (SYN_SENT) or SYN-ACK (SYN_RECEIVED) with our options (RFC 9293 §3.7.1)."""
+    L = self.layer
+    cfg = L.config
+    now = L.now
+    ts = ((int(now * 1000) + L.ts_off) & M, self.ts_recent) if cfg.timestamps else None
+    if self.state == SYN_SENT:
+        opts = build_options(mss=L.mss, ts=ts, wscale=L.rcv_ws if cfg.window_scale else None,
+                             sack_perm=cfg.sack)
+        flags = SYN
+    else:
+        opts = build_options(mss=L.mss, ts=ts if self.bits & B_TS else None,
+                             wscale=L.rcv_ws if self.bits & B_WS else None,
+                             sack_perm=bool(self.bits & B_SACK))
+        flags = SYN | ACK
+    if self.retries == 0:
+        self.rtt_seq = self.iss + 1
+        self.rtt_time = now
+    self._tx(flags, self.iss, _EMPTY, opts)
+    if self.t_rtx is None:
+        self.t_rtx = now + self.rto
+        self._arm(self.t_rtx)
+
+
+def _tx(self, flags, seq, data=_EMPTY, opts=None):
+    """Build one segment from the connection's template and hand it to ip_output."""
+    L = self.layer
+    ack = self.rcv_nxt
+    if flags & (ACK | SYN):
+        bits = self.bits
+        cap = L.rcvbuf
+        free = cap - len(self.rcvbuf)
+        if free < 0:
+            free = 0
+        adv = self.rcv_adv
+        if flags & SYN:
+            win = free if free < 65535 else 65535
+            self.rcv_adv = ack + win
+        else:
+            edge = ack + free
+            # receiver SWS avoidance (RFC 1122 §4.2.3.3): move the right edge only by a
+            # useful amount; never move it left
+            if edge > adv and (edge - adv >= self.rcv_mss or edge - adv >= cap >> 1):
+                adv = edge
+                lim = ack + (65535 << self.rcv_ws)
+                if adv > lim:
+                    adv = lim
+                self.rcv_adv = adv
+            win = (adv - ack) >> self.rcv_ws
+            if win < 0:
+                win = 0
+        self.last_ack_sent = ack
+        self.bits = bits & ~B_ACK_NOW
+        self.unacked = 0
+        self.t_delack = None
+    else:
+        win = 0
+    if opts is None:
+        if self.bits & B_TS:
+            opts = _ts_pack(TS_PREFIX, (int(L.now * 1000) + L.ts_off) & M, self.ts_recent)
+        else:
+            opts = _EMPTY
+        if self.ooo is not None and self.bits & B_SACK and flags & ACK:
+            opts += self._sack_option(3 if opts else 4)
+    hl = 20 + len(opts)
+    dlen = len(data)
+    tl = hl + dlen
+    seq &= M
+    ack &= M
+    key = self.key
+    if L.csum_offload or (dlen > self.mss and L.gso):
+        s = self.psum + tl
+        csum = (s & 0xFFFF) + (s >> 16)
+        if dlen > self.mss and L.gso:
+            vh = vnet.gso_tcpv4_hdr(34 + hl, self.mss, 34)
+        else:
+            vh = L.vh_partial
+    else:
+        s = (self.psum + tl + key[1] + key[2] + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16)
+             + (ack & 0xFFFF) + ((hl << 10) | flags) + win)
+        if opts:
+            s += ones_sum(opts)
+        if dlen:
+            s += ones_sum(data)
+        s %= 0xFFFF
+        csum = (~s & 0xFFFF) if s else 0
+        vh = vnet.PLAIN
+    L.counters["tcp.tx"] += 1
+    L.ip_output(key[0], 6, _pack(key[2], key[1], seq, ack, hl << 2, flags, win, csum, 0)
+                + opts + data, vh)

@@ -1,0 +1,144 @@
+"""Receive side of a Connection: in-order delivery, the out-of-order queue and its
+reassembly (overlaps and duplicates trimmed), delayed ACKs, the peer's FIN, and the
+SACK blocks we report for our queue (RFC 9293 §3.10.7.4, RFC 1122 §4.2.3.2, RFC 2018)."""
+from ..wire.tcp import ACK
+from .bits import (B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, M, _ii_pack)
+from .consts import (CLOSE_WAIT, CLOSING, ESTABLISHED, EV_EOF, EV_READABLE, FIN_WAIT_1, FIN_WAIT_2)
+
+
+def _in_data(self, buf, doff, dend, dlen, d, fin, now):
+    L = self.layer
+    if d == 0:
+        closed = self.bits & B_APP_CLOSED
+        if dlen:
+            if not closed:
+                self.rcvbuf += buf[doff:dend] if dlen < 1024 else memoryview(buf)[doff:dend]
+            self.rcv_nxt += dlen
+            self.unacked += dlen
+            gap = self.ooo is not None
+            if gap:
+                self._ooo_merge()
+            if not closed and not self.bits & B_RD_EV:
+                self.bits |= B_RD_EV
+                L.events.append((EV_READABLE, self))
+            # delayed ACK (RFC 1122 §4.2.3.2, RFC 5681 §4.2): every second full segment,
+            # at once when a gap was (partly) filled
+            if gap or self.unacked >= 2 * self.mss:
+                self.bits |= B_ACK_NOW
+                if not self.bits & B_PENDING:
+                    self.bits |= B_PENDING
+                    L._pending.append(self)
+            elif self.t_delack is None:
+                self.t_delack = now + L.config.delack
+                self._arm(self.t_delack)
+        if fin:
+            self._in_fin(now)
+        elif self.ooo_fin is not None and self.ooo_fin == self.rcv_nxt:
+            self.ooo_fin = None
+            self._in_fin(now)
+    else:
+        # out of order: queue it and send a duplicate ACK at once (RFC 5681 §4.2)
+        L.counters["tcp.rx_ooo"] += 1
+        sseq = self.rcv_nxt + d
+        self.sack_last = sseq
+        if dlen:
+            self._ooo_insert(sseq, bytes(buf[doff:dend]))
+        if fin:
+            self.ooo_fin = sseq + dlen
+        self._tx(ACK, self.snd_nxt)
+
+
+def _ooo_insert(self, s, data):
+    """Insert [s, s+len) keeping the queue sorted and non-overlapping (only new bytes kept)."""
+    q = self.ooo
+    if q is None:
+        self.ooo = [[s, data]]
+        return
+    e = s + len(data)
+    pos = s
+    new = []
+    for bs, bd in q:
+        be = bs + len(bd)
+        if be <= pos:
+            continue
+        if bs >= e:
+            break
+        if bs > pos:
+            new.append([pos, data[pos - s:bs - s]])
+        pos = be
+        if pos >= e:
+            break
+    if pos < e:
+        new.append([pos, data[pos - s:]])
+    if new:
+        if len(q) + len(new) > 256:      # bound the bookkeeping a hostile peer can cause
+            self.layer.counters["drop.tcp.ooo_full"] += 1
+            return
+        q.extend(new)
+        q.sort(key=_first)
+
+
+def _ooo_merge(self):
+    q = self.ooo
+    nxt = self.rcv_nxt
+    closed = self.bits & B_APP_CLOSED
+    start = nxt
+    while q and q[0][0] <= nxt:
+        bs, bd = q.pop(0)
+        be = bs + len(bd)
+        if be > nxt:
+            if not closed:
+                self.rcvbuf += memoryview(bd)[nxt - bs:]
+            nxt = be
+    self.unacked += nxt - start
+    self.rcv_nxt = nxt
+    if not q:
+        self.ooo = None
+
+
+def _in_fin(self, now):
+    L = self.layer
+    self.rcv_nxt += 1
+    self.bits |= B_ACK_NOW | B_EOF
+    L._want_output(self)
+    if not self.bits & B_APP_CLOSED:
+        L.events.append((EV_EOF, self))
+    st = self.state
+    if st == ESTABLISHED:
+        self.state = CLOSE_WAIT
+    elif st == FIN_WAIT_1:
+        self.state = CLOSING         # simultaneous close (our FIN is not acked yet)
+    elif st == FIN_WAIT_2:
+        self._time_wait(now)
+
+
+def _sack_option(self, nmax):
+    """SACK option for our out-of-order queue (RFC 2018 §4): the block holding the latest
+    arrival first, then the others from the highest down."""
+    blocks = []
+    for s, d in self.ooo:
+        e = s + len(d)
+        if blocks and blocks[-1][1] == s:
+            blocks[-1][1] = e
+        else:
+            blocks.append([s, e])
+    last = self.sack_last
+    first = None
+    for b in blocks:
+        if b[0] <= last < b[1]:
+            first = b
+            break
+    out = [first] if first is not None else []
+    for b in reversed(blocks):
+        if b is not first:
+            out.append(b)
+    out = out[:nmax]
+    o = bytearray(b"\x01\x01\x05")
+    o.append(2 + 8 * len(out))
+    for s, e in out:
+        o += _ii_pack(s & M, e & M)
+    return bytes(o)
+
+
+def _first(x):
+    return x[0]

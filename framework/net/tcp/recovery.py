@@ -1,0 +1,222 @@
+"""Loss recovery and congestion control helpers of a Connection: fast retransmit,
+NewReno (RFC 5681, RFC 6582), SACK scoreboard and RFC 6675-style hole retransmission,
+tail loss probes (RFC 8985 §7), RTT estimation (RFC 6298)."""
+from ..wire.tcp import ACK, FIN
+from .bits import (B_PTO, B_RECOVERY, B_SACK, B_TLP, HALF, M, _EMPTY)
+
+
+def _dupack(self):
+    L = self.layer
+    mss = self.mss
+    if self.bits & B_RECOVERY:
+        if self.bits & B_SACK:
+            self._sack_rtx()
+        else:
+            self.cwnd += mss             # inflate (RFC 6582 §3.2 step 5)
+        L._want_output(self)
+        return
+    self.dupacks += 1
+    if self.dupacks >= 3 and self.snd_una >= self.recover:
+        self._enter_recovery()
+
+
+def _enter_recovery(self):
+    """Fast retransmit (RFC 5681 §3.2); NewReno (RFC 6582 §3.2 step 2) or, with SACK,
+    a conservative RFC 6675 recovery that retransmits the holes while pipe < cwnd."""
+    L = self.layer
+    mss = self.mss
+    L.counters["tcp.fast_retransmits"] += 1
+    self.ssthresh = max((self.snd_max - self.snd_una) // 2, 2 * mss)
+    self.recover = self.snd_max
+    self.bits |= B_RECOVERY
+    self.rtt_seq = None
+    self.dupacks = 3
+    if self.bits & B_SACK:
+        self.cwnd = self.ssthresh
+        self.rtx_high = self.snd_una
+        if not self._sack_rtx():
+            self._retransmit_head()      # nothing SACKed yet: the head is the hole
+            self.rtx_high = self.snd_una + self.mss
+    else:
+        self._retransmit_head()
+        self.cwnd = self.ssthresh + 3 * mss
+    L._want_output(self)
+
+
+def _sack_loss_check(self):
+    """RFC 6675 IsLost(snd_una): 3 segments' worth SACKed above the head; or a tail loss
+    probe was answered with a SACK of the flight's end, so the holes before it are lost
+    (RFC 8985 §7.4, without RACK's time-based reordering window)."""
+    sb = self.scoreboard
+    if self.snd_una >= self.recover and (sum(e - s for s, e in sb) >= 3 * self.mss
+                                         or (self.bits & B_TLP and sb[-1][1] >= self.snd_max)):
+        self.bits &= ~B_TLP
+        self._enter_recovery()
+
+
+def _sack_update(self, blocks, ack):
+    """Merge the peer's SACK blocks (RFC 2018) into the scoreboard."""
+    sb = self.scoreboard
+    if sb is None:
+        sb = []
+    smax = self.snd_max
+    changed = False
+    for left, right in blocks:
+        d = (left - ack) & M
+        if d >= HALF or d == 0:
+            continue                     # at or below the cumulative ACK (or D-SACK)
+        s = ack + d
+        e = s + ((right - left) & M)
+        if e > smax or e <= s:
+            continue
+        sb.append([s, e])
+        changed = True
+    if not changed:
+        return
+    sb.sort(key=_first)
+    merged = [sb[0]]
+    for s, e in sb[1:]:
+        last = merged[-1]
+        if s <= last[1]:
+            if e > last[1]:
+                last[1] = e
+        else:
+            merged.append([s, e])
+    self.scoreboard = merged[-64:]
+
+
+def _pipe(self):
+    """RFC 6675 §4 pipe, simplified: everything above the highest SACK is in flight,
+    holes below it count only once retransmitted."""
+    sb = self.scoreboard
+    if not sb:
+        return self.snd_max - self.snd_una
+    hi = sb[-1][1]
+    rh = self.rtx_high
+    pipe = self.snd_max - hi
+    if rh > self.snd_una:
+        pos = self.snd_una
+        for s, e in sb:
+            if s >= rh:
+                break
+            if s > pos:
+                pipe += s - pos
+            pos = e
+        if pos < rh:
+            pipe += rh - pos
+    return pipe
+
+
+def _sack_rtx(self):
+    """Retransmit not-yet-retransmitted holes below the highest SACK while pipe < cwnd.
+    Returns whether anything was sent."""
+    sb = self.scoreboard
+    if not sb:
+        return False
+    L = self.layer
+    mss = self.mss
+    maxseg = L.gso_max - L.gso_max % mss if L.gso and L.gso_max > mss else mss
+    pipe = self._pipe()
+    cwnd = self.cwnd
+    pos = max(self.rtx_high, self.snd_una)
+    hi = sb[-1][1]
+    sent = False
+    base = self.sbuf_seq
+    buf = self.sndbuf
+    for s, e in sb:
+        if pipe >= cwnd:
+            break
+        if e <= pos:
+            continue
+        if s > pos:
+            while pos < s and pipe < cwnd:
+                room = cwnd - pipe
+                n = s - pos
+                if n > maxseg:
+                    n = maxseg
+                if n > room and room >= mss:
+                    n = room - room % mss
+                off = pos - base
+                self._tx(ACK, pos, buf[off:off + n])
+                L.counters["tcp.retransmits"] += 1
+                pos += n
+                pipe += n
+                sent = True
+        if pos < e:
+            pos = e
+    if pos > self.rtx_high:
+        self.rtx_high = pos if pos < hi else hi
+    return sent
+
+
+def _retransmit_head(self):
+    """Resend the first unacknowledged segment (one MSS, or the FIN)."""
+    una = self.snd_una
+    off = una - self.sbuf_seq
+    n = len(self.sndbuf) - off
+    if n > self.mss:
+        n = self.mss
+    flags = ACK
+    if self.fin_seq is not None and una + n == self.fin_seq:
+        flags |= FIN
+    if n <= 0 and not flags & FIN:
+        return
+    self.layer.counters["tcp.retransmits"] += 1
+    self._tx(flags, una, self.sndbuf[off:off + n] if n > 0 else _EMPTY)
+
+
+def _arm_rtx(self, now):
+    """Arm the retransmission timer, or the shorter tail-loss-probe timer (RFC 8985 §7:
+    PTO = 2*SRTT, at least 10 ms) when SACK can turn the probe's answer into fast
+    recovery; a lone segment is left to the RTO (the peer may delay its ACK)."""
+    t = now + self.rto
+    bits = self.bits & ~B_PTO
+    srtt = self.srtt
+    if (srtt is not None and bits & B_SACK and not bits & (B_RECOVERY | B_TLP)
+            and self.snd_max - self.snd_una > self.mss):
+        pto = 2 * srtt
+        if pto < 0.01:
+            pto = 0.01
+        if now + pto < t:
+            t = now + pto
+            bits |= B_PTO
+    self.bits = bits
+    self.t_rtx = t
+    self._arm(t)
+
+
+def _tail_probe(self, now):
+    """TLP: resend the last MSS of the flight (RFC 8985 §7.3) to get a SACK back."""
+    L = self.layer
+    L.counters["tcp.tail_loss_probes"] += 1
+    self.bits |= B_TLP
+    end = self.sbuf_seq + len(self.sndbuf)
+    hi = self.snd_max if self.snd_max < end else end
+    seq = hi - self.mss
+    if seq < self.snd_una:
+        seq = self.snd_una
+    off = seq - self.sbuf_seq
+    flags = ACK
+    if self.fin_seq is not None and self.snd_max > self.fin_seq:
+        flags |= FIN
+    if hi > seq or flags & FIN:
+        self._tx(flags, seq, self.sndbuf[off:off + hi - seq])
+    self.t_rtx = now + self.rto
+    self._arm(self.t_rtx)
+
+
+def _rtt_sample(self, r):
+    """RFC 6298 §2."""
+    cfg = self.layer.config
+    if self.srtt is None:
+        self.srtt = r
+        self.rttvar = r / 2
+    else:
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+        self.srtt = 0.875 * self.srtt + 0.125 * r
+    rto = self.srtt + max(0.001, 4 * self.rttvar)
+    self.rto = cfg.min_rto if rto < cfg.min_rto else cfg.max_rto if rto > cfg.max_rto else rto
+
+
+def _first(x):
+    return x[0]
