@@ -395,16 +395,16 @@ def test_pipelined_flood_from_a_client_that_does_not_read(server):
         assert grown < 12 << 20, f"server buffered {grown >> 20} MiB for a client that reads nothing"
         s.setblocking(True)
         s.sendall(reqs[sent:])
-        got = 0
-        data = b""
-        expect = n * (100000 + 100)
-        while got < n:
+        got = total = 0
+        tail = b""
+        marker = b"HTTP/1.1 200 OK"
+        while got < n and total < n * 200000:
             b = s.recv(1 << 20)
             assert b
-            data += b
-            got = data.count(b"HTTP/1.1 200 OK")
-            if len(data) > expect * 2:
-                break
+            total += len(b)
+            chunk = tail + b
+            got += chunk.count(marker)
+            tail = chunk[-(len(marker) - 1):]
         assert got == n
     finally:
         s.close()
@@ -421,7 +421,7 @@ def test_tcp_echo_client_that_does_not_read(server):
         blob = b"e" * (1 << 20)
         sent = 0
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 1.0 and sent < 40 << 20:
+        while time.monotonic() - t0 < 0.5 and sent < 40 << 20:
             try:
                 sent += s.send(blob)
             except BlockingIOError:
