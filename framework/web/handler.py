@@ -402,9 +402,15 @@ class RequestHandler:
         return self._status
 
     def set_header(self, name, value):
+        key = _header_key(name)
+        if key == "Connection":
+            # the connection's framing is ours: "close" is honoured, the header is ours
+            if "close" in str(value).lower():
+                self.request.keep_alive = False
+            return
         if self._headers is None:
             self._headers = {}
-        self._headers[_header_key(name)] = _check_header_value(value)
+        self._headers[key] = _check_header_value(value)
 
     def add_header(self, name, value):
         """Add another header of the same name (e.g. Set-Cookie)."""

@@ -433,7 +433,7 @@ class HttpProtocol:
                 req.body = body[0] if len(body) == 1 else b"".join(body)
                 self._body = None
             self._dispatch(req)
-        if not keep:
+        if not keep or self._closed:     # (the handler may have closed the connection)
             self._stopped = True
             raise _Stop()
 

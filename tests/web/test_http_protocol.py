@@ -856,3 +856,17 @@ def test_pipelined_flood_waits_while_client_does_not_read(h):
     got = parse_responses(t.take())
     assert [b for _, _, b in got] == [f"seq {i}".encode() for i in range(1, 41)]
     assert not t.paused
+
+
+def test_handler_asks_connection_close():
+    app = App()
+
+    @app.route("/bye")
+    class Bye(RequestHandler):
+        def get(self):
+            self.set_header("Connection", "close")
+            self.write("bye")
+
+    out, proto, t = Harness(app).request(b"GET /bye HTTP/1.1\r\n\r\nGET /bye HTTP/1.1\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 1 and out.count(b"Connection: close") == 1
+    assert t.closed
