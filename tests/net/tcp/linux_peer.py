@@ -2,6 +2,7 @@
 small raw TCP apps on top of it, and a seeded fault-injecting port wrapper (no netem on
 this kernel: FIELD-NOTES)."""
 import hashlib
+import queue
 import random
 import select
 import threading
@@ -9,8 +10,8 @@ import time
 import traceback
 
 from framework.net.stack import Stack
-from framework.net.tcp import (EV_ACCEPT, EV_CLOSED, EV_EOF, EV_ERROR, EV_READABLE, EV_RESET,
-                               EV_WRITABLE, TcpConfig)
+from framework.net.tcp import (EV_ACCEPT, EV_CLOSED, EV_CONNECTED, EV_EOF, EV_ERROR, EV_READABLE,
+                               EV_RESET, EV_WRITABLE, TcpConfig)
 
 STACK_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
@@ -18,6 +19,7 @@ STACK_MAC = "02:00:00:5e:20:02"
 
 ECHO, SINK, SOURCE, HTTP = 7, 9, 19, 80
 DISCARD, ZEROS = 5009, 5019     # measurement ports: no hashing, no big buffers
+SHUT_FIRST = 13                 # we greet and half-close at once, then hash what arrives
 _ZERO = bytes(1 << 20)
 HTTP_BODY = 1 << 20
 
@@ -117,11 +119,23 @@ class Apps:
 
     def __init__(self, tcp):
         self.tcp = tcp
-        for p in (ECHO, SINK, SOURCE, HTTP, DISCARD, ZEROS):
+        for p in (ECHO, SINK, SOURCE, HTTP, DISCARD, ZEROS, SHUT_FIRST):
             tcp.listen(p, backlog=1024)
         self.accepted = 0
         self.closed = 0
         self.errors = []
+        self.shut_first_digests = []     # sha256 of what each SHUT_FIRST client sent us
+        self.client_results = []         # our active opens: (echo matched, bytes)
+
+    def start_clients(self, now, n, size, dst, dport):
+        """Active opens to a Linux echo server: send pattern(size, 1000+k), half-close,
+        expect the same bytes back."""
+        for k in range(n):
+            data = pattern(size, seed=1000 + k)
+            c = self.tcp.connect(dst, dport, now)
+            c.user = {"role": "client", "out": bytearray(data), "eof_after": True,
+                      "want": hashlib.sha256(data).digest(), "h": hashlib.sha256(), "n": 0}
+            self._pump(c)
 
     def handle(self, events):
         for ev, c in events:
@@ -135,9 +149,21 @@ class Apps:
         if ev == EV_ACCEPT:
             self.accepted += 1
             c.user = {"out": bytearray(), "eof": False, "h": hashlib.sha256(), "req": b""}
+            if port == SHUT_FIRST:
+                c.user["out"] += b"hello\n"
+                c.user["eof_after"] = True
+                self._pump(c)
             return
         u = c.user
         if u is None:
+            return
+        if u.get("role") == "client":
+            return self._client(ev, c, u)
+        if port == SHUT_FIRST and ev in (EV_READABLE, EV_EOF):
+            u["h"].update(c.recv())
+            if ev == EV_EOF:
+                self.shut_first_digests.append(u["h"].hexdigest())
+                c.close()
             return
         if ev == EV_READABLE:
             data = c.recv()
@@ -186,6 +212,20 @@ class Apps:
             return
         self._pump(c)
 
+    def _client(self, ev, c, u):
+        if ev in (EV_READABLE, EV_EOF):
+            data = c.recv()
+            u["h"].update(data)
+            u["n"] += len(data)
+            if ev == EV_EOF:
+                self.client_results.append((u["h"].digest() == u["want"], u["n"]))
+                c.close()
+        elif ev in (EV_RESET, EV_ERROR):
+            self.errors.append(f"client {c}: {c.error}")
+            self.client_results.append((False, u["n"]))
+        elif ev in (EV_CONNECTED, EV_WRITABLE):
+            self._pump(c)
+
     def _pump(self, c):
         u = c.user
         out = u["out"]
@@ -201,7 +241,10 @@ class Apps:
             del out[:n]
         if not out and not left and u.get("eof_after") and not u.get("shut"):
             u["shut"] = True
-            c.close() if c.key[2] != ECHO else c.shutdown()
+            if c.key[2] in (ECHO, SHUT_FIRST) or u.get("role") == "client":
+                c.shutdown()                  # half-close: keep reading
+            else:
+                c.close()
 
 
 class StackRunner:
@@ -218,6 +261,10 @@ class StackRunner:
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.backlog = []
+        self.calls = queue.SimpleQueue()     # fn(now) to run inside the loop thread
+
+    def call(self, fn):
+        self.calls.put(fn)
 
     def _run(self):
         try:
@@ -243,6 +290,8 @@ class StackRunner:
             now = mono()
             if frames:
                 stack.process(frames, now)
+            while not self.calls.empty():
+                self.calls.get()(now)
             ev = tcp.take_events()
             if ev:
                 apps.handle(ev)

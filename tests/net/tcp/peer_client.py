@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from linux_peer import ECHO, SINK, SOURCE, STACK_IP, pattern  # noqa: E402
+from linux_peer import ECHO, SHUT_FIRST, SINK, SOURCE, STACK_IP, pattern  # noqa: E402
 
 
 def recv_all(s):
@@ -40,6 +40,20 @@ def echo_one(i, size, mode):
     finally:
         s.close()
     return hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), len(got)
+
+
+def shut_first(i, size):
+    """The server greets and half-closes first; we read to EOF, then send and close."""
+    data = pattern(size, seed=5000 + i)
+    s = socket.create_connection((STACK_IP, SHUT_FIRST), timeout=60)
+    try:
+        greeting = recv_all(s)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        rest = recv_all(s)
+    finally:
+        s.close()
+    return greeting == b"hello\n" and rest == b"", hashlib.sha256(data).hexdigest()
 
 
 def upload(size):
@@ -78,6 +92,10 @@ def main():
         out["conns_ok"] = sum(1 for ok, _ in res if ok)
         out["conns_time"] = time.monotonic() - t0
         out["conns_bytes"] = sum(n for _, n in res)
+    if spec.get("shut_first"):
+        res = [shut_first(i, 20000 * i) for i in range(spec["shut_first"])]
+        out["shut_first_ok"] = all(ok for ok, _ in res)
+        out["shut_first_digests"] = [d for _, d in res]
     if spec.get("upload"):
         ok, dt = upload(spec["upload"])
         out["upload_ok"], out["upload_s"] = ok, dt

@@ -7,10 +7,12 @@ The clean run uses the issue's sizes (1,000 connections, 50 MB each way, curl fe
 1 MiB). The fault run is scaled down (60 connections, 2 MB each way): without SACK a lost
 64 KB GSO frame is recovered one MSS per RTT (NewReno), so lossy bulk transfers are slow."""
 import hashlib
+import ipaddress
 import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -84,3 +86,51 @@ def test_linux_peer_with_faults(link):
     assert res["upload_ok"] and res["download_ok"]
     assert port.stats["lost"] > 50 and port.stats["reordered"] > 100
     assert r.tcp.counters["tcp.retransmits"] > 0
+
+
+ECHO_SERVER = """
+import socket, socketserver, sys
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            b = self.request.recv(65536)
+            if not b:
+                break
+            self.request.sendall(b)
+        self.request.shutdown(socket.SHUT_WR)
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 128
+s = S((sys.argv[1], 7007), H)
+print("ready", flush=True)
+s.serve_forever()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_linux_peer_active_open_and_server_half_close(link):
+    """Our connect() against a Linux listener (data both ways, we half-close first and keep
+    reading), and a listener of ours that half-closes before the client has sent anything."""
+    ns_cli, a, ns_stack, b = link
+    srv = subprocess.Popen(["ip", "netns", "exec", ns_cli, sys.executable, "-c", ECHO_SERVER,
+                            PEER_IP], stdout=subprocess.PIPE, text=True)
+    port = AfPacketPort(b, netns=ns_stack)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        with StackRunner(port) as r:
+            dst = int(ipaddress.IPv4Address(PEER_IP))
+            r.call(lambda now: r.apps.start_clients(now, 20, 300_000, dst, 7007))
+            res = run_client(ns_cli, {"shut_first": 10})
+            deadline = time.monotonic() + 30
+            while len(r.apps.client_results) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _check(r)
+    finally:
+        port.close()
+        srv.kill()
+        srv.wait()
+    assert r.apps.client_results == [(True, 300_000)] * 20
+    assert res["shut_first_ok"]
+    assert sorted(res["shut_first_digests"]) == sorted(r.apps.shut_first_digests)
+    assert r.tcp.counters["tcp.active_opens"] == 20
