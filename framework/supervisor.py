@@ -1,10 +1,12 @@
 """The supervisor ("master"): knows processes, not packets.
 
 It cleans up what crashed earlier runs left behind, sets up the default link (or attaches
-to --iface), spawns one worker per core with ``multiprocess`` (fork), pins worker k to
-core k, restarts a dead worker on its core (backoff; more than 5 deaths in 10 s stops
-everything with exit code 1), and on SIGTERM/SIGINT stops the workers and removes the
-link and every shm segment of the run (exit code 0).
+to --iface), creates the run's shm segments (stats blocks, doorbells, rings), spawns one
+worker per core with ``multiprocess`` (fork), pins worker k to core k, restarts a dead
+worker on its core (backoff; more than 5 deaths in 10 s stops everything with exit code
+1) and kills one whose heartbeat stopped (--timeout). Signals: TERM graceful stop,
+INT/QUIT fast stop, HUP rolling restart with the app imported afresh, USR1 reopen log
+files. At exit the link and every shm segment of the run are removed (exit code 0).
 """
 import collections
 import logging

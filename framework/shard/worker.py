@@ -2,17 +2,20 @@
 
 The loop (DESIGN.md), run to completion once per turn:
 
-    rx_burst -> stack.process -> TCP events to the app's protocols (streams.py)
-    -> reactor.run_once (timers and callbacks of handlers) -> [shm rings, later]
-    -> stack.dispatch (TCP output, stack timers) -> tx_burst
+    rx_burst -> [frames of other shards to their rings, frames forwarded to us]
+    -> stack.process -> TCP events to the app's protocols (streams.py)
+    -> cross-shard calls and replies (xshard.py) -> reactor.run_once (handlers' timers
+    and callbacks) -> stack.dispatch (TCP output, stack timers) -> tx_burst
 
 A turn that moved anything is followed at once by another (a busy worker never sleeps).
-A turn that moved nothing sleeps in poll() on the port's fd (plus the signal wake-up fd
-and, later, the shard's doorbell) until the earliest of ``stack.poll_at()`` and
-``reactor.next_deadline()``: an idle worker costs ~0% CPU.
+A turn that moved nothing sleeps in poll() on the port's fd, the shard's doorbell (all
+shm rings into this shard ring it) and the signal wake-up pipe, until the earliest of
+``stack.poll_at()``, ``reactor.next_deadline()`` and the cross-shard deadline, at most
+MAX_SLEEP_MS: an idle worker costs ~0% CPU and still publishes a heartbeat.
 
 ``worker_main`` is what the supervisor runs in each child: it pins itself, enters the
-link's namespace, opens its port and runs the loop until SIGTERM/SIGINT.
+link's namespace, opens its port and runs the loop until SIGTERM (graceful: connections
+finish, at most the grace period) or SIGQUIT (at once).
 """
 import ctypes
 import logging
@@ -53,6 +56,8 @@ def stat_names():
         log.debug("stack counters unavailable for the stats block", exc_info=True)
     seen = set()
     return [n for n in names if not (n in seen or seen.add(n))]
+
+
 TX_BACKLOG_MAX = 4096
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
