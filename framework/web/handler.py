@@ -526,7 +526,8 @@ class RequestHandler:
         self._buf = []
         self._headers = None
         reason = kwargs.get("reason")
-        self.set_status(status_code, reason=reason if status_code not in REASONS else reason)
+        self._status = status_code
+        self._reason = reason if reason or status_code in REASONS else "Unknown"
         try:
             self.write_error(status_code, **kwargs)
         except Exception:

@@ -870,3 +870,19 @@ def test_handler_asks_connection_close():
     out, proto, t = Harness(app).request(b"GET /bye HTTP/1.1\r\n\r\nGET /bye HTTP/1.1\r\n\r\n")
     assert out.count(b"HTTP/1.1 200") == 1 and out.count(b"Connection: close") == 1
     assert t.closed
+
+
+def test_send_error_odd_codes():
+    app = App()
+
+    @app.route("/e")
+    class E(RequestHandler):
+        def get(self):
+            self.set_header("X-Dropped", "1")
+            self.send_error(int(self.get_argument("c")), reason=self.get_argument("r", None))
+
+    h = Harness(app)
+    out, _, _ = h.request(b"GET /e?c=599 HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 599 Unknown\r\n") and b"X-Dropped" not in out
+    out, _, _ = h.request(b"GET /e?c=503&r=Later HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503 Later\r\n") and out.endswith(b"503: Later\n")
