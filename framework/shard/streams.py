@@ -235,8 +235,12 @@ class Streams:
         self.accepted = 0
         self.transports = set()           # open ones (for a graceful stop)
         self.stopping = False
+        self.outbound = {}                # conn -> connect.Outbound: connects in flight
         for port in self.listeners:
             tcp.listen(port)
+        # outbound connections (framework/shard/connect.py: open_connection)
+        from framework.shard.connect import Connector
+        self.connector = Connector(self, ctx.shard_id, ctx.shard_count)
 
     def deliver(self, events):
         for ev, conn in events:
@@ -256,10 +260,16 @@ class Streams:
             elif ev == EV_CLOSED:
                 if t is not None:
                     self._lost(t, None)
+                elif self.outbound:
+                    self._connect_failed(conn, "closed")
             elif ev == EV_RESET:
                 if t is not None:
                     self._lost(t, ConnectionResetError(conn.error or "connection reset by peer"))
+                elif self.outbound:
+                    self._connect_failed(conn, "reset")
             elif ev == EV_ERROR:
+                if t is None and self.outbound:
+                    self._connect_failed(conn, "error")
                 if t is not None:
                     self._lost(t, OSError(conn.error or "connection error"))
 
@@ -289,29 +299,47 @@ class Streams:
             else:
                 t.close()
 
+    def _connect_failed(self, conn, what):
+        out = self.outbound.pop(conn, None)
+        if out is not None:
+            from framework.shard.connect import failure_for
+            self.connector.counters["connect.failed"] += 1
+            out.failed(failure_for(what, conn.error))
+
     def _accept(self, conn):
-        factory = self.listeners.get(conn.local[1])
+        out = self.outbound.pop(conn, None) if self.outbound else None
+        factory = self.listeners.get(conn.local[1]) if out is None else out.factory
         if factory is None:  # e.g. an outbound connection nobody claimed
             return
         if self.stopping:
             conn.abort()
+            if out is not None:
+                out.failed(ConnectionError("the shard is stopping"))
             return
         try:
             proto = factory(self.ctx)
-        except Exception:
+        except Exception as e:
             log.exception("protocol factory failed; resetting the connection")
             conn.abort()
+            if out is not None:
+                out.failed(e)
             return
         t = StreamTransport(conn, proto, self)
         conn.user = t
         self.open += 1
-        self.accepted += 1
+        if out is None:
+            self.accepted += 1
         self.transports.add(t)
         try:
             proto.connection_made(t)
-        except Exception:
+        except Exception as e:
             log.exception("connection_made failed; aborting the connection")
             t.abort()
+            if out is not None:
+                out.failed(e)
+            return
+        if out is not None:
+            out.made(t, proto)
 
     def _read(self, t):
         if t._lost or t._paused_reading:
