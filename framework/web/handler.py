@@ -191,8 +191,13 @@ class Request:
             yield chunk
 
     @property
+    def host(self):
+        return self.headers.get("host", "")
+
+    protocol = "http"
+
     def full_url(self):
-        return f"http://{self.headers.get('host', '')}{self.uri}"
+        return f"http://{self.host}{self.uri}"
 
     def __repr__(self):
         return f"Request({self.method} {self.uri} from {self.remote_ip})"
@@ -331,6 +336,9 @@ class RequestHandler:
     # ---- hooks -----------------------------------------------------------------------
     def initialize(self, **kwargs):
         """Receives the route's extra dict (``(path, Handler, {"root": ...})``)."""
+
+    def set_default_headers(self):
+        """Set headers every response of this handler carries (called before prepare)."""
 
     def prepare(self):
         """Runs before the method; may be ``async``; may ``finish()`` early."""
@@ -525,6 +533,10 @@ class RequestHandler:
             return
         self._buf = []
         self._headers = None
+        try:
+            self.set_default_headers()
+        except Exception:
+            log.exception("set_default_headers failed")
         reason = kwargs.get("reason")
         self._status = status_code
         self._reason = reason if reason or status_code in REASONS else "Unknown"

@@ -486,6 +486,8 @@ class HttpProtocol:
         try:
             if route.kwargs:
                 h.initialize(**route.kwargs)
+            if route.has_defaults:
+                h.set_default_headers()
             pending = h.prepare() if route.has_prepare else None
             if pending is not None:   # async prepare()
                 self._task = shared.reactor.create_task(

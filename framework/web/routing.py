@@ -17,7 +17,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}"
 
 class Route:
     __slots__ = ("pattern", "regex", "handler", "kwargs", "methods", "allow", "is_async",
-                 "positional", "streaming", "max_body_size", "has_prepare")
+                 "positional", "streaming", "max_body_size", "has_prepare", "has_defaults")
 
     def __init__(self, pattern, handler, kwargs=None):
         if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
@@ -45,6 +45,7 @@ class Route:
         # body with `await self.request.read()`; max_body_size overrides the app's limit
         # skip the call of a prepare() nobody overrode (hot path)
         self.has_prepare = handler.prepare is not RequestHandler.prepare
+        self.has_defaults = handler.set_default_headers is not RequestHandler.set_default_headers
         self.streaming = bool(getattr(handler, "stream_request_body", False))
         self.max_body_size = getattr(handler, "max_body_size", None)
         self.allow = ", ".join(m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",

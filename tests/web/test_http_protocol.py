@@ -886,3 +886,23 @@ def test_send_error_odd_codes():
     assert out.startswith(b"HTTP/1.1 599 Unknown\r\n") and b"X-Dropped" not in out
     out, _, _ = h.request(b"GET /e?c=503&r=Later HTTP/1.1\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503 Later\r\n") and out.endswith(b"503: Later\n")
+
+
+def test_set_default_headers_and_request_host():
+    app = App()
+
+    @app.route("/d")
+    class D(RequestHandler):
+        def set_default_headers(self):
+            self.set_header("X-Frame-Options", "DENY")
+
+        def get(self):
+            if self.get_argument("fail", None):
+                raise HTTPError(403)
+            self.write(self.request.full_url())
+
+    h = Harness(app)
+    out, _, _ = h.request(b"GET /d?x=1 HTTP/1.1\r\nHost: ex.test:8080\r\n\r\n")
+    assert b"X-Frame-Options: DENY\r\n" in out and out.endswith(b"http://ex.test:8080/d?x=1")
+    out, _, _ = h.request(b"GET /d?fail=1 HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 403") and b"X-Frame-Options: DENY\r\n" in out
