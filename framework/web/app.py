@@ -23,8 +23,9 @@ class App:
         ``ctx.state``); the same as decorating a function with ``@app.shard_state``.
         Limits: bodies over ``max_body_size`` -> 413, header blocks over
         ``max_header_size`` -> 431; a keep-alive connection idle for ``idle_timeout``
-        seconds is closed; a request not fully received ``request_timeout`` seconds
-        after its first byte -> 408 and close (None disables either timeout).
+        seconds is closed; a request whose headers are not complete ``request_timeout``
+        seconds after its first byte, or whose body pauses that long -> 408 and close
+        (None disables either timeout).
         ``access_log``: one INFO line per response on the "framework.access" logger.
         """
         self.router = Router()

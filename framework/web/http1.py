@@ -408,6 +408,8 @@ class HttpProtocol:
         if n > self._body_limit:
             raise _Reject(413)
         self._body_size = n
+        # a body may take long (big uploads); what is limited is a pause in it
+        self.deadline = self.shared.reactor.now + self.shared.config.request_timeout
         if self._inbox is not None:
             self._inbox.put(body)
             return

@@ -906,3 +906,16 @@ def test_set_default_headers_and_request_host():
     assert b"X-Frame-Options: DENY\r\n" in out and out.endswith(b"http://ex.test:8080/d?x=1")
     out, _, _ = h.request(b"GET /d?fail=1 HTTP/1.1\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 403") and b"X-Frame-Options: DENY\r\n" in out
+
+
+def test_slow_but_steady_body_is_not_cut(h):
+    proto, t = h.connect()                  # request_timeout is 2 s
+    proto.data_received(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+    for c in b"abcde":                      # 5 s in all, never a 2 s pause
+        h.run_until(h.reactor.now + 1.0, step=0.25)
+        assert not t.closed
+        proto.data_received(bytes([c]))
+    assert t.take().endswith(b"abcde")
+    proto.data_received(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+    h.run_until(h.reactor.now + 2.5, step=0.25)     # a pause longer than 2 s: 408
+    assert t.take().startswith(b"HTTP/1.1 408 ") and t.closed
