@@ -722,6 +722,9 @@ class HttpProtocol:
     def _timed_out(self):
         if self._closed:
             return
+        if self._rpaused:     # we stopped reading (back-pressure): the wait is ours
+            self.deadline = self.shared.reactor.now + self.shared.config.request_timeout
+            return
         if self._in_msg:      # a request that never completed (slowloris): 408
             self._fail(408)
         elif self._active is None and not self._queue:

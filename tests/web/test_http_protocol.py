@@ -919,3 +919,30 @@ def test_slow_but_steady_body_is_not_cut(h):
     proto.data_received(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
     h.run_until(h.reactor.now + 2.5, step=0.25)     # a pause longer than 2 s: 408
     assert t.take().startswith(b"HTTP/1.1 408 ") and t.closed
+
+
+def test_no_408_while_we_paused_reading():
+    app = App(request_timeout=1.0)
+    got = []
+
+    @app.route("/up")
+    class Up(RequestHandler):
+        stream_request_body = True
+        max_body_size = 10 << 20
+
+        async def put(self):
+            await self.reactor.sleep(3.0)           # a slow consumer: reading gets paused
+            async for chunk in self.request.stream():
+                got.append(len(chunk))
+            self.write(str(sum(got)))
+
+    h = Harness(app)
+    proto, t = h.connect()
+    proto.data_received(b"PUT /up HTTP/1.1\r\nContent-Length: 400000\r\n\r\n")
+    proto.data_received(b"x" * 300000)
+    assert t.paused
+    h.run_until(h.reactor.now + 3.5, step=0.25)
+    assert not t.closed and not t.paused
+    proto.data_received(b"x" * 100000)
+    h.run()
+    assert t.take().endswith(b"400000")
