@@ -20,6 +20,7 @@ from ..wire.tcp import ACK, FIN, RST, SYN, TCP_HDR, parse_options
 from .config import TcpConfig
 from .bits import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M
 from .connection import Connection
+from .cookies import check_cookie, send_cookie
 from .consts import EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
 _unpack = TCP_HDR.unpack_from
@@ -30,7 +31,7 @@ COUNTERS = (
     "tcp.rx", "tcp.tx", "tcp.active_opens", "tcp.passive_opens", "tcp.rst_sent", "tcp.resets_rx",
     "tcp.retransmits", "tcp.rto", "tcp.fast_retransmits", "tcp.zero_window_probes",
     "tcp.keepalive_probes", "tcp.challenge_acks", "tcp.time_wait_expired", "tcp.tw_reuse",
-    "tcp.timeouts", "tcp.rx_ooo", "tcp.tail_loss_probes",
+    "tcp.timeouts", "tcp.rx_ooo", "tcp.tail_loss_probes", "tcp.syncookies_sent", "tcp.syncookies_ok",
     "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
     "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
     "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
@@ -42,13 +43,15 @@ class Listener:
     (established connections whose EV_ACCEPT the shard has not drained yet), both
     bounded by ``backlog``."""
 
-    __slots__ = ("port", "backlog", "syn_count", "acc_count")
+    __slots__ = ("port", "backlog", "syn_backlog", "syn_count", "acc_count", "cookie_time")
 
-    def __init__(self, port, backlog):
+    def __init__(self, port, backlog, syn_backlog=None):
         self.port = port
         self.backlog = backlog
+        self.syn_backlog = backlog if syn_backlog is None else syn_backlog
         self.syn_count = 0
         self.acc_count = 0
+        self.cookie_time = None      # when a SYN cookie was last sent (SYN queue overflow)
 
 
 class TcpLayer:
@@ -81,6 +84,7 @@ class TcpLayer:
         self._tseq = 0
         self._pending = []
         self._secret = os.urandom(16)                  # RFC 6528 key, random per layer
+        self._cookie_secret = os.urandom(16)           # SYN cookies (cookies.py)
         self.ts_off = int.from_bytes(os.urandom(4), "big")
         self._eph = cfg.ephemeral[0] + int.from_bytes(os.urandom(2), "big") % (
             cfg.ephemeral[1] - cfg.ephemeral[0] + 1)
@@ -91,11 +95,15 @@ class TcpLayer:
         self._psum_base = (local_ip >> 16) + (local_ip & 0xFFFF) + 6
 
     # ------------------------------------------------------------------ app side
-    def listen(self, port: int, backlog: int = 128) -> None:
-        if port in self.listeners:
-            self.listeners[port].backlog = backlog
+    def listen(self, port: int, backlog: int = 128, syn_backlog: int | None = None) -> None:
+        """Listen on port. backlog bounds the accept queue and, unless syn_backlog is given,
+        the SYN queue too; beyond the SYN queue, SYN cookies answer (config.syncookies)."""
+        lst = self.listeners.get(port)
+        if lst is not None:
+            lst.backlog = backlog
+            lst.syn_backlog = backlog if syn_backlog is None else syn_backlog
         else:
-            self.listeners[port] = Listener(port, backlog)
+            self.listeners[port] = Listener(port, backlog, syn_backlog)
 
     def unlisten(self, port: int) -> None:
         self.listeners.pop(port, None)
@@ -159,6 +167,14 @@ class TcpLayer:
             return
         if flags & RST:
             return
+        if lst is not None and flags & (SYN | ACK) == ACK and lst.cookie_time is not None:
+            conn = check_cookie(self, lst, (src, sport, dport), seq, ack, win, frame,
+                                l4_off + 20, doff)
+            if conn:                     # the handshake's ACK may carry data or a FIN
+                conn.process(flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
+                return
+            if conn is False:
+                return
         c["drop.tcp.no_listener"] += 1
         # RFC 9293 §3.10.7.1: reset for a segment to no connection
         if flags & ACK:
@@ -249,8 +265,11 @@ class TcpLayer:
 
     def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff):
         c = self.counters
-        if lst.syn_count >= lst.backlog:
+        if lst.syn_count >= lst.syn_backlog:
             c["drop.tcp.syn_queue_full"] += 1
+            if self.config.syncookies:
+                send_cookie(self, lst, (src, sport, dport), seq,
+                            parse_options(frame, ooff, doff) if doff > ooff else None)
             return
         key = (src, sport, dport)
         conn = Connection(self, key, self._isn(key, self.now), SYN_RECEIVED)
@@ -308,22 +327,26 @@ class TcpLayer:
 
     def _send_rst(self, key, seq, ack, flags):
         """A RST not tied to a connection's template (closed port, bad ACK in SYN states)."""
+        self.counters["tcp.rst_sent"] += 1
+        self._send_raw(key, seq, ack, flags, 0, b"")
+
+    def _send_raw(self, key, seq, ack, flags, win, opts):
+        """A segment without a connection (RSTs, SYN-cookie SYN-ACKs)."""
         seq &= M
         ack &= M
         rip, rport, lport = key
-        psum = self._psum(rip)
+        hl = 20 + len(opts)
+        s = self._psum(rip) + hl
         if self.csum_offload:
-            s = psum + 20
             csum = (s & 0xFFFF) + (s >> 16)
             vh = self.vh_partial
         else:
-            s = (psum + 20 + rport + lport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16)
-                 + (ack & 0xFFFF) + ((20 << 10) | flags)) % 0xFFFF
+            s = (s + rport + lport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
+                 + ((hl << 10) | flags) + win + (ones_sum(opts) if opts else 0)) % 0xFFFF
             csum = (~s & 0xFFFF) if s else 0
             vh = vnet.PLAIN
-        self.counters["tcp.rst_sent"] += 1
         self.counters["tcp.tx"] += 1
-        self.ip_output(rip, 6, _pack(lport, rport, seq, ack, 0x50, flags, 0, csum, 0), vh)
+        self.ip_output(rip, 6, _pack(lport, rport, seq, ack, hl << 2, flags, win, csum, 0) + opts, vh)
 
     # ------------------------------------------------------------------ introspection
     def stats(self):

@@ -117,10 +117,10 @@ class Apps:
     19 source (read "N\\n", send pattern(N, seed=N) and close),
     80 a minimal HTTP/1.0-style responder: any GET gets pattern(1 MiB, seed=80), then close."""
 
-    def __init__(self, tcp):
+    def __init__(self, tcp, syn_backlog=None):
         self.tcp = tcp
         for p in (ECHO, SINK, SOURCE, HTTP, DISCARD, ZEROS, SHUT_FIRST):
-            tcp.listen(p, backlog=1024)
+            tcp.listen(p, backlog=1024, syn_backlog=syn_backlog)
         self.accepted = 0
         self.closed = 0
         self.errors = []
@@ -251,12 +251,12 @@ class StackRunner:
     """One shard loop in a thread: rx_burst -> stack.process -> app events -> dispatch ->
     tx_burst; sleeps on the port fd until the next timer."""
 
-    def __init__(self, port, config=None):
+    def __init__(self, port, config=None, syn_backlog=None):
         self.port = port
         self.stack = Stack(mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=port.csum_offload,
                            gso=port.gso, mtu=port.mtu, tcp_config=config or TcpConfig())
         self.tcp = self.stack.tcp
-        self.apps = Apps(self.tcp)
+        self.apps = Apps(self.tcp, syn_backlog)
         self.stop = threading.Event()
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -131,7 +131,7 @@ def test_rst_in_syn_received_returns_to_listen():
 
 
 def test_syn_queue_overflow_counted():
-    h = Harness(listen=None)
+    h = Harness(listen=None, syncookies=False)
     h.tcp.listen(80, backlog=3)
     for i in range(5):
         h.send("S", seq=1, sport=41000 + i)

@@ -134,3 +134,20 @@ def test_linux_peer_active_open_and_server_half_close(link):
     assert res["shut_first_ok"]
     assert sorted(res["shut_first_digests"]) == sorted(r.apps.shut_first_digests)
     assert r.tcp.counters["tcp.active_opens"] == 20
+
+
+@pytest.mark.timeout(60)
+def test_linux_peer_syn_cookies(link):
+    """A listener with a SYN queue of 2 against 50 parallel Linux clients: the overflow is
+    answered with SYN cookies (WS/SACK carried in the timestamps) and every connection works."""
+    ns_cli, a, ns_stack, b = link
+    port = AfPacketPort(b, netns=ns_stack)
+    try:
+        with StackRunner(port, syn_backlog=2) as r:
+            res = run_client(ns_cli, {"conns": 200, "parallel": 50})
+        _check(r)
+    finally:
+        port.close()
+    assert res["conns_ok"] == 200
+    c = r.tcp.counters
+    assert c["tcp.syncookies_sent"] > 0 and c["tcp.syncookies_ok"] > 0
