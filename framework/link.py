@@ -198,6 +198,9 @@ class DefaultLink:
             netns.ip("link", "set", "dev", dev, "addrgenmode", "none")
         netns.ip("link", "set", "dev", s, "address", mac_str(self.mac))
         netns.ip("link", "set", s, "netns", ns)
+        # the move resets it: again, so the namespace's kernel sends no DAD/RS/MLD from
+        # the stack's end and owns no IPv6 address there
+        netns.ip("link", "set", "dev", s, "addrgenmode", "none", netns=ns)
         if self.tso_off:
             try:
                 set_tso(h, False)
