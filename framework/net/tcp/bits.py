@@ -31,5 +31,6 @@ B_ESTAB = 0x2000     # reached ESTABLISHED at least once
 B_SACK = 0x4000      # SACK negotiated (both sent SACK-permitted)
 B_PTO = 0x8000       # t_rtx is a tail-loss-probe timeout, not the RTO
 B_TLP = 0x10000      # a tail loss probe is out, not yet answered
+B_CWLTD = 0x20000    # the last output stopped at cwnd with data left (cwnd is in use)
 
 _EMPTY = b""

@@ -14,9 +14,9 @@ every incoming 32-bit number is unwrapped once against the nearest reference
 integer comparisons; numbers are masked with 0xFFFFFFFF only when written out.
 """
 from ..wire.tcp import ACK, FIN, RST, SYN, TS_PREFIX, parse_options
-from .bits import (B_ACK_NOW, B_APP_CLOSED, B_DONE, B_ESTAB, B_KA, B_NAGLE, B_PASSIVE, B_PENDING,
-                   B_PTO, B_RD_EV, B_RECOVERY, B_SACK, B_TLP, B_TS, B_WANT_WR, B_WS, HALF, M, WRAP,
-                   _EMPTY, _ii_unpack)
+from .bits import (B_ACK_NOW, B_APP_CLOSED, B_CWLTD, B_DONE, B_ESTAB, B_KA, B_NAGLE, B_PASSIVE,
+                   B_PENDING, B_PTO, B_RD_EV, B_RECOVERY, B_SACK, B_TLP, B_TS, B_WANT_WR, B_WS,
+                   HALF, M, WRAP, _EMPTY, _ii_unpack)
 from .consts import (CLOSED, CLOSE_WAIT, CLOSING, ConnectionClosed, ESTABLISHED, EV_CLOSED,
                      EV_CONNECTED, EV_ERROR, EV_READABLE, EV_RESET, EV_WRITABLE, FIN_WAIT_1,
                      FIN_WAIT_2, LAST_ACK, STATE_NAMES, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
@@ -632,7 +632,9 @@ class Connection:
                     self._arm(self.t_rtx)
         elif acked > 0:
             self.dupacks = 0
-            if self.cwnd < self.ssthresh:
+            if not self.bits & B_CWLTD and 2 * (self.snd_max - sack + acked) < self.cwnd:
+                pass        # application-limited: a window not in use is not grown (RFC 7661)
+            elif self.cwnd < self.ssthresh:
                 self.cwnd += acked if acked < 2 * mss else 2 * mss   # slow start, ABC L=2 (RFC 3465)
             else:
                 self.ca_acc += acked

@@ -3,7 +3,8 @@ avoidance, SYN/SYN-ACK options, and the per-connection header template (_tx)."""
 from ...nic import vnet
 from ..checksum import ones_sum
 from ..wire.tcp import ACK, FIN, PSH, SYN, TS_PREFIX, build_options
-from .bits import (B_ACK_NOW, B_NAGLE, B_RECOVERY, B_SACK, B_TS, B_WS, M, _EMPTY, _pack, _ts_pack)
+from .bits import (B_ACK_NOW, B_CWLTD, B_NAGLE, B_RECOVERY, B_SACK, B_TS, B_WS, M, _EMPTY,
+                   _pack, _ts_pack)
 from .consts import (ESTABLISHED, LAST_ACK, SYN_SENT)
 
 
@@ -73,6 +74,11 @@ def output(self, now, force=False):
                         break
             finally:
                 view.release()
+            # cwnd validation (RFC 7661, simplified): the window grows only while in use
+            if nxt < end and cw <= wnd and edge - nxt < mss:
+                self.bits |= B_CWLTD
+            elif nxt >= end and 2 * (self.snd_max - una) < cw:
+                self.bits &= ~B_CWLTD
             if fs is not None and nxt == fs:
                 self._tx(ACK | FIN, nxt)
                 nxt += 1

@@ -133,3 +133,20 @@ def test_congestion_avoidance_linear():
     for s in segs:
         h.send("A", seq=P, ack=s.seq + len(s.payload))
     assert conn.cwnd == 11000                     # +1 MSS per cwnd of ACKed data
+
+
+def test_cwnd_not_grown_when_application_limited():
+    h = Harness()
+    conn, iss = h.accept(options=[("MSS", 1000)])
+    iw = conn.cwnd
+    seq = iss + 1
+    for i in range(50):                           # request/response: tiny flights
+        conn.send(b"r" * 100)
+        h.reply()
+        seq += 100
+        h.send("A", seq=P, ack=seq)
+    assert conn.cwnd == iw
+    conn.send(b"b" * 30000)                       # bulk: cwnd-limited, so it grows
+    for s in h.replies():
+        h.send("A", seq=P, ack=s.seq + len(s.payload))
+    assert conn.cwnd > iw
