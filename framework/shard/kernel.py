@@ -59,7 +59,8 @@ class KernelTransport:
     """One accepted socket as a Transport (CONTRACTS section 5)."""
 
     __slots__ = ("sock", "fd", "loop", "protocol", "wbuf", "closing", "closed", "reading",
-                 "out_registered", "peer", "lingering", "eof", "wlen", "wpaused", "discarded", "linger_handle")
+                 "out_registered", "peer", "lingering", "eof", "wlen", "wpaused", "discarded",
+                 "linger_handle")
 
     def __init__(self, sock, loop, peer):
         self.sock = sock
@@ -148,7 +149,7 @@ class KernelTransport:
             self.loop.update_events(self)
 
     def resume_reading(self):
-        if not self.reading and not self.closed:
+        if not self.reading and not self.closed and not self.eof:   # (EOF: nothing left)
             self.reading = True
             self.loop.update_events(self)
 

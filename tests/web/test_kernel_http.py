@@ -435,3 +435,17 @@ def test_tcp_echo_client_that_does_not_read(server):
         assert got == sent
     finally:
         s.close()
+
+
+def test_pipelined_then_half_close_gets_every_response(server):
+    s = connect(server.ns, server.ip, server.port)
+    try:
+        n = 60
+        s.sendall(b"GET /bigsync?size=100000 HTTP/1.1\r\n\r\n" * n)
+        s.shutdown(socket.SHUT_WR)          # EOF while the server is still busy answering
+        data = recv_until_closed(s, limit=1 << 30)
+        got = parse_responses(data)
+        assert len(got) == n and all(len(b) == 100000 for _, _, b in got)
+        assert got[-1][1].get("connection") == "close"
+    finally:
+        s.close()
