@@ -5,7 +5,7 @@ class TcpConfig:
     __slots__ = ("mss", "rcvbuf", "sndbuf", "sndbuf_lowat", "time_wait", "min_rto", "max_rto",
                  "initial_rto", "delack", "nagle", "keepalive", "ka_idle", "ka_intvl", "ka_cnt",
                  "syn_retries", "synack_retries", "max_retries", "timestamps", "window_scale",
-                 "initial_window", "fin_wait2", "sack", "syncookies", "ephemeral", "challenge_ack_limit", "gso_max")
+                 "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "ephemeral", "challenge_ack_limit", "gso_max")
 
     def __init__(self, **kw):
         self.mss = None            # None: from the MTU (mtu - 40)
@@ -13,6 +13,7 @@ class TcpConfig:
         self.sndbuf = 1 << 20      # send buffer per connection
         self.sndbuf_lowat = None   # EV_WRITABLE below this (None: sndbuf // 2)
         self.time_wait = 60.0      # TIME_WAIT length (2*MSL); RFC 9293 suggests MSL = 2 min
+        self.max_time_wait = 262144  # TIME_WAIT entries per layer (Linux tcp_max_tw_buckets)
         # Minimum RTO 200 ms, as Linux: RFC 6298 asks for 1 s, but on LANs RTTs are sub-ms
         # and the only thing a lower bound must cover is the peer's delayed ACK (Linux: 40 ms
         # minimum, 200 ms maximum) plus scheduling jitter; 1 s would stall a lossy LAN flow.

@@ -667,17 +667,25 @@ class Connection:
 
     # ------------------------------------------------------------------ endings
     def _time_wait(self, now):
+        """Enter TIME_WAIT: a small TimeWait object takes the 4-tuple for 2*MSL (timewait.py);
+        this Connection leaves the flow table (it still sends the pending ACK of the FIN)."""
         L = self.layer
-        if self.state != TIME_WAIT:
-            self.state = TIME_WAIT
-            self.t_delack = None
-            self.t_ka = None
-            self.ooo = None
-            self.sndbuf = bytearray()
-            self.bits &= ~B_RECOVERY
-            self._final_event(EV_CLOSED)
-        self.t_rtx = now + L.config.time_wait
-        self._arm(self.t_rtx)
+        if self.state == TIME_WAIT:
+            return
+        self.state = TIME_WAIT
+        self.t_rtx = self.t_delack = self.t_ka = None
+        self.heap_at = None
+        self.ooo = None
+        self.sndbuf = bytearray()
+        self.bits &= ~B_RECOVERY
+        if L.flows.get(self.key) is self:
+            if L.tw_count < L.config.max_time_wait:
+                L.tw_count += 1
+                L.flows[self.key] = TimeWait(self, now)
+            else:
+                L.counters["drop.tcp.time_wait_overflow"] += 1
+                del L.flows[self.key]
+        self._final_event(EV_CLOSED)
 
     def _fw2_timer(self):
         # an orphaned FIN_WAIT_2 (app closed) does not wait forever for the peer's FIN
@@ -711,3 +719,6 @@ class Connection:
                            _sack_rtx, _retransmit_head, _arm_rtx, _tail_probe, _rtt_sample)
     from .timers import _arm, poll_at, on_timer, _rtx_timeout, _ka_timeout
     from .output import output, _send_syn, _tx
+
+
+from .timewait import TimeWait  # noqa: E402  (imports bits/consts only; no cycle)

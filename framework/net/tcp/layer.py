@@ -35,6 +35,7 @@ COUNTERS = (
     "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
     "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
     "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
+    "drop.tcp.time_wait_overflow",
 )
 
 
@@ -75,7 +76,8 @@ class TcpLayer:
             while (cfg.rcvbuf >> ws) > 65535 and ws < 14:
                 ws += 1
         self.rcv_ws = ws
-        self.flows = {}          # (remote ip, remote port, local port) -> Connection
+        self.flows = {}          # (remote ip, remote port, local port) -> Connection | TimeWait
+        self.tw_count = 0        # TimeWait entries in flows
         self.listeners = {}      # local port -> Listener
         self.events = []
         self.counters = dict.fromkeys(COUNTERS, 0)

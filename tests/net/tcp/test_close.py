@@ -245,7 +245,7 @@ def test_time_wait_rejects_lower_seq_syn():
     old, iss = _tw(h, isn=100000)
     h.send("S", seq=50)
     h.no_reply()
-    assert h.tcp.flows[KEY] is old and h.tcp.counters["drop.tcp.time_wait"] == 1
+    assert h.tcp.flows[KEY].state == TIME_WAIT and h.tcp.counters["drop.tcp.time_wait"] == 1
 
 
 def test_time_wait_reuse_by_timestamp_rfc6191():
@@ -310,3 +310,38 @@ def test_every_connection_ends_with_one_final_event():
     h.advance(1)
     evs = [e for e, _ in h.events()]
     assert evs.count(EV_CLOSED) == 1 and len(evs) == 1
+
+
+def test_time_wait_is_a_small_object_and_answers_like_one():
+    h = Harness(time_wait=5.0, listen=None)
+    h.tcp.listen(80)
+    conn, iss = h.accept()
+    conn.close()
+    h.reply()
+    h.send("FA", seq=1001, ack=iss + 2)
+    assert h.reply().ack == 1002                   # the Connection still ACKs the FIN
+    tw = h.tcp.flows[KEY]
+    assert type(tw).__name__ == "TimeWait" and tw.state == TIME_WAIT
+    h.send("A", seq=1002, ack=iss + 2)             # stray ACK: ignored
+    h.no_reply()
+    h.send("PA", seq=1002, ack=iss + 2, data=b"late")   # data: ACK, nothing taken
+    a = h.reply()
+    assert a.flags == "A" and a.seq == iss + 2 and a.ack == 1002
+    h.tcp.unlisten(80)
+    h.send("S", seq=9999)                          # SYN, no listener: challenge ACK
+    assert h.reply().ack == 1002
+    assert h.tcp.tw_count == 1
+    h.advance(5.1)
+    assert h.tcp.flows == {} and h.tcp.tw_count == 0
+
+
+def test_time_wait_cap():
+    h = Harness(max_time_wait=2)
+    for sport in (40001, 40002, 40003):
+        conn, iss = h.accept(sport=sport)
+        conn.close()
+        h.reply()
+        h.send("FA", seq=1001, ack=iss + 2, sport=sport)
+        h.reply()
+    assert h.tcp.tw_count == 2 and len(h.tcp.flows) == 2
+    assert h.tcp.counters["drop.tcp.time_wait_overflow"] == 1
