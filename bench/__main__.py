@@ -183,8 +183,8 @@ def targets(results, bulk, idle, micro):
         src = results if src is None else src
         return report.med([r[f] for r in src.get(sc, {}).get(srv, [])])
 
-    out = ["| target | req/s ratio (medians) | server CPU per request ratio (uvloop us / ours) "
-           "| verdict |", "|---|---|---|---|"]
+    out = ["| target | req/s ratio (medians) | server CPU per request ratio (uvloop us / ours; "
+           "robust to other load) | verdict |", "|---|---|---|---|"]
 
     def both(sc, srv, goal, label):
         u, v = m(sc, "uvloop"), m(sc, srv)
@@ -239,13 +239,15 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
         f"Python {platform.python_version()}. Response: apps.hello `GET /` (13-byte body, "
         f"same bytes from every server). Total time {elapsed / 60:.1f} min.",
         "",
-        "Core busy = share of the core's time in user+nice+system+irq+softirq (/proc/stat), "
-        "split into the server's process (+ ksoftirqd/0, which runs core 0's softirqs under "
-        "load), softirq (the server's receive path, steered to core 0 by RPS) and other (anything else that ran on core 0: on a shared machine, other "
-        "people's work). Core-0 CPU us/req = core-0 busy time / requests; server CPU us/req "
-        "= (server process + ksoftirqd/0 time + core-0 softirq time) / requests, which stays meaningful when "
-        "other load shares the core (req/s does not). A server whose core 0 is not near 100% "
-        "was not the bottleneck (the load generator or the link was).",
+        "Core busy = share of the core's time in user+nice+system+irq+softirq (/proc/stat). "
+        "Server tasks = run time of the server's worker and of ksoftirqd/0 "
+        "(/proc/<pid>/task/*/schedstat, exact; a softirq is charged to the task that was "
+        "current, so the receive path RPS steers to core 0 is in it); rest = core-0 busy "
+        "time beyond that: other processes (on a shared machine, other people's work) and "
+        "softirqs that ran while core 0 idled or ran someone else. Core-0 CPU us/req = "
+        "core-0 busy time / requests (inflated by other load); server CPU us/req = server "
+        "tasks' run time / requests (not inflated by other load; req/s is). A server whose "
+        "core 0 is not near 100% was not the bottleneck (the load generator or the link was).",
         "",
         f"Load average at start: {args.loadavg_start}; at end: "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.",

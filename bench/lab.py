@@ -51,10 +51,33 @@ def _raise_nofile():
         pass
 
 
+CLONE_NEWNS = 0x00020000
+MNT_DETACH = 2
+
+
+def _enter_client_ns(ns):
+    """Enter network namespace ``ns`` with a sysfs of its own, the way ``ip netns exec``
+    does, but without making every mount a slave: the netns bind mounts a supervisor
+    makes under /run/netns (a shared mount) must stay visible outside, and its look at
+    /sys/class/net must show the client namespace's links."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    netns.setns(ns)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    # /sys is a private mount here (checked: no propagation to the host); if it were
+    # shared, make it a slave first so the new sysfs never shows up outside
+    libc.mount(None, b"/sys", None, 0x40000 | 0x4000, None)    # MS_SLAVE | MS_REC
+    if libc.umount2(b"/sys", MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), "umount /sys")
+    if libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount sysfs")
+
+
 def _child_setup(ns):
     _raise_nofile()
     if ns:
-        netns.setns(ns)
+        _enter_client_ns(ns)
 
 
 def set_rps(ifname, mask, ns):
@@ -109,8 +132,8 @@ class Server:
             enter = None
         else:
             stack = "kernel" if kind == "kernel" else "user"
-            # setns only (not `ip netns exec`, which also unshares the mount namespace:
-            # the namespace the supervisor then adds would be invisible outside it)
+            # not `ip netns exec`: it makes every mount a slave, so the namespace the
+            # supervisor adds would be invisible outside (see _enter_client_ns)
             enter = lab.client_ns
             cmd = [*taskset, sys.executable, "-m", "framework", "serve", app, "--cores", "1", "--stack", stack,
                    "--link-subnet", self.subnet, "--log-level", "warning"]

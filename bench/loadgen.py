@@ -53,15 +53,19 @@ class CpuMeter:
         self.procs = [proc, _ksoftirqd(SERVER_CORE_FOR_METER)] if proc else []
 
     def _proc_cpu(self):
+        """Run time of the server's tasks in seconds (/proc/<pid>/task/*/schedstat: exact
+        ns, and it includes the softirqs the kernel ran while one of them was current)."""
+        total = 0
         try:
-            total = 0.0
             for p in self.procs:
-                if p is not None:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            return total
-        except Exception:
+                if p is None:
+                    continue
+                for tid in os.listdir(f"/proc/{p.pid}/task"):
+                    with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
+                        total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
             return None
+        return total / 1e9
 
     def __enter__(self):
         self.p0 = self._proc_cpu() if self.procs else None
@@ -188,15 +192,16 @@ def _cpu_fields(res, cpu, units):
     res["softirq0"] = cpu.softirq_share(0)
     total = cpu.total_seconds(0)
     if cpu.proc_seconds is not None and total > 0:
-        res["server_share"] = cpu.proc_seconds / total
-        # busy on core 0 that is neither the server process nor softirq: other load
-        res["other0"] = max(0.0, res["core0"] - res["server_share"] - res["softirq0"])
-        # the server's own cost per request: its process time plus core 0's softirq time
-        # (its receive path, steered there by RPS). Unlike core-0 busy, this does not
-        # grow when other processes share the core.
+        # the server's own cost: run time of its worker and of ksoftirqd/0 (both pinned to
+        # core 0; a softirq is charged to whichever task was current, so the receive path
+        # that RPS steers to core 0 is in here). Unlike core-0 busy, this does not grow
+        # when other processes share the core. Not in it: softirqs run while core 0 was
+        # idle or running someone else (small when the server saturates the core).
+        res["server_share"] = min(1.0, cpu.proc_seconds / cpu.wall)
+        # the rest of core 0's busy time: other processes, softirqs outside our tasks
+        res["other0"] = max(0.0, res["core0"] - res["server_share"])
         if units:
-            res["server_us_per_req"] = ((cpu.proc_seconds + res["softirq0"] * total)
-                                        * 1e6 / units)
+            res["server_us_per_req"] = cpu.proc_seconds * 1e6 / units
 
 
 SCENARIOS = {

@@ -30,19 +30,19 @@ def _range(xs, spec="{:,.0f}"):
 
 
 def _split(runs):
-    """core 0 busy (server process / softirq / other), medians."""
+    """core 0 busy (server tasks / rest; softirq share), medians."""
     busy = med([r["core0"] for r in runs])
     srv = med([r.get("server_share") for r in runs])
     sirq = med([r.get("softirq0") for r in runs])
     oth = med([r.get("other0") for r in runs])
-    return (f"{_fmt(busy, '{:.0%}')} ({_fmt(srv, '{:.0%}')} / {_fmt(sirq, '{:.0%}')} / "
-            f"{_fmt(oth, '{:.0%}')})")
+    return (f"{_fmt(busy, '{:.0%}')} ({_fmt(srv, '{:.0%}')} / {_fmt(oth, '{:.0%}')}; "
+            f"softirq {_fmt(sirq, '{:.0%}')})")
 
 
 def http_table(results, scenarios, servers, titles):
     lines = ["| scenario | server | req/s median (min-max) | vs uvloop | vs kernel | core 0 busy "
-             "(server process + ksoftirqd / softirq / other) | core 1 busy | core-0 CPU us/req | server CPU "
-             "us/req (process + softirq) | CPU efficiency vs uvloop | errors | runs |",
+             "(server tasks / rest; softirq) | core 1 busy | core-0 CPU us/req | server CPU "
+             "us/req | CPU efficiency vs uvloop | errors | runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for sc in scenarios:
         per = results.get(sc, {})
@@ -86,7 +86,7 @@ def latency_table(runs_by_server, servers):
 
 def bulk_table(results, servers):
     lines = ["| direction | server | Gbit/s median (min-max) | vs uvloop | vs kernel | core 0 busy "
-             "(server process + ksoftirqd / softirq / other) | core 1 busy | runs |", "|---|---|---|---|---|---|---|---|"]
+             "(server tasks / rest; softirq) | core 1 busy | runs |", "|---|---|---|---|---|---|---|---|"]
     for d, title in (("upload", "client -> server (server receives)"),
                      ("download", "server -> client (server sends)")):
         per = results.get(d, {})
@@ -191,8 +191,8 @@ def chart(path, results, bulk, scenarios, servers, titles):
             cpu_groups.append((sc, {srv: med([r.get("server_us_per_req") for r in runs])
                                     for srv, runs in results[sc].items()}))
     if cpu_groups:
-        panels.append(("grouped", cpu_groups, "server CPU per request (process + softirq), "
-                       "lower is better", "us"))
+        panels.append(("grouped", cpu_groups, "server CPU per request (worker + ksoftirqd/0 run "
+                       "time), lower is better", "us"))
     if results.get("latency"):
         lat = results["latency"]
         panels.append(("grouped", [(p, {srv: (med([r.get(p) for r in runs]) or 0) * 1e3
