@@ -482,3 +482,27 @@ def gather(reactor, futs):
     for i, f in enumerate(futs):
         f.add_done_callback(make(i))
     return out
+
+
+def kernel_setup(mesh, shard_id, timeout=DEFAULT_TIMEOUT):
+    """``setup`` for framework.shard.kernel.KernelLoop: cross-shard calls on --stack
+    kernel too (ctx.submit_to, so apps.kv shards its keys there as well).
+
+    The loop's extension points carry the same protocol as the user-stack loop: drain
+    once per turn (more work pending = do not sleep), wake by the next liveness/timeout
+    scan, and sleep on the doorbell fd next to the sockets. The sleep hook cannot veto
+    the sleep, so when a ring filled between the last drain and the announcement it
+    rings our own doorbell: the poll then returns at once."""
+    def setup(loop):
+        xs = XShard(mesh, shard_id, loop.ctx, timeout=timeout)
+        loop.xshard = xs
+        loop.add_reader(xs.fileno(), xs.bell.drain)
+        loop.add_turn_hook(lambda now: xs.drain(now) or xs.busy())
+        loop.add_deadline_hook(xs.next_deadline)
+
+        def before():
+            if not xs.prepare_sleep():
+                xs.bell.ring()
+
+        loop.add_sleep_hooks(before, xs.bell.awake)
+    return setup
