@@ -40,3 +40,39 @@ def stuck(workers, blocks, timeout, now):
         if age > timeout:
             out.append((shard, pid, age))
     return out
+
+
+PUBLISH_EVERY = 0.5     # seconds between two heartbeats of a busy loop
+WAKE_EVERY = 1.0        # an idle loop still turns this often
+
+
+def kernel_heartbeat_setup(block, publish_every=PUBLISH_EVERY, wake_every=WAKE_EVERY):
+    """``setup`` for framework.shard.kernel.KernelLoop: publish ``pid`` and
+    ``heartbeat_ms`` into the shard's stats block from the loop itself (a turn hook),
+    and make an idle loop turn at least every ``wake_every`` s (a deadline hook), so
+    --timeout can tell a stuck kernel-stack worker from an idle one as well."""
+    import os
+    import time
+    state = {"next": 0.0}
+    pid = os.getpid()
+
+    def setup(loop):
+        def turn(now):
+            if now >= state["next"]:
+                state["next"] = now + publish_every
+                block.update({"pid": pid, "heartbeat_ms": int(time.monotonic() * 1000)})
+            return False
+
+        loop.add_turn_hook(turn)
+        loop.add_deadline_hook(lambda now: now + wake_every)
+    return setup
+
+
+def chain(*setups):
+    """One KernelLoop ``setup`` that runs several (None entries are skipped)."""
+    fns = [s for s in setups if s is not None]
+
+    def setup(loop):
+        for fn in fns:
+            fn(loop)
+    return setup if fns else None

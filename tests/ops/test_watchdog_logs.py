@@ -76,3 +76,55 @@ def test_log_lines_name_the_shard_and_files_reopen(tmp_path):
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def kernel_worker(runid, ns, ready, spin_after):
+    from framework import netns
+    from framework.shard.kernel import KernelLoop
+    from framework.watchdog import kernel_heartbeat_setup
+    from framework.web import App, RequestHandler
+    netns.setns(ns)
+    app = App()
+
+    class Spin(RequestHandler):
+        def get(self):
+            while True:
+                pass
+    app.add_route("/spin", Spin)
+    block = StatsBlock.attach(runid, 0)
+    loop = KernelLoop(app, "127.0.0.1", 8080, 0, 1, setup=kernel_heartbeat_setup(block))
+    loop.run(ready)
+
+
+def test_kernel_loop_heartbeats(lab, runid):
+    """An idle KernelLoop keeps its heartbeat fresh; a spinning handler lets it age."""
+    import http.client
+    from .conftest import in_netns
+    ns = lab.netns()
+    blocks = {0: StatsBlock.create(runid, 0, ("pid", "heartbeat_ms"))}
+    ready = CTX.Event()
+    p = CTX.Process(target=kernel_worker, args=(runid, ns, ready, None), daemon=True)
+    started = time.monotonic()
+    p.start()
+    try:
+        assert ready.wait(10)
+        time.sleep(1.5)                     # idle: the deadline hook still turns the loop
+        info = [(0, p.pid, started, True)]
+        assert stuck(info, blocks, 1.2, time.monotonic()) == []
+        assert blocks[0].snapshot()["pid"] == p.pid
+
+        def poke():
+            c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=0.5)
+            try:
+                c.request("GET", "/spin")
+                c.getresponse()
+            except OSError:
+                pass
+        in_netns(ns, poke)
+        time.sleep(1.6)
+        found = stuck(info, blocks, 1.2, time.monotonic())
+        assert [(s, pid) for s, pid, _ in found] == [(0, p.pid)]
+    finally:
+        p.kill()
+        p.join(5)
+        blocks[0].close()
