@@ -243,13 +243,17 @@ class DefaultLink:
 
 
 def _owner_alive(pid):
-    """A pid that runs something other than a framework supervisor counts as dead."""
+    """Any live process with that pid counts as the owner: a supervisor may be started
+    through a wrapper whose command line does not say "framework", and removing a live
+    run's link breaks it, while keeping a stale one after pid reuse only costs an
+    interface until that process ends (the shm cleanup follows the same rule)."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-    except OSError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return b"framework" in cmd
+    except PermissionError:
+        return True
+    return True
 
 
 def _link_alias(ifname):

@@ -114,6 +114,7 @@ class Supervisor:
         self.mesh = None
         self.bells = None
         self._fwd_objs = []
+        self._link_checked = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------
     def run(self):
@@ -447,6 +448,13 @@ class Supervisor:
             fds = [self._report_r] + [w.proc.sentinel for w in self.workers if w.proc is not None]
             self._sleep(fds, timeout)
             self._watchdog()
+            if self.link is not None and now - self._link_checked >= 1.0:
+                self._link_checked = now
+                if not os.path.exists(f"/sys/class/net/{self.link.host_ifname}"):
+                    print(f"framework: the link {self.link.host_ifname} was removed from "
+                          f"under the server; stopping", file=sys.stderr, flush=True)
+                    self.exit_code = 1
+                    self.stopping = True
 
     def _watchdog(self):
         """Kill (and so restart) a worker whose loop stopped turning: a handler stuck in

@@ -59,6 +59,12 @@ def stat_names():
 
 
 TX_BACKLOG_MAX = 4096
+PORT_ERROR_LIMIT = 100  # consecutive failed polls of the port fd before giving up
+_POLLBAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class PortGone(RuntimeError):
+    """The port's device disappeared (e.g. its link was deleted under the worker)."""
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 _POLLIN = select.POLLIN | select.POLLERR | select.POLLHUP
@@ -91,6 +97,7 @@ class UserShard:
         self.bell = None           # this shard's Doorbell (all rings into it share it)
         self._next_stats = 0.0
         self._names = None
+        self._port_errors = 0      # consecutive failed polls of the port fd
 
     def request_stop(self, graceful=True):
         """graceful: protocols finish, new connections are refused, at most GRACE
@@ -110,6 +117,23 @@ class UserShard:
             self.run_once()
             self.stopping = True
 
+    def _port_error(self, fd, ev):
+        """The port's fd polls as failed (POLLERR/POLLHUP) with nothing to read. A socket
+        error is read (which clears it); if the fd keeps failing, the device is gone (the
+        link was removed under us) and spinning on it would burn the core: give up, the
+        supervisor restarts the shard or stops."""
+        err = 0
+        try:
+            import socket
+            with socket.socket(fileno=os.dup(fd)) as s:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            pass
+        self._port_errors += 1
+        if self._port_errors > PORT_ERROR_LIMIT:
+            raise PortGone(f"port fd failing (poll events {ev:#x}, last error "
+                           f"{os.strerror(err) if err else 'none'}): is the link gone?")
+
     def add_wakeup_fd(self, fd):
         """Another fd that ends a sleep (signal wake-up pipe, shard doorbell)."""
         self._extra_fds.append(fd)
@@ -124,6 +148,7 @@ class UserShard:
         frames = self.port.rx_burst(RX_BATCH)
         busy = bool(frames)
         if frames:
+            self._port_errors = 0
             self.rx_bytes += sum(map(len, frames))
             pcap = self.pcap
             if pcap is not None:
@@ -242,7 +267,8 @@ class UserShard:
 
     def run(self):
         poller = select.poll()
-        poller.register(self.port.fileno(), _POLLIN)
+        port_fd = self.port.fileno()
+        poller.register(port_fd, _POLLIN)
         for fd in self._extra_fds:
             poller.register(fd, _POLLIN)
         bell = self.bell
@@ -282,11 +308,13 @@ class UserShard:
             self.sleeps += 1
             if self.pcap is not None:
                 self.pcap.flush()  # an idle moment: what was captured is on disk
-            for fd, _ in poller.poll(timeout):
+            for fd, ev in poller.poll(timeout):
                 if fd == bell_fd:
                     bell.drain()
                 elif fd in self._extra_fds:
                     _drain(fd)
+                elif fd == port_fd and ev & _POLLBAD:
+                    self._port_error(fd, ev)
             if bell is not None:
                 bell.awake()
 

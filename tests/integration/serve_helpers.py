@@ -28,6 +28,18 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 START_TIMEOUT = 30.0
 
 
+def dead_pid():
+    """A pid no process has, far behind the pid the kernel hands out next (pids are
+    given in increasing order), so it is not reused while the test runs."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        top = int(f.read())
+    last = int(open("/proc/sys/kernel/ns_last_pid").read())
+    while True:
+        pid = (last - random.randint(top // 4, top // 2)) % top
+        if pid > 300 and not os.path.exists(f"/proc/{pid}"):
+            return pid
+
+
 def free_subnet():
     for _ in range(100):
         net = f"198.18.{random.randint(100, 250)}.0/24"

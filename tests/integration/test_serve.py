@@ -16,7 +16,7 @@ from framework import link as linkmod
 from framework import netns
 from framework.nic import steer
 
-from .serve_helpers import HERE, ROOT, free_subnet, parse_ping, ping, ping_cmd
+from .serve_helpers import HERE, ROOT, dead_pid, free_subnet, parse_ping, ping, ping_cmd
 
 BANNER = re.compile(r"^serving pingapp:app on http://198\.18\.\d+\.2:8080 "
                     r"\((\d+) user-stack workers?, (afpacket|tap)\)$")
@@ -164,24 +164,23 @@ def test_sigterm_removes_link_namespace_and_shm(serve):
 
 def test_sigint_stops_too_and_stale_runs_are_cleaned_at_start(serve):
     from framework.shm import StatsBlock
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    stale = linkmod.DefaultLink(owner_pid=dead.pid, subnet=free_subnet())
+    dead_owner = dead_pid()
+    stale = linkmod.DefaultLink(owner_pid=dead_owner, subnet=free_subnet())
     stale.setup()
-    blk = StatsBlock.create(f"{dead.pid}-abcd", 0, ["x"])
+    blk = StatsBlock.create(f"{dead_owner}-abcd", 0, ["x"])
     blk.close()
     try:
         assert stale.exists()
         s = serve(cores=1)
         assert not stale.exists(), "stale link of a dead run survived the start"
-        assert not [f for f in os.listdir("/dev/shm") if f".{dead.pid}-abcd." in f]
+        assert not [f for f in os.listdir("/dev/shm") if f".{dead_owner}-abcd." in f]
         assert s.stop(signal.SIGINT) == 0, s.stderr()
         assert s.leftovers() == []
     finally:
         stale.created = True
         stale.teardown()
         for f in os.listdir("/dev/shm"):
-            if f".{dead.pid}-abcd." in f:
+            if f".{dead_owner}-abcd." in f:
                 os.unlink(os.path.join("/dev/shm", f))
 
 
@@ -432,4 +431,16 @@ def test_sighup_rolling_restart_with_fresh_code(serve, tmp_path):
         assert http_get(f"http://{s.ip}:8080/") == (200, b"version2")
     assert s.stop() == 0, s.stderr()
     assert "died" not in s.stderr(), "a rolling restart is not a crash"
+    assert s.leftovers() == []
+
+
+def test_link_removed_under_the_server_stops_it(serve):
+    """Someone deletes our link: the workers do not spin on a dead fd, the supervisor
+    stops with a clear message (exit 1) and removes the rest."""
+    s = serve(cores=1)
+    w = s.wait_workers(1)[0]
+    h, _, _ = s.link_names()
+    netns.del_link(h)
+    rc = s.proc.wait(10)
+    assert rc == 1 and "was removed from under the server" in s.stderr(), s.stderr()
     assert s.leftovers() == []
