@@ -61,6 +61,20 @@ def run_micro(args):
         return None
 
 
+def git_state():
+    """The commit measured, and whether framework/ or apps/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "framework", "apps"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.split("\n")
+        dirty = [d for d in dirty if d.strip()]
+        return f"commit {head}" + (f" + uncommitted changes in {len(dirty)} file(s) of "
+                                   f"framework/ or apps/" if dirty else "")
+    except OSError:
+        return "unknown commit"
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,8 +89,12 @@ def parse_args(argv):
     p.add_argument("--bulk-seconds", type=float, help="cap of one bulk run (4; quick 1.5)")
     p.add_argument("--bulk-bytes", type=int, default=1 << 30, help="cap of one bulk run (1 GiB)")
     p.add_argument("--micro-connections", type=int, help="connections of the micro benchmark")
-    p.add_argument("--no-client-rps", action="store_true",
-                   help="leave the client side's receive work on the sender's core")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run servers and load generators at this nice value (e.g. -5 on a "
+                        "machine shared with other work; default 0)")
+    p.add_argument("--client-rps", action="store_true",
+                   help="also steer the client side's receive work to core 1 (off: it runs "
+                        "on the sender's core, as in BENCHMARKING.md)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
                    help="directory of the report and chart")
     p.add_argument("--no-save", action="store_true", help="stdout only")
@@ -234,10 +252,11 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
         f"`python -m bench{' --quick' if args.quick else ''}`: {args.rounds} round(s), "
         f"HTTP runs of {args.seconds:g} s, interleaved; server on core {SERVER_CORE}, load "
         f"generator on core {CLIENT_CORE}; RPS: server-side receive -> core {SERVER_CORE}, "
-        f"client-side receive -> {'core %d' % CLIENT_CORE if not args.no_client_rps else 'sender core'}. "
+        f"client-side receive -> {'core %d' % CLIENT_CORE if args.client_rps else 'the sender core (no RPS)'}. "
         f"{psutil.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
         f"Python {platform.python_version()}. Response: apps.hello `GET /` (13-byte body, "
-        f"same bytes from every server). Total time {elapsed / 60:.1f} min.",
+        f"same bytes from every server). Total time {elapsed / 60:.1f} min. "
+        f"Code: {git_state()}{'; nice %d' % args.nice if args.nice else ''}.",
         "",
         "Core busy = share of the core's time in user+nice+system+irq+softirq (/proc/stat). "
         "Server tasks = run time of the server's worker and of ksoftirqd/0 "
@@ -299,6 +318,9 @@ def main(argv=None):
     if psutil.cpu_count() < 2:
         sys.exit("python -m bench needs 2 cores (server on 0, load generator on 1)")
     ensure_tools()
+    from bench import lab as labmod
+    labmod.NICE = args.nice
+    labmod.CLIENT_RPS = args.client_rps
     psutil.Process().cpu_affinity([CLIENT_CORE])   # the harness stays off the server's core
     started = datetime.datetime.utcnow()
     args.loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
