@@ -32,6 +32,10 @@ _H = struct.Struct("!H")
 _II = struct.Struct("!II")
 _TS_FULL = struct.Struct("!4sII")
 
+# MSS(4) SACK-permitted(2) TS(10) NOP WS(3): what every Linux SYN and SYN-ACK carries
+_LINUX_SYN = struct.Struct("!2xH4xII3xB")
+_LINUX_SYN_MID = b"\x04\x02\x08\x0a"
+
 # NOP NOP kind=8 len=10: the layout of a timestamps-only option block (12 bytes)
 TS_PREFIX = b"\x01\x01\x08\x0a"
 TS_OPT_LEN = 12
@@ -64,8 +68,16 @@ def parse_options(buf, off: int, end: int) -> Options:
     """Parse the option bytes buf[off:end]. Malformed trailing options are ignored
     (as Linux does): whatever parsed cleanly before them is kept."""
     o = Options()
-    if end - off == TS_OPT_LEN and buf[off:off + 4] == TS_PREFIX:
+    n = end - off
+    if n == TS_OPT_LEN and buf[off:off + 4] == TS_PREFIX:
         o.tsval, o.tsecr = _II.unpack_from(buf, off + 4)
+        return o
+    if n == 20 and buf[off:off + 2] == b"\x02\x04" and buf[off + 4:off + 8] == _LINUX_SYN_MID \
+            and buf[off + 16:off + 19] == b"\x01\x03\x03":
+        # the SYN layout of Linux: MSS, SACK-permitted, TS, NOP, WS in one unpack
+        o.mss, o.tsval, o.tsecr, ws = _LINUX_SYN.unpack_from(buf, off)
+        o.sack_perm = True
+        o.wscale = ws if ws < 14 else 14
         return o
     i = off
     while i < end:

@@ -46,3 +46,17 @@ def test_wscale_clamped_and_malformed_ignored():
     assert o.wscale == 14                     # RFC 7323 §2.3
     o = parse_options(b"\x02\x04\x05\xb4\x08\x20", 0, 6)   # TS with a bad length
     assert o.mss == 1460 and o.tsval is None
+
+
+def test_linux_syn_layout_fast_path_matches_general_parse():
+    raw = bytes(TCP(flags="S", options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (123, 0)),
+                                        ("NOP", None), ("WScale", 15)]))
+    end = TCP(raw).dataofs * 4
+    assert end - 20 == 20
+    o = parse_options(raw, 20, end)
+    assert (o.mss, o.sack_perm, o.tsval, o.tsecr, o.wscale) == (1460, True, 123, 0, 14)
+    # the same options in another order take the general path and agree
+    raw2 = bytes(TCP(flags="S", options=[("SAckOK", b""), ("MSS", 1460), ("Timestamp", (123, 0)),
+                                         ("WScale", 15), ("NOP", None)]))
+    o2 = parse_options(raw2, 20, TCP(raw2).dataofs * 4)
+    assert (o2.mss, o2.sack_perm, o2.tsval, o2.tsecr, o2.wscale) == (1460, True, 123, 0, 14)
