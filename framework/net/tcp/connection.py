@@ -22,13 +22,16 @@ from .consts import (CLOSED, CLOSE_WAIT, CLOSING, ConnectionClosed, ESTABLISHED,
                      FIN_WAIT_2, LAST_ACK, STATE_NAMES, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
 
+_join = _EMPTY.join
+
+
 class Connection:
     __slots__ = (
         "layer", "state", "key", "user", "error", "listener", "bits", "psum",
         "iss", "irs",
         "snd_una", "snd_nxt", "snd_max", "snd_wnd", "max_sndwnd", "snd_wl1", "snd_wl2",
         "sbuf_seq", "sndbuf", "fin_seq",
-        "rcv_nxt", "rcv_adv", "rcvbuf", "ooo", "ooo_fin", "last_ack_sent", "unacked",
+        "rcv_nxt", "rcv_adv", "rcvq", "rcvlen", "ooo", "ooo_fin", "last_ack_sent", "unacked",
         "mss", "rcv_mss", "snd_ws", "rcv_ws", "ts_recent",
         "srtt", "rttvar", "rto", "rtt_seq", "rtt_time", "retries", "backoff",
         "cwnd", "ssthresh", "dupacks", "recover", "ca_acc", "last_send",
@@ -61,7 +64,8 @@ class Connection:
         self.fin_seq = None                 # sequence number of our FIN once shutdown() was called
         self.rcv_nxt = 0
         self.rcv_adv = 0                    # right edge of the window we advertised
-        self.rcvbuf = bytearray()
+        self.rcvq = []                      # received in-order data: bytes / memoryview chunks
+        self.rcvlen = 0                     # bytes in rcvq
         self.ooo = None                     # out-of-order queue: sorted [[seq, bytes], ...]
         self.ooo_fin = None                 # sequence number of an out-of-order FIN
         self.last_ack_sent = 0
@@ -123,7 +127,7 @@ class Connection:
         return f"<Connection {self.remote}->{self.key[2]} {STATE_NAMES[self.state]}>"
 
     def readable(self) -> int:
-        return len(self.rcvbuf)
+        return self.rcvlen
 
     def send_space(self) -> int:
         return max(self.layer.config.sndbuf - len(self.sndbuf), 0)
@@ -169,22 +173,40 @@ class Connection:
 
     def recv(self, max: int = -1) -> bytes:
         """Take up to max bytes (all with -1) from the receive buffer."""
-        buf = self.rcvbuf
+        q = self.rcvq
         self.bits &= ~B_RD_EV
-        if not buf:
+        n = self.rcvlen
+        if not n:
             return _EMPTY
-        if max < 0 or max >= len(buf):
-            data = bytes(buf)
-            buf.clear()
+        if max < 0 or max >= n:
+            # chunks are slices of the received frames: the one copy happens here
+            data = q[0] if len(q) == 1 else _join(q)
+            if type(data) is not bytes:
+                data = bytes(data)
+            q.clear()
+            self.rcvlen = 0
         else:
-            data = bytes(buf[:max])
-            del buf[:max]
+            out = []
+            need = max
+            while need:
+                c = q[0]
+                ln = len(c)
+                if ln <= need:
+                    out.append(c)
+                    del q[0]
+                    need -= ln
+                else:
+                    out.append(c[:need])
+                    q[0] = c[need:]
+                    need = 0
+            data = _join(out)
+            self.rcvlen = n - max
         # Window update (RFC 9293 §3.8.6.2.2): tell the peer when draining opened the window
         # by a useful amount and the window it knows about has become small.
         st = self.state
         if ESTABLISHED <= st <= FIN_WAIT_2:
             cap = self.layer.config.rcvbuf
-            free = cap - len(buf)
+            free = cap - self.rcvlen
             adv = self.rcv_adv - self.rcv_nxt
             if free - adv >= min(cap >> 1, self.rcv_mss) and adv < (cap >> 1):
                 self.bits |= B_ACK_NOW
@@ -214,7 +236,7 @@ class Connection:
         if st == CLOSED:
             return
         self.bits |= B_APP_CLOSED
-        if self.rcvbuf or self.ooo:
+        if self.rcvlen or self.ooo:
             self.abort()
             return
         if st == SYN_SENT:
@@ -290,8 +312,11 @@ class Connection:
                     self._arm(self.t_ka)
                 if dlen:
                     if not bits & B_APP_CLOSED:
-                        # slicing copies once more, but beats a memoryview below ~1 KB
-                        self.rcvbuf += buf[doff:dend] if dlen < 1024 else memoryview(buf)[doff:dend]
+                        # a view of the frame (no copy) for bulk data; small payloads are
+                        # sliced (cheaper than a view below ~1 KB, and frees the frame)
+                        self.rcvq.append(memoryview(buf)[doff:dend] if dlen >= 1024 and
+                                         type(buf) is bytes else buf[doff:dend])
+                        self.rcvlen += dlen
                         if not bits & B_RD_EV:
                             bits |= B_RD_EV
                             L.events.append((EV_READABLE, self))

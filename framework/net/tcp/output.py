@@ -131,7 +131,7 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
     if flags & (ACK | SYN):
         bits = self.bits
         cap = L.rcvbuf
-        free = cap - len(self.rcvbuf)
+        free = cap - self.rcvlen
         if free < 0:
             free = 0
         adv = self.rcv_adv

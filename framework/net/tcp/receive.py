@@ -12,7 +12,9 @@ def _in_data(self, buf, doff, dend, dlen, d, fin, now):
         closed = self.bits & B_APP_CLOSED
         if dlen:
             if not closed:
-                self.rcvbuf += buf[doff:dend] if dlen < 1024 else memoryview(buf)[doff:dend]
+                self.rcvq.append(memoryview(buf)[doff:dend] if dlen >= 1024 and type(buf) is bytes
+                                 else buf[doff:dend])
+                self.rcvlen += dlen
             self.rcv_nxt += dlen
             self.unacked += dlen
             gap = self.ooo is not None
@@ -88,7 +90,8 @@ def _ooo_merge(self):
         be = bs + len(bd)
         if be > nxt:
             if not closed:
-                self.rcvbuf += memoryview(bd)[nxt - bs:]
+                self.rcvq.append(bd if nxt == bs else bd[nxt - bs:])
+                self.rcvlen += be - nxt
             nxt = be
     self.unacked += nxt - start
     self.rcv_nxt = nxt

@@ -173,3 +173,18 @@ def test_no_window_scale_when_peer_does_not_offer():
     h.send("A", seq=1001, ack=sa.seq + 1, win=100)
     conn = h.events()[0][1]
     assert conn.snd_wnd == 100 and conn.rcv_ws == 0
+
+
+def test_partial_reads_across_chunks():
+    h = Harness()
+    conn, iss = h.accept()
+    big = bytes(range(256)) * 12                   # 3072 bytes: kept as a view of the frame
+    h.send("A", seq=P, ack=iss + 1, data=big)
+    h.send("A", seq=P + len(big), ack=iss + 1, data=b"tail!")
+    assert conn.readable() == len(big) + 5
+    assert conn.recv(1000) == big[:1000]
+    assert conn.recv(2070) == big[1000:3070]
+    assert conn.recv(4) == big[3070:] + b"ta"
+    assert conn.readable() == 3
+    assert conn.recv() == b"il!"
+    assert conn.recv() == b"" and conn.readable() == 0
