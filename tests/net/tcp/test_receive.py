@@ -188,3 +188,24 @@ def test_partial_reads_across_chunks():
     assert conn.readable() == 3
     assert conn.recv() == b"il!"
     assert conn.recv() == b"" and conn.readable() == 0
+
+
+def test_sequence_wraparound_both_directions():
+    h = Harness()
+    h.tcp._isn = lambda key, now: 0xFFFFFF00           # our ISN just below 2**32
+    isn = 0xFFFFFFC0                                    # theirs too
+    conn, iss = h.accept(isn=isn)
+    assert iss == 0xFFFFFF00
+    data = bytes(range(200))
+    h.send("PA", seq=isn + 1, ack=iss + 1, data=data)    # crosses 2**32
+    h.advance(0.05)
+    a = h.replies()[-1]
+    assert a.ack == (isn + 1 + 200) & 0xFFFFFFFF
+    assert conn.recv() == data
+    conn.send(b"z" * 1000)                              # our data crosses 2**32 too
+    d = h.reply()
+    assert d.seq == iss + 1 and len(d.payload) == 1000
+    h.send("A", seq=(isn + 201) & 0xFFFFFFFF, ack=(iss + 1001) & 0xFFFFFFFF)
+    assert conn.snd_una - conn.iss == 1001 and conn.t_rtx is None
+    h.send("FA", seq=(isn + 201) & 0xFFFFFFFF, ack=(iss + 1001) & 0xFFFFFFFF)
+    assert h.reply().ack == (isn + 202) & 0xFFFFFFFF
