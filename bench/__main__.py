@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,10 +56,18 @@ def run_micro(args):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        res = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         log(f"micro benchmark failed: {r.stderr[-1500:]}")
         return None
+    # the profile the team optimises against, short connections and keep-alive
+    for key, extra in (("profile", []), ("profile_keepalive", ["--requests", "20"])):
+        n = max(200, args.micro_connections // (10 if extra else 1))
+        p = subprocess.run(cmd[:-3] + ["--profile", "--top", "15", "--connections", str(n)] + extra,
+                           capture_output=True, text=True, cwd=ROOT, timeout=600,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+        res[key] = p.stdout.strip() if p.returncode == 0 else f"failed: {p.stderr[-500:]}"
+    return res
 
 
 def git_state():
@@ -306,6 +315,12 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
                   "|---|---|---|",
                   f"| {micro['us_per_conn']:.1f} us | {micro['us_per_packet']:.2f} us | "
                   f"{1e6 / micro['us_per_conn']:,.0f} |"]
+        for key, title in (("profile", "one request per connection"),
+                           ("profile_keepalive", "keep-alive, 20 requests per connection")):
+            if micro.get(key):
+                parts += ["", f"Profile, {title} (`python -m bench.micro_stack --profile"
+                          f"{' --requests 20' if 'keep' in key else ''}`; cProfile inflates "
+                          f"absolute times 2-3x, compare shares):", "", "```", micro[key], "```"]
     if notes:
         parts += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
@@ -318,6 +333,9 @@ def main(argv=None):
     if psutil.cpu_count() < 2:
         sys.exit("python -m bench needs 2 cores (server on 0, load generator on 1)")
     ensure_tools()
+    # SIGTERM/SIGHUP unwind like Ctrl-C: the finally below removes servers and namespaces
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     from bench import lab as labmod
     labmod.NICE = args.nice
     labmod.CLIENT_RPS = args.client_rps

@@ -310,6 +310,12 @@ def profile_table(st, conns, top=30, sort="tottime"):
     for tt, ct, nc, where in rows[:top]:
         out.append(f"{nc / conns:10.2f} {tt * 1e6 / conns:12.2f} {tt / total:7.1%} "
                    f"{ct * 1e6 / conns:11.2f}  {where}")
+    files = {}
+    for tt, ct, nc, where in rows:
+        f = where.split(":")[0] if not where.startswith("~") else "(builtins)"
+        files[f] = files.get(f, 0.0) + tt
+    out.append("self time by file: " + ", ".join(
+        f"{f} {t / total:.0%}" for f, t in sorted(files.items(), key=lambda x: -x[1])[:10]))
     return "\n".join(out)
 
 
