@@ -114,6 +114,13 @@ def recv_until_closed(sock, limit=1 << 22):
     return out
 
 
+def _readable_now(sock):
+    # poll, not select: in a long test session fd numbers pass select's 1024 limit
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(0))
+
+
 def recv_responses(sock, n, parse):
     """Read until ``n`` complete responses have arrived (or EOF); returns parse(bytes)."""
     data = bytearray()
@@ -129,5 +136,5 @@ def recv_responses(sock, n, parse):
             if not b:
                 return parse(bytes(data))
             data += b
-            if not select.select([sock], [], [], 0)[0]:
+            if not _readable_now(sock):
                 break

@@ -420,14 +420,16 @@ def test_tcp_echo_client_that_does_not_read(server):
         s.setblocking(False)
         blob = b"e" * (1 << 20)
         sent = 0
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.5 and sent < 40 << 20:
+        t0 = last_progress = time.monotonic()
+        # with flow control the server stops reading once its output is stuck, so our
+        # sends stall for good; without it they would go on (into the server's memory)
+        while time.monotonic() - last_progress < 0.3:
+            assert time.monotonic() - t0 < 3.0, f"never stalled: {sent >> 20} MiB taken"
             try:
                 sent += s.send(blob)
+                last_progress = time.monotonic()
             except BlockingIOError:
                 time.sleep(0.01)
-        time.sleep(0.2)
-        assert sent < 20 << 20, "the echo server kept reading from a client that reads nothing"
         assert proc.memory_info().rss - rss0 < 12 << 20
         s.setblocking(True)
         s.shutdown(socket.SHUT_WR)
@@ -445,7 +447,8 @@ def test_pipelined_then_half_close_gets_every_response(server):
         s.shutdown(socket.SHUT_WR)          # EOF while the server is still busy answering
         data = recv_until_closed(s, limit=1 << 30)
         got = parse_responses(data)
+        # (the last one says "Connection: close" only if the EOF was seen before it was
+        # made; either way the server closes once everything is out)
         assert len(got) == n and all(len(b) == 100000 for _, _, b in got)
-        assert got[-1][1].get("connection") == "close"
     finally:
         s.close()
