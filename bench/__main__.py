@@ -98,6 +98,8 @@ def parse_args(argv):
     p.add_argument("--bulk-seconds", type=float, help="cap of one bulk run (4; quick 1.5)")
     p.add_argument("--bulk-bytes", type=int, default=1 << 30, help="cap of one bulk run (1 GiB)")
     p.add_argument("--micro-connections", type=int, help="connections of the micro benchmark")
+    p.add_argument("--no-pyspy", dest="pyspy", action="store_false",
+                   help="skip the live py-spy profiles of the user stack's worker")
     p.add_argument("--nice", type=int, default=0,
                    help="run servers and load generators at this nice value (e.g. -5 on a "
                         "machine shared with other work; default 0)")
@@ -127,7 +129,7 @@ def wait_alive(lab, s):
         raise RuntimeError(f"{s.kind} server died:\n{s.log_tail()}")
 
 
-def http_phase(lab, args, results, idle, notes):
+def http_phase(lab, args, results, profiles, notes):
     servers = []
     for kind in args.servers:
         try:
@@ -157,10 +159,35 @@ def http_phase(lab, args, results, idle, notes):
                     f"errors {r['errors']}")
                 if not s.alive():
                     notes.append(f"{s.kind}: server died during {sc}: {s.log_tail(500)}")
+    if args.pyspy:
+        live_profiles(lab, args, servers, profiles, notes)
     for s in servers:
         if not s.alive():
             notes.append(f"{s.kind}: server died (log {s.logpath}): {s.log_tail(300)!r}")
     lab.stop_servers()
+
+
+def live_profiles(lab, args, servers, profiles, notes):
+    """One extra, unmeasured run per scenario with py-spy sampling the user stack's worker."""
+    from bench import pyspy
+    if not pyspy.available():
+        notes.append("live profiles skipped: py-spy is not installed (pip install py-spy)")
+        return
+    for s in servers:
+        if s.kind != "user-afpacket" or not s.alive():
+            continue
+        for sc in ("close-wrk", "keepalive"):
+            raw = os.path.join(lab.tmp, f"pyspy-{s.kind}-{sc}.txt")
+            p = pyspy.start(s.worker().pid, args.seconds, raw)
+            loadgen.run_http(lab, s, sc, args.seconds)
+            pyspy.finish(p)
+            summary = pyspy.summarize(raw)
+            if summary:
+                profiles[(s.kind, sc)] = summary
+                log(f"py-spy {s.kind} {sc}: {summary.splitlines()[0]}")
+            else:
+                notes.append(f"py-spy on {s.kind} ({sc}) recorded nothing: "
+                             f"{(p.stderr.read() if p.stderr else '')[-300:]}")
 
 
 def idle_phase(lab, args, idle, notes):
@@ -250,7 +277,7 @@ def targets(results, bulk, idle, micro):
     return "\n".join(out)
 
 
-def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
+def build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles=None):
     titles = {k: v["title"] for k, v in loadgen.SCENARIOS.items()}
     servers = args.servers
     scen = [sc for sc in HTTP_SCENARIOS if sc in args.scenarios and sc != "latency"]
@@ -321,6 +348,9 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed):
                 parts += ["", f"Profile, {title} (`python -m bench.micro_stack --profile"
                           f"{' --requests 20' if 'keep' in key else ''}`; cProfile inflates "
                           f"absolute times 2-3x, compare shares):", "", "```", micro[key], "```"]
+    for (kind, sc), summary in (profiles or {}).items():
+        parts += ["", f"## Live profile: {report.SERVER_TITLES[kind]}, {sc} (py-spy, "
+                  f"{args.seconds:g} s, extra unmeasured run)", "", "```", summary, "```"]
     if notes:
         parts += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
@@ -343,13 +373,13 @@ def main(argv=None):
     started = datetime.datetime.utcnow()
     args.loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     t0 = time.monotonic()
-    results, bulk, idle, notes = {}, {}, {}, []
+    results, bulk, idle, notes, profiles = {}, {}, {}, [], {}
     micro = None
     tmp = tempfile.mkdtemp(prefix="fwbench-")
     lab = Lab(tmp)
     try:
         if any(sc in args.scenarios for sc in HTTP_SCENARIOS):
-            http_phase(lab, args, results, idle, notes)
+            http_phase(lab, args, results, profiles, notes)
         if "idle" in args.scenarios and args.idle:
             idle_phase(lab, args, idle, notes)
         if "bulk" in args.scenarios:
@@ -359,7 +389,7 @@ def main(argv=None):
     if "micro" in args.scenarios:
         micro = run_micro(args)
     elapsed = time.monotonic() - t0
-    text = build_report(args, results, bulk, idle, micro, notes, started, elapsed)
+    text = build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
         stem = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
