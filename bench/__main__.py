@@ -70,6 +70,12 @@ def run_micro(args):
     return res
 
 
+def _pre(results):
+    vals = [r["pre0"] for per in results.values() for runs in per.values() for r in runs
+            if r.get("pre0") is not None]
+    return f"{report.med(vals):.0%}" if vals else "-"
+
+
 def git_state():
     """The commit measured, and whether framework/ or apps/ had uncommitted changes."""
     try:
@@ -100,6 +106,10 @@ def parse_args(argv):
     p.add_argument("--micro-connections", type=int, help="connections of the micro benchmark")
     p.add_argument("--no-pyspy", dest="pyspy", action="store_false",
                    help="skip the live py-spy profiles of the user stack's worker")
+    p.add_argument("--quiet-wait", type=float,
+                   help="before each run, wait up to this long for core 0 to be < 25%% busy "
+                        "with our servers idle, i.e. for other people's work to leave it "
+                        "(2 s; quick 0: never wait)")
     p.add_argument("--nice", type=int, default=0,
                    help="run servers and load generators at this nice value (e.g. -5 on a "
                         "machine shared with other work; default 0)")
@@ -115,6 +125,8 @@ def parse_args(argv):
     a.seconds = a.seconds or (2 if q else 3)
     a.idle = a.idle if a.idle is not None else (2000 if q else 10000)
     a.bulk_seconds = a.bulk_seconds or (1.5 if q else 4)
+    if a.quiet_wait is None:
+        a.quiet_wait = 0.0 if q else 2.0
     a.micro_connections = a.micro_connections or (500 if q else 3000)
     a.servers = [s for s in a.servers.split(",") if s]
     a.scenarios = [s for s in a.scenarios.split(",") if s]
@@ -292,7 +304,9 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed, prof
         f"{psutil.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
         f"Python {platform.python_version()}. Response: apps.hello `GET /` (13-byte body, "
         f"same bytes from every server). Total time {elapsed / 60:.1f} min. "
-        f"Code: {git_state()}{'; nice %d' % args.nice if args.nice else ''}.",
+        f"Code: {git_state()}{'; nice %d' % args.nice if args.nice else ''}. Before each run "
+        f"the harness waited up to {args.quiet_wait:g} s for core 0 to be < 25% busy (median "
+        f"core-0 load just before the HTTP runs: {_pre(results)}).",
         "",
         "Core busy = share of the core's time in user+nice+system+irq+softirq (/proc/stat). "
         "Server tasks = run time of the server's worker and of ksoftirqd/0 "
@@ -369,6 +383,7 @@ def main(argv=None):
     from bench import lab as labmod
     labmod.NICE = args.nice
     labmod.CLIENT_RPS = args.client_rps
+    loadgen.QUIET_WAIT = args.quiet_wait
     psutil.Process().cpu_affinity([CLIENT_CORE])   # the harness stays off the server's core
     started = datetime.datetime.utcnow()
     args.loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())

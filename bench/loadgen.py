@@ -95,6 +95,20 @@ class CpuMeter:
         return (self.t1[core][0] - self.t0[core][0]) / self.TICK
 
 
+def wait_quiet(core=0, limit=0.25, max_wait=4.0, step=0.25):
+    """Wait (at most ``max_wait`` s) until ``core`` is less than ``limit`` busy while our
+    servers idle: on a shared machine, start a measured run when nobody else is using the
+    server's core. Returns the last measured busy share."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        a = cpu_times()[core]
+        time.sleep(step)
+        b = cpu_times()[core]
+        busy = (b[0] - a[0]) / (b[1] - a[1]) if b[1] > a[1] else 0.0
+        if busy < limit or time.monotonic() >= deadline:
+            return busy
+
+
 # ---- wrk / ab ---------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -157,8 +171,12 @@ def ab_cmd(url, seconds, conns=50):
     return ["ab", "-q", "-r", "-t", str(seconds), "-n", "200000", "-c", str(conns), url]
 
 
+QUIET_WAIT = 0.0     # python -m bench sets it: seconds to wait for a quiet core 0
+
+
 def run_http(lab, server, scenario, seconds):
     """One measured run. Returns the parsed result + CPU figures."""
+    pre = wait_quiet(max_wait=QUIET_WAIT) if QUIET_WAIT else None
     sc = SCENARIOS[scenario]
     if sc["tool"] == "ab":
         cmd, parse = ab_cmd(server.url, seconds, sc["conns"]), parse_ab
@@ -175,6 +193,7 @@ def run_http(lab, server, scenario, seconds):
         res = {"requests": 0, "seconds": seconds, "rps": 0.0, "errors": -1,
                "failed": out[-500:]}
     _cpu_fields(res, cpu, res["requests"])
+    res["pre0"] = pre
     return res
 
 
@@ -219,6 +238,8 @@ SCENARIOS = {
 # ---- bulk -------------------------------------------------------------------------------
 
 def run_bulk(lab, server, direction, seconds, nbytes):
+    if QUIET_WAIT:
+        wait_quiet(max_wait=QUIET_WAIT)
     code = ("import sys; from bench import bulk; "
             f"b, dt, g = bulk.{direction}({server.ip!r}, {seconds}, {nbytes}); "
             "print(b, dt, g)")
