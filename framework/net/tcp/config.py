@@ -5,7 +5,7 @@ class TcpConfig:
     __slots__ = ("mss", "rcvbuf", "sndbuf", "sndbuf_lowat", "time_wait", "min_rto", "max_rto",
                  "initial_rto", "delack", "nagle", "keepalive", "ka_idle", "ka_intvl", "ka_cnt",
                  "syn_retries", "synack_retries", "max_retries", "timestamps", "window_scale",
-                 "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "ephemeral", "challenge_ack_limit", "gso_max")
+                 "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "cc", "ephemeral", "challenge_ack_limit", "gso_max")
 
     def __init__(self, **kw):
         self.mss = None            # None: from the MTU (mtu - 40)
@@ -34,6 +34,7 @@ class TcpConfig:
         self.sack = True           # RFC 2018 SACK (blocks sent; RFC 6675-style recovery)
         self.syncookies = True     # stateless SYN-ACKs when a listener's SYN queue is full
         self.initial_window = 10   # segments (RFC 6928)
+        self.cc = "newreno"        # congestion avoidance: "newreno" (RFC 5681) or "cubic" (RFC 9438)
         self.fin_wait2 = 60.0      # orphaned FIN_WAIT_2 lifetime (Linux tcp_fin_timeout)
         self.ephemeral = (32768, 60999)
         self.challenge_ack_limit = 1000  # per second per layer (RFC 5961 §7)

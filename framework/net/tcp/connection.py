@@ -38,6 +38,7 @@ class Connection:
         "t_rtx", "t_delack", "t_ka", "heap_at",
         "ka_idle", "ka_intvl", "ka_cnt", "ka_probes",
         "scoreboard", "rtx_high", "sack_last",
+        "w_max", "k", "epoch", "w_est",
     )
 
     def __init__(self, layer, key, iss, state):
@@ -99,6 +100,10 @@ class Connection:
         self.scoreboard = None              # sender: SACKed ranges above snd_una, [[start, end], ...]
         self.rtx_high = 0                   # sender: highest sequence retransmitted in this recovery
         self.sack_last = 0                  # receiver: start of the latest out-of-order arrival
+        self.w_max = 0                      # CUBIC: window before the last reduction (bytes)
+        self.k = 0.0                        # CUBIC: time to get back to w_max (s)
+        self.epoch = None                   # CUBIC: start of the current growth epoch
+        self.w_est = 0.0                    # CUBIC: Reno-friendly estimate (bytes)
         if cfg.keepalive:
             self.bits |= B_KA
 
@@ -661,6 +666,8 @@ class Connection:
                 pass        # application-limited: a window not in use is not grown (RFC 7661)
             elif self.cwnd < self.ssthresh:
                 self.cwnd += acked if acked < 2 * mss else 2 * mss   # slow start, ABC L=2 (RFC 3465)
+            elif L.cubic:
+                self._cubic_ack(acked, now)
             else:
                 self.ca_acc += acked
                 if self.ca_acc >= self.cwnd:
@@ -741,7 +748,8 @@ class Connection:
     # (methods defined in sibling modules, bound here: one class, small files)
     from .receive import _in_data, _ooo_insert, _ooo_merge, _in_fin, _sack_option
     from .recovery import (_dupack, _enter_recovery, _sack_loss_check, _sack_update, _pipe,
-                           _sack_rtx, _retransmit_head, _arm_rtx, _tail_probe, _rtt_sample)
+                           _sack_rtx, _retransmit_head, _arm_rtx, _tail_probe, _rtt_sample,
+                           _on_loss, _cubic_ack)
     from .timers import _arm, poll_at, on_timer, _rtx_timeout, _ka_timeout
     from .output import output, _send_syn, _tx
 

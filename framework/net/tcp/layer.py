@@ -68,6 +68,9 @@ class TcpLayer:
         self.gso = gso
         self.gso_max = cfg.gso_max
         self.delack = cfg.delack
+        if cfg.cc not in ("newreno", "cubic"):
+            raise ValueError(f"unknown congestion control {cfg.cc!r}")
+        self.cubic = cfg.cc == "cubic"
         self.rcvbuf = cfg.rcvbuf
         self.vh_partial = vnet.csum_partial_hdr(34, 16)
         self.lowat = cfg.sndbuf_lowat if cfg.sndbuf_lowat is not None else cfg.sndbuf // 2

@@ -27,6 +27,7 @@ def output(self, now, force=False):
                 iw = min(L.config.initial_window * mss, max(2 * mss, 14600))
                 if self.cwnd > iw:
                     self.cwnd = iw
+                self.epoch = None            # CUBIC: a new growth epoch after idle
             wnd = self.snd_wnd
             cw = self.cwnd
             edge = una + (wnd if wnd < cw else cw)

@@ -83,7 +83,7 @@ def _rtx_timeout(self, now):
             return
         mss = self.mss
         if self.retries == 1:            # RFC 5681 eq. 4, once per loss episode
-            self.ssthresh = max((self.snd_max - una) // 2, 2 * mss)
+            self.ssthresh = self._on_loss(self.snd_max - una)
         self.cwnd = mss
         self.ca_acc = 0
         self.dupacks = 0

@@ -165,3 +165,35 @@ def test_fin_retransmitted():
     assert r.flags == "FA" and r.seq == f.seq
     h.send("A", seq=P, ack=iss + 2)
     assert conn.state == 6                        # FIN_WAIT_2
+
+
+def test_cubic_decrease_and_regrowth():
+    h = Harness(cc="cubic")
+    conn, iss, segs = _flight(h)                 # cwnd 10000 (10 x 1000)
+    for _ in range(3):
+        h.send("A", seq=P, ack=iss + 1)
+    h.replies()
+    assert conn.ssthresh == 7000                 # beta 0.7 of cwnd (RFC 9438 §4.6)
+    assert conn.w_max == 10000
+    h.send("A", seq=P, ack=conn.recover)         # full ACK: out of recovery
+    assert conn.cwnd == 2000                     # min(ssthresh, flight + MSS) (RFC 6582 §3.2)
+    # slow start back to ssthresh, then CUBIC: K = cbrt((10000 - 7000) / 1000 / 0.4) = 1.96 s,
+    # so within the first rounds the window stays well below W_max...
+    conn.send(b"y" * 200000)
+    for _ in range(4):
+        for s in h.replies():
+            h.send("A", seq=P, ack=s.seq + len(s.payload))
+    assert 7000 <= conn.cwnd < 9000
+    h.now += 2.0                                 # ...and is back at W_max after about K
+    for _ in range(6):
+        for s in h.replies():
+            h.send("A", seq=P, ack=s.seq + len(s.payload))
+    assert conn.cwnd >= 10000
+
+
+def test_newreno_is_the_default_and_unknown_cc_rejected():
+    import pytest as _pytest
+    from framework.net.tcp import TcpConfig, TcpLayer
+    assert TcpConfig().cc == "newreno"
+    with _pytest.raises(ValueError):
+        TcpLayer(lambda *a: None, 1, 1500, False, False, TcpConfig(cc="bbr"))
