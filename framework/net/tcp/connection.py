@@ -646,6 +646,7 @@ class Connection:
                 self.bits &= ~B_RECOVERY
                 self.dupacks = 0
             elif self.bits & B_SACK:
+                self.bits &= ~B_TLP          # progress: the recovery probe may fire again
                 if self.rtx_high < sack:
                     self.rtx_high = sack
                 self._sack_rtx()             # RFC 6675 §5: holes while pipe < cwnd
@@ -749,7 +750,7 @@ class Connection:
     from .receive import _in_data, _ooo_insert, _ooo_merge, _in_fin, _sack_option
     from .recovery import (_dupack, _enter_recovery, _sack_loss_check, _sack_update, _pipe,
                            _sack_rtx, _retransmit_head, _arm_rtx, _tail_probe, _rtt_sample,
-                           _on_loss, _cubic_ack)
+                           _on_loss, _cubic_ack, _recovery_probe)
     from .timers import _arm, poll_at, on_timer, _rtx_timeout, _ka_timeout
     from .output import output, _send_syn, _tx
 

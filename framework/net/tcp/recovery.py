@@ -37,6 +37,7 @@ def _enter_recovery(self):
         if not self._sack_rtx():
             self._retransmit_head()      # nothing SACKed yet: the head is the hole
             self.rtx_high = self.snd_una + self.mss
+        self._arm_rtx(L.now)
     else:
         self._retransmit_head()
         self.cwnd = self.ssthresh + 3 * mss
@@ -166,14 +167,17 @@ def _retransmit_head(self):
 
 
 def _arm_rtx(self, now):
-    """Arm the retransmission timer, or the shorter tail-loss-probe timer (RFC 8985 §7:
-    PTO = 2*SRTT, at least 10 ms) when SACK can turn the probe's answer into fast
-    recovery; a lone segment is left to the RTO (the peer may delay its ACK)."""
+    """Arm the retransmission timer, or the shorter probe timer (PTO = 2*SRTT, at least
+    10 ms) when SACK is on: outside recovery a tail loss probe (RFC 8985 §7) turns a tail
+    loss into fast recovery; inside SACK recovery the same timer declares the holes'
+    retransmissions lost (RACK's idea, RFC 8985 §6, without per-segment send times) instead
+    of waiting for the RTO. One probe per ACK that makes progress; a lone segment outside
+    recovery is left to the RTO (the peer may delay its ACK)."""
     t = now + self.rto
     bits = self.bits & ~B_PTO
     srtt = self.srtt
-    if (srtt is not None and bits & B_SACK and not bits & (B_RECOVERY | B_TLP)
-            and self.snd_max - self.snd_una > self.mss):
+    if (srtt is not None and bits & B_SACK and not bits & B_TLP
+            and (self.scoreboard if bits & B_RECOVERY else self.snd_max - self.snd_una > self.mss)):
         pto = 2 * srtt
         if pto < 0.01:
             pto = 0.01
@@ -183,6 +187,17 @@ def _arm_rtx(self, now):
     self.bits = bits
     self.t_rtx = t
     self._arm(t)
+
+
+def _recovery_probe(self, now):
+    """The probe timer fired in SACK recovery: the holes' retransmissions are lost too."""
+    self.layer.counters["tcp.recovery_probes"] += 1
+    self.bits |= B_TLP
+    self.rtx_high = self.snd_una
+    if not self._sack_rtx():
+        self._retransmit_head()
+    self.t_rtx = now + self.rto
+    self._arm(self.t_rtx)
 
 
 def _tail_probe(self, now):

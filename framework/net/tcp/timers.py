@@ -56,7 +56,10 @@ def _rtx_timeout(self, now):
     if self.bits & B_PTO:
         self.bits &= ~B_PTO
         if self.snd_max > una and ESTABLISHED <= st <= LAST_ACK:
-            self._tail_probe(now)
+            if self.bits & B_RECOVERY and self.scoreboard:
+                self._recovery_probe(now)
+            else:
+                self._tail_probe(now)
             return
     if self.snd_max > una:
         self.retries += 1

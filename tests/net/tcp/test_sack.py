@@ -156,3 +156,20 @@ def test_tail_loss_probe_repairs_a_single_tail_loss():
     assert p.seq - iss - 1 == 9000
     _sack(h, iss, 10000, [])                     # the probe itself was the repair
     assert conn.snd_una == conn.snd_max and conn.t_rtx is None
+
+
+def test_lost_retransmission_resent_by_the_recovery_probe_not_the_rto():
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # segment 0 lost, and then its retransmission
+    _sack(h, iss, 0, [(1000, 4000)])
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r] == [0]
+    h.step()
+    t = h.tcp.poll_at()
+    assert round(t - h.now, 3) == 0.01           # the probe timer, not the 200 ms RTO
+    h.now = t
+    r = h.replies()
+    assert [s.seq - iss - 1 for s in r][:1] == [0]
+    assert h.tcp.counters["tcp.recovery_probes"] == 1 and h.tcp.counters["tcp.rto"] == 0
+    h.step()
+    assert round(h.tcp.poll_at() - h.now, 3) == 0.2   # one probe per progress: then the RTO
