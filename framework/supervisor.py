@@ -228,13 +228,11 @@ class Supervisor:
         for w in self.workers:
             self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, names)
         n = len(self.workers)
-        if self.stack != "user":
-            return
         from framework.shard import forward
         # one doorbell per shard for every ring into it: one fd for the loop to sleep on
         bells = forward.create_bells(self.run_id, n)
         self._fwd_objs += list(bells.values())
-        if n > 1 and self.port_type == "tap":
+        if self.stack == "user" and n > 1 and self.port_type == "tap":
             # TAP gives each ARP frame to one queue only; with the kernel's flow hash
             # (no bpf() rights) IPv4 flows land anywhere too: forward over shm rings
             mode = (forward.MODE_CLASSIFY if getattr(self.device, "steering", "") == "kernel"
@@ -459,8 +457,8 @@ class Supervisor:
     def _watchdog(self):
         """Kill (and so restart) a worker whose loop stopped turning: a handler stuck in
         a loop never gets back to the loop, so its heartbeat in the stats block ages."""
-        if not self.timeout or not self.stats or self.stack != "user":
-            return  # the kernel-socket loop does not publish heartbeats (yet)
+        if not self.timeout or not self.stats:
+            return
         from framework import watchdog
         live = [(w.shard, w.pid, w.started, w.ready) for w in self.workers
                 if w.proc is not None and w.proc.exitcode is None]

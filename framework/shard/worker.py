@@ -506,16 +506,46 @@ def _run_user(spec, shard_id, report):
 
 
 def _run_kernel(spec, shard_id, report):
+    """--stack kernel: the web layer's KernelLoop (framework/shard/kernel.py), extended
+    through its hooks with what the supervisor expects of every worker: cross-shard
+    calls (the run's xshard Mesh) and the heartbeat + counters in the stats block."""
     import threading
-    from framework.shard.kernel import run_kernel_worker
+    from framework.shard import kernel
     app = load_app(spec.app_spec)
     stop_event = threading.Event()
     _install_stop(lambda graceful: stop_event.set())  # the kernel loop drains (5 s) itself
+    stats = spec.stats.get(shard_id) if spec.stats else None
+
+    def setup(loop):
+        if spec.mesh is not None:
+            from framework.shard.xshard import kernel_setup
+            kernel_setup(spec.mesh, shard_id)(loop)
+        if stats is None:
+            return
+        names = frozenset(stats.names)
+        st = {"next": 0.0, "turns": 0}
+
+        def turn(now):
+            st["turns"] += 1
+            if now >= st["next"]:
+                st["next"] = now + STATS_EVERY
+                vals = {"pid": os.getpid(), "heartbeat_ms": int(now * 1000),
+                        "loop.turns": st["turns"], "streams.open": len(loop.conns)}
+                xs = getattr(loop, "xshard", None)
+                if xs is not None:
+                    vals.update((k, v) for k, v in xs.counters.items() if k in names)
+                stats.update(vals)
+            return False
+
+        loop.add_turn_hook(turn)
+        loop.add_deadline_hook(lambda now: st["next"])  # idle: still publish (heartbeat)
 
     def ready(*_a, **_k):
         if report:
             report(shard_id, os.getpid(), "ready")
 
     host = spec.link.ip  # default link: the kernel owns it in the namespace; --iface: the user's
-    run_kernel_worker(app, host, spec.http_port, shard_id, spec.shard_count,
-                      stop_event=stop_event, ready=ready)
+    kernel.raise_nofile_limit()
+    loop = kernel.KernelLoop(app, host, spec.http_port, shard_id, spec.shard_count,
+                             stop_event=stop_event, setup=setup)
+    loop.run(ready)

@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import psutil
+import pytest
 
 from framework import link as linkmod
 from framework import netns
@@ -324,12 +325,13 @@ def test_http_over_user_stack_tap(serve):
     assert s.leftovers() == []
 
 
-def test_cross_shard_calls_over_user_stack(serve):
+@pytest.mark.parametrize("stack", ["user", "kernel"])
+def test_cross_shard_calls(serve, stack):
     """apps.kv on 2 cores: keys written through connections that land on any shard are
     read back through others; requests for a key owned elsewhere go through
-    ctx.submit_to over the shm rings (X-Shard != X-Owner)."""
+    ctx.submit_to over the shm rings (X-Shard != X-Owner), on either stack."""
     import http.client
-    s = serve(app="apps.kv:app", cores=2, cwd=ROOT)
+    s = serve(app="apps.kv:app", cores=2, cwd=ROOT, extra=("--stack", stack))
     crossed = 0
     for i in range(40):
         c = http.client.HTTPConnection(s.ip, 8080, timeout=5)
@@ -443,4 +445,22 @@ def test_link_removed_under_the_server_stops_it(serve):
     netns.del_link(h)
     rc = s.proc.wait(10)
     assert rc == 1 and "was removed from under the server" in s.stderr(), s.stderr()
+    assert s.leftovers() == []
+
+
+def test_kernel_stack_watchdog(serve):
+    """--stack kernel workers publish heartbeats too: a spinning handler's worker is
+    killed and restarted."""
+    s = serve(app="spinapp:app", cores=1, extra=("--stack", "kernel", "--timeout", "1"))
+    old = s.workers()[0].pid
+    assert http_get(f"http://{s.ip}:8080/") == (200, b"ok")
+    c = __import__("socket").create_connection((s.ip, 8080), timeout=5)
+    c.sendall(b"GET /spin HTTP/1.1\r\nHost: x\r\n\r\n")
+    t0 = time.monotonic()
+    s.wait_workers(1, timeout=5.0, exclude={old})
+    assert 0.8 < time.monotonic() - t0 < 4.0
+    c.close()
+    time.sleep(0.3)
+    assert http_get(f"http://{s.ip}:8080/") == (200, b"ok")
+    assert s.stop() == 0
     assert s.leftovers() == []
