@@ -128,7 +128,7 @@ def test_routing_forms_and_params():
             self.write({"args": list(args), "kw": kw})
 
     app = App([("/a/{x}/b/{y}", P), (r"/re/([0-9]+)/(\w+)", P), ("/any/{rest:.*}", P),
-               ("/plain", P)])
+               ("/plain", P), ("/n/{id:[0-9]{3}}", P)])
     h = Harness(app)
     import json
     def get(path):
@@ -139,6 +139,8 @@ def test_routing_forms_and_params():
     assert get("/re/42/abc") == (200, {"args": ["42", "abc"], "kw": {}})
     assert get("/any/x/y/z") == (200, {"args": [], "kw": {"rest": "x/y/z"}})
     assert get("/plain?q=1") == (200, {"args": [], "kw": {}})
+    assert get("/n/123") == (200, {"args": [], "kw": {"id": "123"}})
+    assert get("/n/1234")[0] == 404
     assert get("/a/1/b/")[0] == 404
     assert get("/re/x/abc")[0] == 404
     with pytest.raises(TypeError):
