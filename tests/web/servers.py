@@ -41,9 +41,13 @@ class ServerHandle:
         return self.proc.exitcode
 
 
-def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_count, signals):
+def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_count, signals,
+                  nofile=None):
     import logging
     logging.basicConfig(level=logging.WARNING)
+    if nofile:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     from framework.shard.kernel import run_kernel_worker
     from framework.web.loader import load_app
     netns.setns(ns)            # before any socket exists
@@ -53,7 +57,7 @@ def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_cou
 
 
 def start_server(stack, app_spec, ns, ip, port, timeout=10.0, shard_id=0, shard_count=1,
-                 signals=False):
+                 signals=False, nofile=None):
     """Serve ``app_spec`` on ``ip:port`` inside ``ns``; ``signals``: stop by SIGTERM only."""
     mp = multiprocessing.get_context("fork")
     stop_event = mp.Event()
@@ -61,7 +65,7 @@ def start_server(stack, app_spec, ns, ip, port, timeout=10.0, shard_id=0, shard_
     if stack == "kernel":
         proc = mp.Process(target=_kernel_child,
                           args=(app_spec, ns, ip, port, stop_event, ready, shard_id,
-                                shard_count, signals), daemon=True)
+                                shard_count, signals, nofile), daemon=True)
     else:
         raise ValueError(f"unknown stack {stack!r}")
     proc.start()

@@ -120,3 +120,31 @@ def test_loop_extension_hooks(lab):
         os.close(r)
         os.close(w)
     assert not th.is_alive()
+
+
+def test_out_of_file_descriptors_backs_off_and_recovers(lab):
+    import time
+
+    import psutil
+    net = Net(lab)
+    h = start_server("kernel", TESTAPP, net.server_ns, SERVER_IP, 8080, nofile=48)
+    socks = []
+    try:
+        proc = psutil.Process(h.proc.pid)
+        for _ in range(80):          # more than the worker has descriptors for
+            socks.append(connect(net.client_ns, SERVER_IP, 8080))
+        proc.cpu_percent(None)
+        time.sleep(0.6)
+        assert proc.cpu_percent(None) < 50, "accept loop spinning on EMFILE"
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.3)
+        s = connect(net.client_ns, SERVER_IP, 8080)
+        socks.append(s)
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
+    finally:
+        for s in socks:
+            s.close()
+        h.stop()
