@@ -188,6 +188,7 @@ class KernelLoop:
         self.sleep_hooks = []
         self.dirty = []
         self.wake_r = None
+        self._accept_warned = -1e9
         if setup is not None:
             setup(self)
         app.on_shard_start(self.ctx)
@@ -245,7 +246,10 @@ class KernelLoop:
                     continue
                 # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so a level-triggered
                 # epoll would spin; stop watching it for a moment
-                log.warning("accept failed: %s; pausing accepts for 0.1 s", e)
+                now = self.reactor.now
+                if now - self._accept_warned >= 10.0:      # not 10 lines a second
+                    self._accept_warned = now
+                    log.warning("accept failed: %s; pausing accepts for 0.1 s at a time", e)
                 fd = lsock.fileno()
                 try:
                     self.ep.unregister(fd)
