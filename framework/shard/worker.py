@@ -112,8 +112,17 @@ class UserShard:
             self._drain_until = now + self.grace
             self.streams.shutdown()
             return
-        if (self.streams.all_done() and not self.tx_backlog) or now >= self._drain_until:
-            # one more turn sends what the last closes queued (FIN, ACK)
+        done = self.streams.all_done() and not self.tx_backlog
+        if done or now >= self._drain_until:
+            if not done:
+                # grace is over: reset what is still open, so its clients learn at once
+                # instead of waiting on a peer that is about to vanish with the link
+                for t in list(self.streams.transports):
+                    try:
+                        t.abort()
+                    except Exception:  # a broken protocol must not stop the stop
+                        log.exception("aborting %r at the end of the grace period", t)
+            # one more turn sends what the last closes queued (FIN, ACK, RST)
             self.run_once()
             self.stopping = True
 

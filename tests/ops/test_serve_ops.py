@@ -97,7 +97,7 @@ def test_options_metrics_pcap_stats(lab, tmp_path, monkeypatch):
         assert float(rows["all"][8]) > 10           # accepts/s
         assert load.ok > 20 and load.failed == 0
 
-        time.sleep(0.6)                              # one more stats publication
+        time.sleep(1.2)              # idle workers publish at least once a second
         text = in_netns(ns, lambda: get("127.0.0.1", mport, "/metrics")[1])
         samples = {}
         for fam in text_string_to_metric_families(text):
@@ -235,7 +235,8 @@ def test_graceful_timeout():
         a.join(5)
         b.join(12)
         assert out["short"] == (200, "slow done\n")     # in flight, finished in time
-        assert isinstance(out["long"], OSError) or out["long"][0] != 200
+        # the one still running at the end of the grace period is reset, not left hanging
+        assert isinstance(out["long"], ConnectionResetError), out["long"]
         assert took < 3, took                             # not the 5 s of the slow one
         assert s.leftovers() == []
     finally:
