@@ -44,7 +44,7 @@ def ip_str(addr):
 class StreamTransport:
     __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
                  "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof",
-                 "_linger", "_linger_timer")
+                 "_linger", "_linger_timer", "_eof_held")
 
     def __init__(self, conn, protocol, streams):
         self._conn = conn
@@ -61,6 +61,8 @@ class StreamTransport:
         self._eof = False
         self._linger = False        # lingering close: discard input until EOF / timeout
         self._linger_timer = None
+        self._eof_held = False      # peer's EOF seen while reading was paused: deliver it
+        #                             after the data still in the receive buffer
 
     # --- asyncio.Transport ----------------------------------------------------------
     def write(self, data):
@@ -346,6 +348,8 @@ class Streams:
             return
         data = t._conn.recv()
         if t._linger:
+            if t._eof_held:     # lingering_close() after a held EOF: done reading
+                self._eof(t)
             return  # discarded: the response is out, the request body is not wanted
         if data:
             try:
@@ -353,11 +357,27 @@ class Streams:
             except Exception:
                 log.exception("data_received failed; aborting the connection")
                 t.abort()
+                return
+        # an EOF held back while reading was paused follows the last data, as on a
+        # kernel socket (recv() returns b"" only after everything was read)
+        if t._eof_held and not t._paused_reading and not t._lost:
+            self._eof(t)
 
     def _eof(self, t):
+        if t._paused_reading and not t._linger:
+            # back-pressure: the protocol does not want data now, and unread data may
+            # still be in the receive buffer. Delivering the EOF now would let the
+            # protocol close with that data unread (lost, and a close with unread data
+            # resets the connection). resume_reading() reads it, then the EOF follows.
+            t._eof_held = True
+            return
+        t._eof_held = False
         # data that arrived with the FIN goes first
-        self._read(t)
+        self._read_before_eof(t)
         if t._lost:
+            return
+        if t._paused_reading and not t._linger:
+            t._eof_held = True  # the protocol paused on that data: the EOF waits again
             return
         if t._linger:
             if t._linger_timer is not None:
@@ -373,6 +393,19 @@ class Streams:
             return
         if not keep_open:
             t.close()
+
+    def _read_before_eof(self, t):
+        """Deliver what is left in the receive buffer (no EOF handling)."""
+        if t._lost:
+            return
+        data = t._conn.recv()
+        if t._linger or not data:
+            return
+        try:
+            t._protocol.data_received(data)
+        except Exception:
+            log.exception("data_received failed; aborting the connection")
+            t.abort()
 
     def _lost(self, t, exc):
         if t._lost:

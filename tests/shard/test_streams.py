@@ -191,6 +191,66 @@ def test_pause_reading_keeps_data_in_tcp_until_resumed():
     assert log[-1] == ("data", b"later")
 
 
+def test_eof_while_reading_paused_waits_for_the_buffered_data():
+    """Back-pressure must not lose data: an EOF that arrives while reading is paused is
+    held until resume_reading() has delivered what is still in the receive buffer (as
+    on a kernel socket, where recv() returns b"" only after the last byte)."""
+    st, tcp, log, ctx = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    t = c.user
+    t.pause_reading()
+    c.rx = b"pipelined requests"
+    st.deliver([(S.EV_READABLE, c), (S.EV_EOF, c)])
+    ctx.reactor.run_once(0.0)
+    assert c.rx == b"pipelined requests", "data must stay in TCP while paused"
+    assert log[-1][0] == "made" and c.calls == [], "no EOF (and no close) before the data"
+    t.resume_reading()
+    ctx.reactor.run_once(0.0)
+    assert log[1:] == [("data", b"pipelined requests"), ("eof",)]
+    assert c.calls == ["close"]
+
+
+def test_eof_held_again_when_the_protocol_pauses_on_the_last_data():
+    log = []
+    tcp = FakeTcp()
+    ctx = ShardContext(Reactor(0.0), 0, 1)
+
+    class Pauser(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            self.t.pause_reading()     # e.g. many pipelined requests queued
+
+    st = S.Streams(tcp, ctx, {8080: lambda c: Pauser(c, log)})
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.rx = b"first"
+    st.deliver([(S.EV_READABLE, c)])          # pauses
+    c.rx = b"second"
+    st.deliver([(S.EV_EOF, c)])
+    assert log[1:] == [("data", b"first")] and c.calls == []
+    c.user.resume_reading()
+    ctx.reactor.run_once(0.0)                 # delivers "second", which pauses again
+    assert log[1:] == [("data", b"first"), ("data", b"second")] and c.calls == []
+    c.user.resume_reading()
+    ctx.reactor.run_once(0.0)                 # nothing left: now the EOF
+    assert log[1:] == [("data", b"first"), ("data", b"second"), ("eof",)]
+    assert c.calls == ["close"]
+
+
+def test_lingering_close_after_a_held_eof_closes():
+    st, tcp, log, ctx = setup()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.user.pause_reading()
+    c.rx = b"unwanted body"
+    st.deliver([(S.EV_EOF, c)])
+    c.user.lingering_close()
+    ctx.reactor.run_once(0.0)
+    assert c.calls == ["shutdown", "close"] and c.rx == b""
+    assert not [e for e in log if e[0] in ("data", "eof")]
+
+
 def test_failing_handler_aborts_only_its_connection():
     log = []
     tcp = FakeTcp()
