@@ -70,6 +70,33 @@ def run_micro(args):
     return res
 
 
+def cpu_snapshot():
+    """{pid: (cpu seconds, short command line)} of every process."""
+    out = {}
+    for p in psutil.process_iter(["pid", "cmdline", "name", "cpu_times"]):
+        try:
+            t = p.info["cpu_times"]
+            cmd = " ".join(p.info["cmdline"] or []) or p.info["name"] or "?"
+            out[p.info["pid"]] = (t.user + t.system, cmd[:90])
+        except (psutil.Error, TypeError):
+            pass
+    return out
+
+
+def other_load(before, after, seconds, top=5):
+    """Processes alive over the whole run, not ours, that used the most CPU meanwhile."""
+    me = os.getpid()
+    rows = []
+    for pid, (c1, cmd) in after.items():
+        if pid == me or pid not in before:
+            continue
+        d = c1 - before[pid][0]
+        if d > 0.05 * seconds:
+            rows.append((d / seconds, pid, cmd))
+    rows.sort(reverse=True)
+    return [f"{share:.0%} of a core: pid {pid} `{cmd}`" for share, pid, cmd in rows[:top]]
+
+
 def _pre(results):
     vals = [r["pre0"] for per in results.values() for runs in per.values() for r in runs
             if r.get("pre0") is not None]
@@ -390,6 +417,7 @@ def main(argv=None):
     t0 = time.monotonic()
     results, bulk, idle, notes, profiles = {}, {}, {}, [], {}
     micro = None
+    snap0 = cpu_snapshot()
     tmp = tempfile.mkdtemp(prefix="fwbench-")
     lab = Lab(tmp)
     try:
@@ -401,6 +429,10 @@ def main(argv=None):
             bulk_phase(lab, args, bulk, notes)
     finally:
         lab.close()
+    busy = other_load(snap0, cpu_snapshot(), time.monotonic() - t0)
+    if busy:
+        notes.append("other work on this machine during the run (long-lived processes not "
+                     "started by the benchmark, CPU averaged over the run): " + "; ".join(busy))
     if "micro" in args.scenarios:
         micro = run_micro(args)
     elapsed = time.monotonic() - t0
