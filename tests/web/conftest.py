@@ -48,12 +48,16 @@ class Server:
         self.stack = handle.stack
 
 
-@pytest.fixture(params=["kernel"])
+STACKS = ["kernel", "user"]
+
+
+@pytest.fixture(params=STACKS)
 def server(request, lab):
     marker = request.node.get_closest_marker("app")
     spec = marker.args[0] if marker else TESTAPP
     net = Net(lab, kernel_ip=request.param == "kernel")
-    handle = start_server(request.param, spec, net.server_ns, SERVER_IP, HTTP_PORT)
+    handle = start_server(request.param, spec, net.server_ns, SERVER_IP, HTTP_PORT,
+                          ifname=net.server_if)
     try:
         yield Server(handle, net)
     finally:

@@ -4,13 +4,24 @@
 stack is started; add a stack here and to the ``server`` fixture's params. The server
 namespace ``ns`` holds one veth end (conftest.Net: ``server_if``); for a stack other
 than "kernel" the kernel has no address on it, the stack takes ``ip`` itself.
+
+- "kernel": ``run_kernel_worker`` in a forked child that entered ``ns``.
+- "user": the way a user starts it: ``ip netns exec NS framework serve APP --cores 1
+  --iface IFACE --ip IP/24`` (supervisor + one user-stack worker on an AF_PACKET port
+  attached to the veth end), stopped with SIGTERM (graceful, like the kernel one).
+
+Both handles offer ``stop()``, ``request_stop()`` (graceful), ``wait(timeout)`` (exit
+code or None) and ``worker_pid()`` (the process that holds the connections).
 """
 import ctypes
 import multiprocessing
 import os
 import select
 import socket
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -30,6 +41,16 @@ class ServerHandle:
 
     def alive(self):
         return self.proc.is_alive()
+
+    def request_stop(self):
+        self.stop_event.set()
+
+    def wait(self, timeout):
+        self.proc.join(timeout)
+        return self.proc.exitcode
+
+    def worker_pid(self):
+        return self.proc.pid
 
     def stop(self, timeout=8.0):
         """Ask the worker to stop; returns its exit code (killed after ``timeout``)."""
@@ -56,9 +77,114 @@ def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_cou
                       stop_event=None if signals else stop_event, ready=ready)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class CliServerHandle:
+    """``framework serve`` run as a user runs it, inside the server namespace."""
+
+    def __init__(self, stack, proc, errfile, ip, port):
+        self.stack = stack
+        self.proc = proc            # the supervisor (``ip netns exec`` execs, no fork)
+        self.errfile = errfile
+        self.ip = ip
+        self.port = port
+        self._worker = None
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def request_stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)   # graceful: connections finish
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def worker_pid(self):
+        """The shard's worker process (the supervisor's child fw-shard-0)."""
+        if self._worker is None:
+            import psutil
+            deadline = time.monotonic() + 5
+            while self._worker is None and time.monotonic() < deadline:
+                for p in psutil.Process(self.proc.pid).children():
+                    try:
+                        if p.name() == "fw-shard-0":
+                            self._worker = p.pid
+                    except psutil.NoSuchProcess:
+                        pass
+                if self._worker is None:
+                    time.sleep(0.01)
+            assert self._worker is not None, "no fw-shard-0 worker under the supervisor"
+        return self._worker
+
+    def stderr(self):
+        self.errfile.seek(0)
+        return self.errfile.read()
+
+    def stop(self, timeout=8.0):
+        """SIGTERM (graceful); returns the exit code (SIGKILL after ``timeout``)."""
+        self.request_stop()
+        rc = self.wait(timeout)
+        if rc is None:
+            import psutil
+            try:
+                kids = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                kids = []
+            for p in kids:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            self.proc.kill()
+            self.proc.wait(5)
+        self.errfile.close()
+        return rc
+
+
+def _start_user(app_spec, ns, ifname, ip, port, timeout, cores=1, log_level="warning"):
+    errfile = tempfile.TemporaryFile(mode="w+")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "framework", "serve", app_spec,
+           "--cores", str(cores), "--iface", ifname, "--ip", f"{ip}/24",
+           "--port", str(port), "--log-level", log_level]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=errfile,
+                            text=True)
+    h = CliServerHandle("user", proc, errfile, ip, port)
+    deadline = time.monotonic() + timeout
+    p = select.poll()
+    p.register(proc.stdout, select.POLLIN)
+    while time.monotonic() < deadline:
+        if p.poll(50):
+            line = proc.stdout.readline()
+            if line.startswith("serving "):     # printed once every worker is ready
+                proc.stdout.close()             # nothing more is printed there
+                return h
+            if not line and proc.poll() is not None:
+                break
+        elif proc.poll() is not None:
+            break
+    err = h.stderr()
+    h.stop(2)
+    raise RuntimeError(f"user server for {app_spec} did not start (exit code "
+                       f"{proc.returncode}): {err.strip()[-2000:]}")
+
+
 def start_server(stack, app_spec, ns, ip, port, timeout=10.0, shard_id=0, shard_count=1,
-                 signals=False, nofile=None):
-    """Serve ``app_spec`` on ``ip:port`` inside ``ns``; ``signals``: stop by SIGTERM only."""
+                 signals=False, nofile=None, ifname=None):
+    """Serve ``app_spec`` on ``ip:port`` inside ``ns``; ``signals``: stop by SIGTERM only.
+    ``ifname``: the server's veth end in ``ns`` (the user stack attaches to it)."""
+    if stack == "user":
+        if ifname is None:
+            raise ValueError("the user stack needs the interface it attaches to (ifname)")
+        if shard_id != 0 or shard_count != 1 or nofile:
+            raise ValueError("user stack: one shard, started by framework serve")
+        return _start_user(app_spec, ns, ifname, ip, port, timeout)
     mp = multiprocessing.get_context("fork")
     stop_event = mp.Event()
     ready = mp.Event()

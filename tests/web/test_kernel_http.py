@@ -271,13 +271,12 @@ def test_graceful_stop_finishes_inflight(server):
         s.sendall(b"GET /slow/1?t=0.5 HTTP/1.1\r\n\r\n")
         time.sleep(0.1)
         t0 = time.monotonic()
-        server.handle.stop_event.set()
+        server.handle.request_stop()
         data = recv_until_closed(s)
         (st, hd, body), = parse_responses(data)
         assert body == b"slow 1" and hd["connection"] == "close"
         assert recv_until_closed(idle) == b""      # idle keep-alive: closed at once
-        server.handle.proc.join(5)
-        assert server.handle.proc.exitcode == 0
+        assert server.handle.wait(5) == 0
         assert time.monotonic() - t0 < 3
     finally:
         s.close()
@@ -375,7 +374,7 @@ def test_static_over_the_wire(lab, tmp_path):
 
 def test_pipelined_flood_from_a_client_that_does_not_read(server):
     import psutil
-    proc = psutil.Process(server.handle.proc.pid)
+    proc = psutil.Process(server.handle.worker_pid())
     rss0 = proc.memory_info().rss
     s = connect(server.ns, server.ip, server.port)
     try:
@@ -412,7 +411,7 @@ def test_pipelined_flood_from_a_client_that_does_not_read(server):
 
 def test_tcp_echo_client_that_does_not_read(server):
     import psutil
-    proc = psutil.Process(server.handle.proc.pid)
+    proc = psutil.Process(server.handle.worker_pid())
     rss0 = proc.memory_info().rss
     s = connect(server.ns, server.ip, 8007)
     try:
