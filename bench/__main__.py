@@ -67,6 +67,11 @@ def run_micro(args):
                            capture_output=True, text=True, cwd=ROOT, timeout=600,
                            env=dict(os.environ, PYTHONPATH=ROOT))
         res[key] = p.stdout.strip() if p.returncode == 0 else f"failed: {p.stderr[-500:]}"
+    # where the bytes of an idle connection go (the <= 2 KB target), kernel-free
+    p = subprocess.run(cmd[:-3] + ["--idle", str(min(args.idle or 2000, 5000))],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    res["idle_memory"] = p.stdout.strip() if p.returncode == 0 else f"failed: {p.stderr[-500:]}"
     return res
 
 
@@ -383,6 +388,10 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed, prof
                   "|---|---|---|",
                   f"| {micro['us_per_conn']:.1f} us | {micro['us_per_packet']:.2f} us | "
                   f"{1e6 / micro['us_per_conn']:,.0f} |"]
+        if micro.get("idle_memory"):
+            parts += ["", "Memory of an idle keep-alive connection in the user stack + app "
+                      "(`python -m bench.micro_stack --idle N`, tracemalloc):", "", "```",
+                      micro["idle_memory"], "```"]
         for key, title in (("profile", "one request per connection"),
                            ("profile_keepalive", "keep-alive, 20 requests per connection")):
             if micro.get(key):
