@@ -211,19 +211,24 @@ def http_phase(lab, args, results, profiles, notes):
     lab.stop_servers()
 
 
-def live_profiles(lab, args, servers, profiles, notes):
+def live_profiles(lab, args, servers, profiles, notes, scenarios=("close-wrk", "keepalive")):
     """One extra, unmeasured run per scenario with py-spy sampling the user stack's worker."""
     from bench import pyspy
     if not pyspy.available():
-        notes.append("live profiles skipped: py-spy is not installed (pip install py-spy)")
+        if "py-spy" not in " ".join(notes):
+            notes.append("live profiles skipped: py-spy is not installed (pip install py-spy)")
         return
     for s in servers:
         if s.kind != "user-afpacket" or not s.alive():
             continue
-        for sc in ("close-wrk", "keepalive"):
+        for sc in scenarios:
             raw = os.path.join(lab.tmp, f"pyspy-{s.kind}-{sc}.txt")
-            p = pyspy.start(s.worker().pid, args.seconds, raw)
-            loadgen.run_http(lab, s, sc, args.seconds)
+            secs = args.bulk_seconds if sc.startswith("bulk") else args.seconds
+            p = pyspy.start(s.worker().pid, secs, raw)
+            if sc.startswith("bulk"):
+                loadgen.run_bulk(lab, s, sc.split("-")[1], secs, args.bulk_bytes)
+            else:
+                loadgen.run_http(lab, s, sc, args.seconds)
             pyspy.finish(p)
             summary = pyspy.summarize(raw)
             if summary:
@@ -254,7 +259,7 @@ def idle_phase(lab, args, idle, notes):
         lab.stop_servers()
 
 
-def bulk_phase(lab, args, bulk, notes):
+def bulk_phase(lab, args, bulk, notes, profiles):
     servers = []
     for kind in args.servers:
         try:
@@ -272,6 +277,8 @@ def bulk_phase(lab, args, bulk, notes):
                 log(f"round {rnd + 1} bulk {d:8s} {s.kind:14s} {r['gbps']:.2f} Gbit/s "
                     f"({r['bytes'] / 2**20:,.0f} MiB) core0 {r['core0']:.0%} errors {r['errors']}"
                     + (f" {r.get('failed')}" if r["errors"] else ""))
+    if args.pyspy:
+        live_profiles(lab, args, servers, profiles, notes, ("bulk-upload", "bulk-download"))
     lab.stop_servers()
 
 
@@ -400,7 +407,7 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed, prof
                           f"absolute times 2-3x, compare shares):", "", "```", micro[key], "```"]
     for (kind, sc), summary in (profiles or {}).items():
         parts += ["", f"## Live profile: {report.SERVER_TITLES[kind]}, {sc} (py-spy, "
-                  f"{args.seconds:g} s, extra unmeasured run)", "", "```", summary, "```"]
+                  f"extra unmeasured run)", "", "```", summary, "```"]
     if notes:
         parts += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
@@ -435,7 +442,7 @@ def main(argv=None):
         if "idle" in args.scenarios and args.idle:
             idle_phase(lab, args, idle, notes)
         if "bulk" in args.scenarios:
-            bulk_phase(lab, args, bulk, notes)
+            bulk_phase(lab, args, bulk, notes, profiles)
     finally:
         lab.close()
     busy = other_load(snap0, cpu_snapshot(), time.monotonic() - t0)

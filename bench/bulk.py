@@ -40,15 +40,21 @@ class Discard:
 
 
 class Source:
-    __slots__ = ("t", "call_later", "live")
+    __slots__ = ("t", "call_later", "live", "timer", "paused")
 
     def __init__(self, call_later):
         self.call_later = call_later
         self.live = False
+        self.timer = False     # one pending top-up timer at most
+        self.paused = False
 
     def connection_made(self, t):
         self.t = t
         self.live = True
+        self.pump()
+
+    def _tick(self):
+        self.timer = False
         self.pump()
 
     def pump(self):
@@ -59,12 +65,16 @@ class Source:
         while t.get_write_buffer_size() < HIGH and n < 16:
             t.write(CHUNK)
             n += 1
-        self.call_later(TICK, self.pump)
+        # transports with flow control call resume_writing; the timer is for the rest
+        if not self.timer and not self.paused:
+            self.timer = True
+            self.call_later(TICK, self._tick)
 
     def pause_writing(self):
-        pass
+        self.paused = True
 
     def resume_writing(self):
+        self.paused = False
         if self.live:
             self.pump()
 
