@@ -227,8 +227,14 @@ class _Conn:
     def recv(self, max=-1):
         return b""
 
+    def readable(self):
+        return 0
+
     def send(self, data):
         return len(data)
+
+    def readable(self):
+        return 0
 
     def close(self):
         self.calls.append("close")
@@ -294,3 +300,30 @@ def test_graceful_stop_is_bounded_and_fast_stop_is_immediate(monkeypatch):
     t0 = time.monotonic()
     shard.run()
     assert time.monotonic() - t0 < 0.1
+
+
+def test_port_fd_that_keeps_failing_ends_the_loop_instead_of_spinning():
+    """The device went away under the port (its fd polls POLLHUP forever, nothing to
+    read): the loop gives up (the supervisor restarts or stops) instead of burning its
+    core."""
+    import pytest
+    from framework.shard import worker
+
+    class DeadPort(SockPort):
+        def __init__(self):
+            self.r, w = os.pipe()
+            os.close(w)           # POLLHUP from now on
+            self.stats = {}
+
+        def rx_burst(self, max=64):
+            return []
+
+        def fileno(self):
+            return self.r
+
+    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
+    shard = UserShard(DeadPort(), EchoStack(), ctx, {})
+    t0 = time.thread_time()
+    with pytest.raises(worker.PortGone):
+        shard.run()
+    assert time.thread_time() - t0 < 0.5
