@@ -130,7 +130,7 @@ class HttpProtocol:
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
                  "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
                  "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers", "_inbox",
-                 "_body_limit", "_rpaused")
+                 "_body_limit", "_rpaused", "_llhttp_closed")
 
     def __init__(self, shared):
         self.shared = shared
@@ -162,6 +162,7 @@ class HttpProtocol:
         self._inbox = None        # BodyStream of the request being streamed to its handler
         self._body_limit = shared.config.max_body_size
         self._rpaused = 0         # reasons reading is paused (pipelining, body stream)
+        self._llhttp_closed = False   # the parser finished a non-keep-alive message
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -200,7 +201,11 @@ class HttpProtocol:
                 self._close()
             return
         except HttpParserError:
+            if self._llhttp_closed:
+                return      # bytes after a request that closes the connection: ignored
             self._fail(400)
+            return
+        if self._stopped:
             return
         if self._in_hdrs:
             # A header block still arriving: bound what the parser buffers (431), counting
@@ -435,7 +440,15 @@ class HttpProtocol:
                 req.body = body[0] if len(body) == 1 else b"".join(body)
                 self._body = None
             self._dispatch(req)
-        if not keep or self._closed:     # (the handler may have closed the connection)
+        if not keep:
+            # llhttp itself stops after a message that does not keep the connection:
+            # any further byte of this feed raises HttpParserError("Data after
+            # `Connection: close`"), which data_received ignores. Not raising _Stop here
+            # spares the common Connection: close request an exception, its traceback
+            # and the reference cycles they leave for the GC (~10 us per connection).
+            self._stopped = True
+            self._llhttp_closed = True
+        elif self._closed:   # the handler closed the connection: parse no further
             self._stopped = True
             raise _Stop()
 
