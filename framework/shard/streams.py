@@ -9,7 +9,8 @@ Rules kept here (asyncio's meanings):
 - ``write`` never blocks: what the TCP send buffer does not take waits in the transport
   and goes out on EV_WRITABLE; above the high-water mark the protocol's
   ``pause_writing`` is called, below the low-water mark ``resume_writing``.
-- ``close`` sends FIN after everything written; ``abort`` sends RST at once.
+- ``close`` sends FIN after everything written (lingering if input is still unread, so
+  TCP does not answer it with an RST); ``abort`` sends RST at once.
 - ``connection_lost`` is called exactly once, whatever the order of events, and always
   later through ``reactor.call_soon`` (never from inside ``write``/``close``/``abort``).
 - ``lingering_close`` (after an error response): FIN after the pending data, then read
@@ -107,6 +108,22 @@ class StreamTransport:
         self._closing = True
         self._paused_reading = False
         if not self._pending:
+            self._close_now()
+
+    def _close_now(self):
+        """Everything written is in TCP's hands: close. With input still unread (reading
+        was paused, e.g. pipelined requests after a ``Connection: close`` one), TCP's
+        close() would send an RST (RFC 2525) that throws away the responses not yet
+        sent or read: linger instead (FIN after the data, discard input until the
+        peer's EOF or LINGER_TIME), as the kernel transport does in the same case."""
+        if self._conn.readable():
+            self._linger = True
+            self._eof = True
+            self._conn.shutdown()
+            self._linger_timer = self._streams.reactor.call_later(LINGER_TIME,
+                                                                  self._linger_done)
+            self._streams.reactor.call_soon(self._streams._read, self)
+        else:
             self._conn.close()
 
     def lingering_close(self):
@@ -219,7 +236,7 @@ class StreamTransport:
             if self._eof:          # write_eof() or lingering close: FIN, keep reading
                 conn.shutdown()
             elif self._closing:
-                conn.close()
+                self._close_now()
 
     def __repr__(self):
         return f"<StreamTransport {self.get_extra_info('peername')}>"

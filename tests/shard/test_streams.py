@@ -24,6 +24,9 @@ class FakeConn:
         d, self.rx = self.rx, b""
         return d
 
+    def readable(self):
+        return len(self.rx)
+
     def send(self, data):
         if self.closed:
             raise Closed()
@@ -249,6 +252,44 @@ def test_lingering_close_after_a_held_eof_closes():
     ctx.reactor.run_once(0.0)
     assert c.calls == ["shutdown", "close"] and c.rx == b""
     assert not [e for e in log if e[0] in ("data", "eof")]
+
+
+def test_close_with_unread_input_lingers_instead_of_resetting():
+    """close() while paused input waits in TCP: TCP's close() would answer it with an RST
+    that destroys the responses in flight; the transport lingers instead (FIN after the
+    data, input discarded until the peer's EOF), as the kernel transport does."""
+    st, tcp, log, ctx = setup()
+    c = FakeConn(room=4)
+    st.deliver([(S.EV_ACCEPT, c)])
+    t = c.user
+    t.pause_reading()
+    c.rx = b"GET /after-the-close-one"
+    st.deliver([(S.EV_READABLE, c)])
+    t.write(b"responses")
+    t.close()
+    assert c.calls == []                      # the responses first
+    c.room = 100
+    st.deliver([(S.EV_WRITABLE, c)])
+    assert c.sent == b"responses" and c.calls == ["shutdown"], "close with unread input: RST"
+    ctx.reactor.run_once(0.0)
+    assert c.rx == b"" and not [e for e in log if e[0] == "data"]
+    st.deliver([(S.EV_EOF, c)])
+    assert c.calls == ["shutdown", "close"]
+    # the peer's EOF held behind unread input (paused): the input is discarded first
+    c3 = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c3)])
+    c3.user.pause_reading()
+    c3.rx = b"more"
+    st.deliver([(S.EV_EOF, c3)])
+    c3.user.close()
+    assert c3.calls == ["shutdown"]
+    ctx.reactor.run_once(0.0)
+    assert c3.calls == ["shutdown", "close"] and c3.rx == b""
+    # nothing unread: an ordinary close
+    c2 = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c2)])
+    c2.user.close()
+    assert c2.calls == ["close"]
 
 
 def test_failing_handler_aborts_only_its_connection():

@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from .conftest import STACKS
 from .fakes import parse_responses
 from .servers import connect, curl, in_netns, recv_responses, recv_until_closed
 
@@ -338,7 +339,8 @@ def test_thousand_idle_connections(server):
             s.close()
 
 
-def test_static_over_the_wire(lab, tmp_path):
+@pytest.mark.parametrize("stack", STACKS)
+def test_static_over_the_wire(lab, tmp_path, stack):
     import os as _os
 
     from .conftest import SERVER_IP, Net
@@ -351,8 +353,9 @@ def test_static_over_the_wire(lab, tmp_path):
     (tmp_path / "secret").write_text("no")
     appfile = tmp_path / "static_app.py"
     appfile.write_text(f"from apps.static import make_app\napp = make_app({str(root)!r})\n")
-    net = Net(lab)
-    h = start_server("kernel", f"{appfile}:app", net.server_ns, SERVER_IP, 8080)
+    net = Net(lab, kernel_ip=stack == "kernel")
+    h = start_server(stack, f"{appfile}:app", net.server_ns, SERVER_IP, 8080,
+                     ifname=net.server_if)
     try:
         url = f"http://{SERVER_IP}:8080"
         r = curl(net.client_ns, url + "/big.bin", "-o", str(tmp_path / "out"))
