@@ -82,6 +82,7 @@ class TcpLayer:
         self.flows = {}          # (remote ip, remote port, local port) -> Connection | TimeWait
         self.tw_count = 0        # TimeWait entries in flows
         self.listeners = {}      # local port -> Listener
+        self.syn_opts = {}       # SYN/SYN-ACK option templates (output._send_syn)
         self.events = []
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.now = 0.0
@@ -89,6 +90,8 @@ class TcpLayer:
         self._tseq = 0
         self._pending = []
         self._secret = os.urandom(16)                  # RFC 6528 key, random per layer
+        # the keyed hash state, copied per SYN: a copy costs 2/3 of a keyed construction
+        self._isn_hash = hashlib.blake2s(digest_size=4, key=self._secret)
         self._cookie_secret = os.urandom(16)           # SYN cookies (cookies.py)
         self.ts_off = int.from_bytes(os.urandom(4), "big")
         self._eph = cfg.ephemeral[0] + int.from_bytes(os.urandom(2), "big") % (
@@ -241,9 +244,9 @@ class TcpLayer:
 
     def _isn(self, key, now):
         """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
-        h = hashlib.blake2s(_key_pack(key[0], key[1], key[2], self.local_ip), digest_size=4,
-                            key=self._secret).digest()
-        return (int(now * 250000) + int.from_bytes(h, "big")) & M
+        h = self._isn_hash.copy()
+        h.update(_key_pack(key[0], key[1], key[2], self.local_ip))
+        return (int(now * 250000) + int.from_bytes(h.digest(), "big")) & M
 
     def _ephemeral(self, dst, dport):
         lo, hi = self.config.ephemeral

@@ -4,7 +4,7 @@ from ...nic import vnet
 from ..checksum import ones_sum
 from ..wire.tcp import ACK, FIN, PSH, SYN, TS_PREFIX, build_options
 from .bits import (B_ACK_NOW, B_CWLTD, B_NAGLE, B_RECOVERY, B_SACK, B_TS, B_WS, M, _EMPTY,
-                   _pack, _ts_pack)
+                   _ii_pack, _pack, _ts_pack)
 from .consts import (ESTABLISHED, LAST_ACK, SYN_SENT)
 
 
@@ -104,18 +104,21 @@ def output(self, now, force=False):
 def _send_syn(self):
     """SYN (SYN_SENT) or SYN-ACK (SYN_RECEIVED) with our options (RFC 9293 §3.7.1)."""
     L = self.layer
-    cfg = L.config
     now = L.now
-    ts = ((int(now * 1000) + L.ts_off) & M, self.ts_recent) if cfg.timestamps else None
     if self.state == SYN_SENT:
-        opts = build_options(mss=L.mss, ts=ts, wscale=L.rcv_ws if cfg.window_scale else None,
-                             sack_perm=cfg.sack)
         flags = SYN
+        tkey = SYN
     else:
-        opts = build_options(mss=L.mss, ts=ts if self.bits & B_TS else None,
-                             wscale=L.rcv_ws if self.bits & B_WS else None,
-                             sack_perm=bool(self.bits & B_SACK))
         flags = SYN | ACK
+        tkey = self.bits & (B_TS | B_WS | B_SACK)
+    # the option bytes depend only on the layer's config and what was negotiated:
+    # built once per kind, only the timestamp values are filled in per SYN
+    t = L.syn_opts.get(tkey)
+    if t is None:
+        t = L.syn_opts[tkey] = _syn_template(L, tkey)
+    opts, at = t
+    if at:
+        opts = opts[:at] + _ii_pack((int(now * 1000) + L.ts_off) & M, self.ts_recent) + opts[at + 8:]
     if self.retries == 0:
         self.rtt_seq = self.iss + 1
         self.rtt_time = now
@@ -123,6 +126,19 @@ def _send_syn(self):
     if self.t_rtx is None:
         self.t_rtx = now + self.rto
         self._arm(self.t_rtx)
+
+
+def _syn_template(L, tkey):
+    """(option bytes, offset of the TS values or 0) of our SYN (tkey == SYN) or of a
+    SYN-ACK answering a SYN that negotiated the B_TS/B_WS/B_SACK bits in tkey."""
+    cfg = L.config
+    if tkey == SYN:
+        ts, ws, sack = cfg.timestamps, cfg.window_scale, cfg.sack
+    else:
+        ts, ws, sack = tkey & B_TS, tkey & B_WS, tkey & B_SACK
+    opts = build_options(mss=L.mss, ts=(0, 0) if ts else None, wscale=L.rcv_ws if ws else None,
+                         sack_perm=bool(sack))
+    return opts, (opts.index(b"\x08\x0a", 4) + 2 if ts else 0)   # after the 4-byte MSS
 
 
 def _tx(self, flags, seq, data=_EMPTY, opts=None):
