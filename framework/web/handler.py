@@ -79,11 +79,16 @@ class HTTPHeaders(dict):
         dict.__setitem__(self, key, value if old is None else f"{old}, {value}")
 
 
+# remote_ip not looked up yet: most handlers never read it, and the lookup (peername,
+# address formatting) costs ~1 us per connection
+PEER_LAZY = object()
+
+
 class Request:
     """What the client asked: method, uri, path, query, version, headers, body, remote_ip."""
 
     __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
-                 "body", "remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
+                 "body", "_remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
                  "expect_continue", "body_stream", "_body_taken", "start_time")
 
     def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
@@ -97,7 +102,7 @@ class Request:
         self.raw_headers = raw_headers
         self._headers = None
         self.body = body
-        self.remote_ip = remote_ip
+        self._remote_ip = remote_ip   # PEER_LAZY: ask self.connection on first use
         self.keep_alive = True
         self._query_args = None
         self._body_args = None
@@ -106,6 +111,18 @@ class Request:
         self.body_stream = None     # a BodyStream while the body is still arriving
         self._body_taken = False
         self.start_time = 0.0       # the shard's clock when the headers were complete
+
+    @property
+    def remote_ip(self):
+        """The client's address (str), or None if unknown."""
+        ip = self._remote_ip
+        if ip is PEER_LAZY:
+            ip = self._remote_ip = self.connection.remote_ip
+        return ip
+
+    @remote_ip.setter
+    def remote_ip(self, value):
+        self._remote_ip = value
 
     @property
     def headers(self):

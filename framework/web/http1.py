@@ -29,7 +29,7 @@ import time
 import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from .handler import REASONS, STATUS_LINES, BodyStream, HTTPError, Request, ShardInfo
+from .handler import PEER_LAZY, REASONS, STATUS_LINES, BodyStream, HTTPError, Request, ShardInfo
 
 log = logging.getLogger("framework.web")
 
@@ -126,7 +126,7 @@ class HttpShared:
 
 
 class HttpProtocol:
-    __slots__ = ("shared", "transport", "parser", "remote_ip", "deadline", "_closed",
+    __slots__ = ("shared", "transport", "parser", "_remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
                  "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
                  "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers", "_inbox",
@@ -136,7 +136,7 @@ class HttpProtocol:
         self.shared = shared
         self.transport = None
         self.parser = httptools.HttpRequestParser(self)
-        self.remote_ip = None
+        self._remote_ip = None
         self.deadline = 0.0
         self._closed = False
         self._stopped = False     # no more requests will be read (close after responses)
@@ -167,11 +167,23 @@ class HttpProtocol:
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.remote_ip = peer[0] if peer else None
+        self._remote_ip = PEER_LAZY      # looked up on first use (remote_ip)
         shared = self.shared
         self.deadline = shared.reactor.now + shared.config.idle_timeout
         shared.track(self)
+
+    @property
+    def remote_ip(self):
+        """The client's address (str), or None."""
+        ip = self._remote_ip
+        if ip is PEER_LAZY:
+            peer = self.transport.get_extra_info("peername")
+            ip = self._remote_ip = peer[0] if peer else None
+        return ip
+
+    @remote_ip.setter
+    def remote_ip(self, value):
+        self._remote_ip = value
 
     def data_received(self, data):
         if self._stopped or self._closed:
@@ -369,7 +381,7 @@ class HttpProtocol:
         method = parser.get_method()
         req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
                       path, query, _VERSION_STR.get(version) or "HTTP/" + version, headers,
-                      b"", self.remote_ip)
+                      b"", self._remote_ip)
         req.connection = self
         req.start_time = self.shared.reactor.now
         self._req = req
