@@ -45,7 +45,7 @@ def ip_str(addr):
 class StreamTransport:
     __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
                  "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof",
-                 "_linger", "_linger_timer", "_eof_held")
+                 "_linger", "_linger_timer", "_eof_held", "_data_turn")
 
     def __init__(self, conn, protocol, streams):
         self._conn = conn
@@ -64,6 +64,7 @@ class StreamTransport:
         self._linger_timer = None
         self._eof_held = False      # peer's EOF seen while reading was paused: deliver it
         #                             after the data still in the receive buffer
+        self._data_turn = -1        # the loop turn that last delivered data (EOF timing)
 
     # --- asyncio.Transport ----------------------------------------------------------
     def write(self, data):
@@ -245,8 +246,17 @@ class StreamTransport:
 class Streams:
     """Delivers a shard's TCP events to the app's protocols."""
 
-    def __init__(self, tcp, ctx, listeners):
+    def __init__(self, tcp, ctx, listeners, eof_next_turn=False):
         self.tcp = tcp
+        # eof_next_turn (the shard loop, which calls new_turn() once per turn): a FIN is
+        # delivered in a later turn than the data before it, after the reactor has run
+        # what that data caused, as on a kernel socket, where recv() reports the EOF
+        # only on a call after the one that returned the last data. A handler that
+        # answers at once then answers before it learns of the EOF on both stacks, so
+        # the response is the same ("Connection: close" or not) byte for byte.
+        self.eof_next_turn = eof_next_turn
+        self._turn = 0
+        self._eofs_later = []             # transports whose EOF waits for the next turn
         self.ctx = ctx
         self.reactor = ctx.reactor
         self.listeners = dict(listeners)  # local port -> factory(ctx) -> Protocol
@@ -260,6 +270,22 @@ class Streams:
         # outbound connections (framework/shard/connect.py: open_connection)
         from framework.shard.connect import Connector
         self.connector = Connector(self, ctx.shard_id, ctx.shard_count)
+
+    def new_turn(self):
+        """The shard loop starts a turn: EOFs held back from the last one go now.
+        Returns True when there were any."""
+        self._turn += 1
+        later = self._eofs_later
+        if not later:
+            return False
+        self._eofs_later = []
+        for t in later:
+            if not t._lost:
+                self._eof(t)
+        return True
+
+    def eofs_waiting(self):
+        return bool(self._eofs_later)
 
     def deliver(self, events):
         for ev, conn in events:
@@ -369,6 +395,7 @@ class Streams:
                 self._eof(t)
             return  # discarded: the response is out, the request body is not wanted
         if data:
+            t._data_turn = self._turn
             try:
                 t._protocol.data_received(data)
             except Exception:
@@ -396,6 +423,9 @@ class Streams:
         if t._paused_reading and not t._linger:
             t._eof_held = True  # the protocol paused on that data: the EOF waits again
             return
+        if self.eof_next_turn and t._data_turn == self._turn and not t._linger:
+            self._eofs_later.append(t)   # data went up this turn: the EOF follows next
+            return
         if t._linger:
             if t._linger_timer is not None:
                 t._linger_timer.cancel()
@@ -418,6 +448,7 @@ class Streams:
         data = t._conn.recv()
         if t._linger or not data:
             return
+        t._data_turn = self._turn
         try:
             t._protocol.data_received(data)
         except Exception:

@@ -79,7 +79,7 @@ class UserShard:
         self.ctx = ctx
         self.reactor = ctx.reactor
         self.clock = clock
-        self.streams = Streams(stack.tcp, ctx, listeners)
+        self.streams = Streams(stack.tcp, ctx, listeners, eof_next_turn=True)
         self.tx_backlog = []
         self.stopping = False      # leave the loop now
         self.draining = False      # graceful stop asked: finish connections, then leave
@@ -172,10 +172,13 @@ class UserShard:
                 frames = frames + got if frames else got
         if frames:
             stack.process(frames, now)
+        streams = self.streams
+        if streams.new_turn():     # FINs held back last turn (streams.py: eof_next_turn)
+            busy = True
         events = tcp.events
         if events:
             busy = True
-            deliver = self.streams.deliver
+            deliver = streams.deliver
             # a handler's reaction may queue new events (e.g. close -> closed): drain them
             # too, a bounded number of times
             for _ in range(8):
@@ -207,7 +210,7 @@ class UserShard:
             if n < len(out):
                 # driver queue full: keep the rest for the next turn, bounded
                 self.tx_backlog = out[n:n + TX_BACKLOG_MAX]
-        if tcp.events or reactor._ready:
+        if tcp.events or reactor._ready or streams.eofs_waiting():
             busy = True
         self.turns += 1
         return busy

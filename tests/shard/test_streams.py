@@ -292,6 +292,35 @@ def test_close_with_unread_input_lingers_instead_of_resetting():
     assert c2.calls == ["close"]
 
 
+def test_eof_next_turn_follows_the_data_a_turn_later():
+    """With eof_next_turn (the shard loop), a FIN that came with data is delivered in the
+    next turn, after the reactor ran what the data caused: on a kernel socket recv()
+    reports the EOF only on a later call, so an async handler that answers at once
+    answers before it learns of the EOF on both stacks (same response bytes)."""
+    log = []
+    tcp = FakeTcp()
+    ctx = ShardContext(Reactor(0.0), 0, 1)
+    st = S.Streams(tcp, ctx, {8080: lambda c: Recorder(c, log)}, eof_next_turn=True)
+    st.new_turn()
+    c = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c)])
+    c.rx = b"GET / HTTP/1.1\r\n\r\n"
+    st.deliver([(S.EV_READABLE, c), (S.EV_EOF, c)])
+    ctx.reactor.call_soon(log.append, ("reactor",))   # what the data caused
+    ctx.reactor.run_once(0.0)
+    assert [e[0] for e in log[1:]] == ["data", "reactor"] and c.calls == []
+    assert st.eofs_waiting()
+    assert st.new_turn() is True
+    assert [e[0] for e in log[1:]] == ["data", "reactor", "eof"] and c.calls == ["close"]
+    assert st.new_turn() is False
+    # no data in the EOF's turn: delivered at once
+    c2 = FakeConn()
+    st.deliver([(S.EV_ACCEPT, c2)])
+    st.new_turn()
+    st.deliver([(S.EV_EOF, c2)])
+    assert log[-1] == ("eof",) and c2.calls == ["close"]
+
+
 def test_failing_handler_aborts_only_its_connection():
     log = []
     tcp = FakeTcp()

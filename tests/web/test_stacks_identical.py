@@ -58,6 +58,14 @@ SCRIPTS = {
         + b"".join(b"GET /seq/%d HTTP/1.1\r\n\r\n" % i for i in range(15))
         + b"GET /seq/c HTTP/1.1\r\nConnection: close\r\n\r\n",
         ("sleep", 0.1), b"GET /seq/after HTTP/1.1\r\n\r\n"],
+    # the FIN comes right behind the body: the kernel reports it on a later recv(), so
+    # the handler answers first ("Connection: close" is not in the response)
+    "body then half-close": [
+        b"POST /echo HTTP/1.1\r\nContent-Length: 60000\r\n\r\n" + b"v" * 60000,
+        ("shut_wr",)],
+    "async handler, then FIN": [b"GET /big?n=1 HTTP/1.1\r\n\r\n", ("shut_wr",)],
+    "413 before 100-continue": [
+        b"POST /echo HTTP/1.1\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n"],
     "half-close after pipelined requests": [
         b"".join(b"GET /seq/%d HTTP/1.1\r\n\r\n" % i for i in range(5)), ("shut_wr",)],
 }
