@@ -50,20 +50,34 @@ def free_subnet():
 
 class Server:
     def __init__(self, app="pingapp:app", cores=1, extra=(), cwd=HERE, subnet="auto", env=None):
-        self.subnet = free_subnet() if subnet == "auto" else subnet
+        self.cores = cores
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, ROOT]), **(env or {})}
+        for attempt in range(3):
+            # a concurrent run may take the same /24 between our look and its use:
+            # the server then refuses with exit 2 ("already in use"); take another
+            self._start(app, cores, extra, cwd, free_subnet() if subnet == "auto" else subnet,
+                        env)
+            try:
+                self.banner = self._read_banner()
+                return
+            except AssertionError:
+                if subnet != "auto" or "already in use" not in self.stderr() or attempt == 2:
+                    raise
+                self.proc.stdout.close()
+                self.errfile.close()
+
+    def _start(self, app, cores, extra, cwd, subnet, env):
+        self.subnet = subnet
         if self.subnet:
             prefix = self.subnet[:-len("0/24")]       # "198.18.N."
             self.host_ip, self.ip = prefix + "1", prefix + "2"
             extra = ("--link-subnet", self.subnet, *extra)
-        self.cores = cores
         self.errfile = tempfile.TemporaryFile(mode="w+")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, ROOT]), **(env or {})}
         self.cmd = [sys.executable, "-m", "framework", "serve", app, "--cores", str(cores),
                     "--log-level", "info", *extra]
         self.proc = subprocess.Popen(self.cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=self.errfile, text=True)
         self.pid = self.proc.pid
-        self.banner = self._read_banner()
 
     def _read_banner(self):
         deadline = time.monotonic() + START_TIMEOUT
