@@ -1,4 +1,13 @@
-"""run_kernel_worker itself: SO_REUSEPORT shards, SIGTERM, bind errors."""
+"""run_kernel_worker itself: SO_REUSEPORT shards, SIGTERM, bind errors.
+
+Kernel only, on purpose: these test the kernel-socket loop's own machinery. The user
+stack's counterparts are elsewhere: shards on one port (RSS steering) and SIGTERM in
+tests/integration (``framework serve --cores 2``), a bad --iface/--ip in
+test_serve.test_bad_flags_exit_2_one_line_nothing_left, the loop's hooks in
+tests/shard/test_worker_loop.py. Running out of file descriptors is kernel-specific: a
+user-stack connection holds no descriptor. The HTTP behaviour itself runs on both
+stacks (test_kernel_http.py, test_stacks_identical.py).
+"""
 import json
 import os
 import signal
@@ -123,6 +132,7 @@ def test_loop_extension_hooks(lab):
 
 
 def test_out_of_file_descriptors_backs_off_and_recovers(lab):
+    # kernel only: a user-stack connection uses no file descriptor (EMFILE cannot happen)
     import time
 
     import psutil
