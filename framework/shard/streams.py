@@ -305,11 +305,13 @@ class Streams:
             elif ev == EV_CLOSED:
                 if t is not None:
                     self._lost(t, None)
+                    conn.user = None        # see below
                 elif self.outbound:
                     self._connect_failed(conn, "closed")
             elif ev == EV_RESET:
                 if t is not None:
                     self._lost(t, ConnectionResetError(conn.error or "connection reset by peer"))
+                    conn.user = None
                 elif self.outbound:
                     self._connect_failed(conn, "reset")
             elif ev == EV_ERROR:
@@ -317,6 +319,10 @@ class Streams:
                     self._connect_failed(conn, "error")
                 if t is not None:
                     self._lost(t, OSError(conn.error or "connection error"))
+                    conn.user = None
+        # (EV_CLOSED/RESET/ERROR is a connection's last event: dropping conn.user then
+        # breaks the conn <-> transport reference cycle, so a finished connection is freed
+        # by reference counting at once instead of piling up for the cyclic GC)
 
     def _call(self, fn, *args):
         try:
