@@ -41,6 +41,7 @@ SCRIPTS = {
     "100-continue": [b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
                      ("wait", b"100 Continue\r\n\r\n"), b"abcde", CLOSE],
     "http/1.0": [b"GET / HTTP/1.0\r\n\r\n"],
+    "http/1.0 streamed (body ends at close)": [b"GET /stream HTTP/1.0\r\n\r\n"],
     "http/1.0 keep-alive": [b"GET /json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
                             ("wait", b"}"), b"GET / HTTP/1.0\r\n\r\n"],
     "connection close mid-pipeline": [b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
@@ -70,6 +71,12 @@ SCRIPTS = {
         b"".join(b"GET /seq/%d HTTP/1.1\r\n\r\n" % i for i in range(5)), ("shut_wr",)],
 }
 
+# the raw TCP echo (StreamHandler on port 8007)
+ECHO_SCRIPTS = {
+    "echo, then half-close": [b"hello\n" * 1000, ("wait", b"hello\n" * 1000),
+                              b"x" * 200000, ("shut_wr",)],
+}
+
 _DATE = re.compile(rb"\r\nDate: [^\r\n]*\r\n")
 
 
@@ -77,9 +84,9 @@ def normalise(data):
     return _DATE.sub(b"\r\nDate: <date>\r\n", data)
 
 
-def run_script(ns, steps, timeout=5.0):
+def run_script(ns, steps, timeout=5.0, port=8080):
     """Returns (bytes received, how the server ended it: "fin" | "rst" | "open")."""
-    s = connect(ns, SERVER_IP, 8080)
+    s = connect(ns, SERVER_IP, port)
     s.settimeout(timeout)
     got = bytearray()
     try:
@@ -118,14 +125,17 @@ def test_same_bytes_on_both_stacks(lab):
         for stack, net in nets.items():
             handles[stack] = start_server(stack, TESTAPP, net.server_ns, SERVER_IP, 8080,
                                           ifname=net.server_if)
-        results = {stack: {name: run_script(nets[stack].client_ns, steps)
-                           for name, steps in SCRIPTS.items()}
-                   for stack in ("kernel", "user")}
+        results = {}
+        for stack in ("kernel", "user"):
+            ns = nets[stack].client_ns
+            results[stack] = {name: run_script(ns, steps) for name, steps in SCRIPTS.items()}
+            results[stack].update((name, run_script(ns, steps, port=8007))
+                                  for name, steps in ECHO_SCRIPTS.items())
     finally:
         for h in handles.values():
             h.stop()
     diffs = []
-    for name in SCRIPTS:
+    for name in [*SCRIPTS, *ECHO_SCRIPTS]:
         (kb, kend), (ub, uend) = results["kernel"][name], results["user"][name]
         assert kb, f"{name}: no response from the kernel stack"
         if normalise(kb) != normalise(ub) or kend != uend:
