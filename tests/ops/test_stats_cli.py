@@ -11,6 +11,7 @@ import multiprocess
 from framework import netns
 from framework.shm import StatsBlock, cleanup_run, new_runid, run_files
 from framework.stats_cli import find_leftovers
+from isolation import run_isolated
 
 CTX = multiprocess.get_context("fork")
 NAMES = ("pid", "heartbeat_ms", "port.rx", "port.tx", "port.rx_bytes", "port.tx_bytes",
@@ -100,6 +101,13 @@ def dead_pid():
 
 
 def test_links_lists_and_cleans_only_dead_runs():
+    # isolated: a supervisor starting meanwhile (another test, another run on this
+    # machine) would remove the planted dead run first, and --clean could remove the
+    # leftovers another test planted
+    run_isolated(links_scenario)
+
+
+def links_scenario():
     owner = fake_supervisor()
     dead = dead_pid()
     made_ns, made_links, runs = [], [], []

@@ -8,6 +8,7 @@ from framework.shm import (Doorbell, Ring, StatsBlock, cleanup_run, cleanup_stal
                            new_runid, run_files, runid_pid, shm_path)
 
 from conftest import CTX, child
+from isolation import run_isolated
 
 
 def test_runid_encodes_the_pid():
@@ -50,7 +51,15 @@ def test_every_segment_of_a_run_is_named_from_the_runid_and_removed(runid):
     assert run_files(other) == []
 
 
-def test_cleanup_stale_removes_runs_of_dead_supervisors_only(runid):
+# The two cleanup_stale tests run isolated (tests/isolation.py): a supervisor starting
+# meanwhile (another test, another run on this machine) removes stale runs too, so the
+# planted dead run could be gone before this test's cleanup_stale() finds it.
+def test_cleanup_stale_removes_runs_of_dead_supervisors_only():
+    run_isolated(dead_supervisors_scenario)
+
+
+def dead_supervisors_scenario():
+    runid = new_runid()
     p = CTX.Process(target=lambda: None)
     p.start()
     p.join()
@@ -66,6 +75,7 @@ def test_cleanup_stale_removes_runs_of_dead_supervisors_only(runid):
         assert len(run_files(runid)) == 3
     finally:
         cleanup_run(dead)
+        cleanup_run(runid)
 
 
 def _counter_writer(runid, n, conn):
@@ -114,7 +124,11 @@ def test_stats_block_written_by_one_process_read_by_another(runid):
     st.close()
 
 
-def test_cleanup_stale_sees_through_pid_reuse(runid):
+def test_cleanup_stale_sees_through_pid_reuse():
+    run_isolated(pid_reuse_scenario)
+
+
+def pid_reuse_scenario():
     # A run id whose pid is alive but belongs to a process younger than the
     # run's files (the supervisor died, its pid went to someone else).
     with child(time.sleep, 30) as p:
