@@ -39,6 +39,9 @@ COUNTERS = (
 )
 
 
+_UNPARSED = object()     # a SYN's options not parsed yet
+
+
 class Listener:
     """A listening port: SYN queue (connections in SYN_RECEIVED) and accept queue
     (established connections whose EV_ACCEPT the shard has not drained yet), both
@@ -159,9 +162,11 @@ class TcpLayer:
                 c["drop.tcp.bad_checksum"] += 1
                 return
         conn = self.flows.get((src, sport, dport))
+        opts = _UNPARSED
         if conn is not None:
             if conn.state == TIME_WAIT and flags & (SYN | ACK | RST) == SYN and dport in self.listeners:
-                if not self._tw_reusable(conn, seq, frame, l4_off + 20, doff):
+                opts = parse_options(frame, l4_off + 20, doff) if doff > l4_off + 20 else None
+                if not self._tw_reusable(conn, seq, opts):
                     c["drop.tcp.time_wait"] += 1
                     return
                 c["tcp.tw_reuse"] += 1
@@ -171,7 +176,7 @@ class TcpLayer:
                 return
         lst = self.listeners.get(dport)
         if lst is not None and flags & (SYN | ACK | RST) == SYN:
-            self._passive_open(lst, src, sport, dport, seq, win, frame, l4_off + 20, doff)
+            self._passive_open(lst, src, sport, dport, seq, win, frame, l4_off + 20, doff, opts)
             return
         if flags & RST:
             return
@@ -271,13 +276,14 @@ class TcpLayer:
             lst.syn_count -= 1
             conn.listener = None
 
-    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff):
+    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff, opts=_UNPARSED):
         c = self.counters
+        if opts is _UNPARSED:
+            opts = parse_options(frame, ooff, doff) if doff > ooff else None
         if lst.syn_count >= lst.syn_backlog:
             c["drop.tcp.syn_queue_full"] += 1
             if self.config.syncookies:
-                send_cookie(self, lst, (src, sport, dport), seq,
-                            parse_options(frame, ooff, doff) if doff > ooff else None)
+                send_cookie(self, lst, (src, sport, dport), seq, opts)
             return
         key = (src, sport, dport)
         conn = Connection(self, key, self._isn(key, self.now), SYN_RECEIVED)
@@ -286,7 +292,6 @@ class TcpLayer:
         conn.irs = seq
         conn.rcv_nxt = seq + 1
         conn.last_ack_sent = seq + 1
-        opts = parse_options(frame, ooff, doff) if doff > ooff else None
         conn._negotiate(opts, opts.tsval if opts is not None else None)
         conn.snd_wnd = win
         conn.max_sndwnd = win
@@ -296,10 +301,9 @@ class TcpLayer:
         c["tcp.passive_opens"] += 1
         conn._send_syn()
 
-    def _tw_reusable(self, conn, seq, frame, ooff, doff):
+    def _tw_reusable(self, conn, seq, opts):
         """RFC 6191: a new SYN may reuse a TIME_WAIT 4-tuple when its timestamp (or, without
         timestamps, its sequence number) is beyond what the old incarnation used."""
-        opts = parse_options(frame, ooff, doff) if doff > ooff else None
         tsval = opts.tsval if opts is not None else None
         if conn.bits & B_TS and tsval is not None and self.config.timestamps:
             return 0 < ((tsval - conn.ts_recent) & M) < HALF
