@@ -4,6 +4,7 @@ import uuid
 import pytest
 
 from framework import netns
+from framework.shm import cleanup_run, new_runid
 
 
 def uniq(prefix="t"):
@@ -47,3 +48,15 @@ def lab():
         yield lab
     finally:
         lab.cleanup()
+
+
+@pytest.fixture
+def runid():
+    """A fresh shm run id; every segment of it must be gone after the test."""
+    rid = new_runid()
+    try:
+        yield rid
+    finally:
+        cleanup_run(rid)
+        left = [p for p in os.listdir("/dev/shm") if rid in p]
+        assert left == [], f"left in /dev/shm: {left}"
