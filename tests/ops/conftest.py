@@ -1,7 +1,5 @@
-import os
 import threading
 
-import pytest
 
 from framework import netns
 def in_netns(name, fn, *args):

@@ -3,7 +3,6 @@ import signal
 from contextlib import contextmanager
 
 import multiprocess
-import pytest
 
 
 CTX = multiprocess.get_context("fork")
