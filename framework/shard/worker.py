@@ -132,12 +132,18 @@ class UserShard:
         link was removed under us) and spinning on it would burn the core: give up, the
         supervisor restarts the shard or stops."""
         err = 0
+        import socket
+        dfd = os.dup(fd)
         try:
-            import socket
-            with socket.socket(fileno=os.dup(fd)) as s:
-                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        except OSError:
-            pass
+            s = socket.socket(fileno=dfd)
+        except OSError:         # not a socket (a TAP fd): socket() did not take the dup
+            os.close(dfd)
+        else:
+            with s:
+                try:
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                except OSError:
+                    pass
         self._port_errors += 1
         if self._port_errors > PORT_ERROR_LIMIT:
             raise PortGone(f"port fd failing (poll events {ev:#x}, last error "

@@ -13,6 +13,20 @@ from framework.shard.streams import Streams
 A, B = "198.18.9.1", "198.18.9.2"
 
 
+_rigs = []
+
+
+@pytest.fixture(autouse=True)
+def _close_rigs():
+    """The in-memory wire's descriptors are closed after each test (a long session must
+    not accumulate them: forked servers in later tests inherit every open fd)."""
+    yield
+    while _rigs:
+        rig = _rigs.pop()
+        rig.pa.close()
+        rig.pb.close()
+
+
 def ip_int(s):
     return int.from_bytes(bytes(map(int, s.split("."))), "big")
 
@@ -23,6 +37,7 @@ class Rig:
 
     def __init__(self, shard=0, n=1):
         self.pa, self.pb = memory.pair()
+        _rigs.append(self)
         self.client = Stack(mac=b"\x02\0\0\0\0\x01", ip=A, prefix=24)
         self.server = Stack(mac=b"\x02\0\0\0\0\x02", ip=B, prefix=24)
         self.server.tcp.listen(7)

@@ -41,6 +41,7 @@ class EchoServer(threading.Thread):
         self.loop.run_forever()
         srv.close()
         self.loop.run_until_complete(srv.wait_closed())
+        self.loop.close()               # its selector and self-pipe descriptors
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -49,6 +49,8 @@ def test_handshake_and_data_captured(tmp_path):
             sent = True
     assert sent
     cap.close()
+    pa.close()
+    pb.close()
     path = tmp_path / "shard3.pcap"
     raw = path.read_bytes()
     magic, vmaj, vmin, _, _, snaplen, linktype = struct.unpack_from("<IHHiIII", raw)

@@ -188,13 +188,17 @@ def test_consumer_killed_asleep_then_successor_is_woken(runid):
     assert ring.pop() == b"first"
     assert ring.bell.sleeping                              # ... and died before awake()
     rx, tx = CTX.Pipe(duplex=False)
-    with child(_sleeper, Ring.attach(runid, "dead"), tx):  # its successor
+    successor = Ring.attach(runid, "dead")
+    with child(_sleeper, successor, tx):                  # its successor
         assert rx.recv() == "ready"
         time.sleep(0.2)                                    # in poll()
         t_push = time.monotonic()
         ring.push(b"second")
         assert rx.poll(5)
         got, t_wake, slept, recs = rx.recv()
+    successor.close()
+    rx.close()
+    tx.close()
     assert got and recs == [b"second"]
     assert t_wake - t_push < 0.5                           # rung, not the 10 s timeout
     assert ring.stats()["rings"] == 2

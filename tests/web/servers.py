@@ -67,7 +67,12 @@ def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_cou
     import logging
     logging.basicConfig(level=logging.WARNING)
     if nofile:
+        # "a worker with `nofile` descriptors": the forked child would otherwise start
+        # with every descriptor the test session has open (which grows over a long run)
+        # and might have none left below the limit. Nothing here needs them (the events
+        # are semaphores, stdio stays).
         import resource
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     from framework.shard.kernel import run_kernel_worker
     from framework.web.loader import load_app
