@@ -7,11 +7,14 @@ leave through ``ip_output(dst, 6, segment, vnet_hdr)``. ``now`` is always passed
 Timers live in one heap of (deadline, tiebreak, connection) entries, pushed only when a
 connection's earliest deadline moves *earlier*; later moves are lazy (the old entry
 fires, finds nothing due, and re-arms). That keeps per-segment timer work to one
-comparison while 10,000 idle connections cost nothing per loop.
+comparison while 10,000 idle connections cost nothing per loop. TIME_WAIT entries, all of
+the same length, wait in a FIFO of their own (``tw_queue``) instead: O(1), and they do
+not bloat the heap the live connections' timers use.
 """
 import hashlib
 import os
 import struct
+from collections import deque
 from heapq import heappop
 
 from ...nic import vnet
@@ -90,6 +93,7 @@ class TcpLayer:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.now = 0.0
         self._timers = []
+        self.tw_queue = deque()  # (deadline, TimeWait) in deadline order (timewait.py)
         self._tseq = 0
         self._pending = []
         self._secret = os.urandom(16)                  # RFC 6528 key, random per layer
@@ -209,6 +213,12 @@ class TcpLayer:
             nxt = conn.poll_at()
             if nxt is not None and conn.state:
                 conn._arm(nxt)
+        q = self.tw_queue
+        while q and q[0][0] <= now:
+            when, tw = q.popleft()
+            if tw.heap_at == when:               # else: restarted or gone
+                tw.heap_at = None
+                tw.on_timer(now)
 
     def flush(self, now: float) -> None:
         """Output for every connection with pending data, FIN or ACK."""
@@ -227,6 +237,10 @@ class TcpLayer:
         its deadline later are fixed up here, so an idle loop sleeps until a real timer."""
         if self._pending:
             return self.now
+        q = self.tw_queue
+        while q and q[0][1].heap_at != q[0][0]:
+            q.popleft()                          # restarted or gone
+        tw = q[0][0] if q else None
         heap = self._timers
         while heap:
             when, _, conn = heap[0]
@@ -235,12 +249,12 @@ class TcpLayer:
                 continue
             real = conn.poll_at()
             if real is not None and real <= when:
-                return when
+                return when if tw is None or when < tw else tw
             heappop(heap)
             conn.heap_at = None
             if real is not None and conn.state:
                 conn._arm(real)
-        return None
+        return tw
 
     # ------------------------------------------------------------------ internals
     def _psum(self, rip):

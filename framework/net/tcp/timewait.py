@@ -9,8 +9,6 @@ It answers a retransmitted FIN (ACK, restart the timer), data or out-of-window s
 (ACK), an exact RST (gone), a SYN without a reusable listener (challenge ACK, RFC 5961);
 the layer hands SYNs that may reuse the tuple (RFC 6191) to a listener first.
 """
-from heapq import heappush
-
 from ..wire.tcp import ACK, FIN, RST, SYN, ts_option
 from .bits import B_TS, HALF, M
 from .consts import CLOSED, TIME_WAIT
@@ -62,12 +60,13 @@ class TimeWait:
         L._send_raw(self.key, self.snd_nxt, self.rcv_nxt, ACK, self.win, opts)
 
     def _arm(self, when):
-        h = self.heap_at
-        if h is None or when < h:
-            L = self.layer
-            self.heap_at = when
-            L._tseq += 1
-            heappush(L._timers, (when, L._tseq, self))
+        # Every TIME_WAIT lasts config.time_wait from now, so deadlines arrive in order: a
+        # FIFO (the layer's tw_queue, O(1)) holds them instead of the timer heap, which
+        # they would otherwise dominate (60 s x the close rate: 300,000 entries at 5,000/s
+        # make each heap push+pop ~2 us, against ~0.4 us for a heap of live connections).
+        # A restarted wait appends a new entry; the old one is skipped (heap_at moved).
+        self.heap_at = when
+        self.layer.tw_queue.append((when, self))
 
     def poll_at(self):
         return self.t_rtx
