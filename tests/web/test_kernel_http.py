@@ -329,6 +329,14 @@ def test_streamed_upload(server):
 
 @pytest.mark.app("apps.hello:app")   # its idle timeout (60 s) outlasts making 1000 connections
 def test_thousand_idle_connections(server):
+    # the client end holds 1000 sockets in this process: like any load generator it
+    # raises its soft descriptor limit (a common default is 1024, and the session's own
+    # descriptors come on top); the servers raise theirs themselves
+    import resource
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limits[0] != resource.RLIM_INFINITY and limits[0] < 4096:
+        want = 4096 if limits[1] == resource.RLIM_INFINITY else min(4096, limits[1])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, limits[1]))
     socks = []
     try:
         with in_netns(server.ns):
@@ -342,6 +350,7 @@ def test_thousand_idle_connections(server):
     finally:
         for s in socks:
             s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 @pytest.mark.parametrize("stack", STACKS)
