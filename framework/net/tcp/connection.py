@@ -365,6 +365,42 @@ class Connection:
                     self._on_ack(sack, 1, tsecr, L.now)
                 return
             tsval = tsecr = None
+        elif (self.state == FIN_WAIT_1 and flags & 0x37 == ACK | FIN and dend == doff
+              and seq == self.rcv_nxt & M and ack == self.snd_max & M
+              and self.snd_max > self.fin_seq and self.rcv_adv > self.rcv_nxt
+              and self.ooo is None and not self.bits & B_RECOVERY):
+            # The peer's FIN, in order, without data, acknowledging all we sent, our FIN
+            # included (how every server-closed short connection ends): what the full
+            # processing below does for it, without the tests that cannot apply
+            if self.bits & B_TS:
+                if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
+                    tsval, tsecr = _ii_unpack(buf, ooff + 4)
+                    fast = (tsval - self.ts_recent) & M < HALF      # PAWS
+                else:
+                    fast = False
+            else:
+                fast = doff == ooff
+            if fast:
+                rcv_nxt = self.rcv_nxt
+                if tsval is not None and rcv_nxt <= self.last_ack_sent:
+                    self.ts_recent = tsval
+                now = L.now
+                sack = self.snd_max
+                self._on_ack(sack, sack - self.snd_una, tsecr, now)   # -> FIN_WAIT_2
+                if self.snd_wl1 < rcv_nxt or (self.snd_wl1 == rcv_nxt and self.snd_wl2 <= sack):
+                    wnd = win << self.snd_ws
+                    self.snd_wnd = wnd
+                    if wnd > self.max_sndwnd:
+                        self.max_sndwnd = wnd
+                    self.snd_wl1 = rcv_nxt
+                    self.snd_wl2 = sack
+                if self.bits & B_KA:
+                    self.ka_probes = 0
+                    self.t_ka = now + self.ka_idle
+                    self._arm(self.t_ka)
+                self._in_fin(now)                                      # -> TIME_WAIT
+                return
+            tsval = tsecr = None
         if doff > ooff:
             if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
                 tsval, tsecr = _ii_unpack(buf, ooff + 4)
