@@ -156,7 +156,7 @@ def parse_ab(out):
 
 
 def wrk_cmd(url, seconds, conns=50, close=False, pipeline=False, latency=False):
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s"]
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
     if close:
         cmd += ["-H", "Connection: close"]
     if pipeline:
@@ -168,7 +168,7 @@ def wrk_cmd(url, seconds, conns=50, close=False, pipeline=False, latency=False):
 
 def ab_cmd(url, seconds, conns=50):
     # -t: time limit (ab then sets -n 50000 unless given), -r: do not stop on a recv error
-    return ["ab", "-q", "-r", "-t", str(seconds), "-n", "200000", "-c", str(conns), url]
+    return ["ab", "-q", "-r", "-t", str(max(1, round(seconds))), "-n", "200000", "-c", str(conns), url]
 
 
 QUIET_WAIT = 0.0     # python -m bench sets it: seconds to wait for a quiet core 0
