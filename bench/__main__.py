@@ -445,6 +445,9 @@ def main(argv=None):
             bulk_phase(lab, args, bulk, notes, profiles)
     finally:
         lab.close()
+        # keep the servers' logs only when something went wrong (the notes name them)
+        if not any("log /tmp" in n or "could not start" in n for n in notes):
+            shutil.rmtree(tmp, ignore_errors=True)
     busy = other_load(snap0, cpu_snapshot(), time.monotonic() - t0)
     if busy:
         notes.append("other work on this machine during the run (long-lived processes not "

@@ -205,6 +205,8 @@ class Server:
 
     def stop(self):
         if self.proc is None:
+            if self.kind == "uvloop" and getattr(self, "c_if", None):
+                self._del_uv_link()     # failed before the server process started
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -231,9 +233,16 @@ class Server:
                 except OSError:
                     pass
         else:
-            netns.del_link(self.c_if, self.lab.client_ns)
+            self._del_uv_link()
         self.proc.stdout.close()
         self.proc = None
+
+    def _del_uv_link(self):
+        netns.del_link(self.c_if, self.lab.client_ns)
+        # interrupted between creating the pair and moving it: still in the host namespace
+        for ifn in (self.c_if, self.s_if):
+            if netns.link_exists(ifn):
+                netns.del_link(ifn)
 
     def log_tail(self, n=2000):
         self.errlog.seek(0)
