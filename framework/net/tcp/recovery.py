@@ -61,6 +61,7 @@ def _sack_update(self, blocks, ack):
     if sb is None:
         sb = []
     smax = self.snd_max
+    una = self.snd_una
     changed = False
     for left, right in blocks:
         d = (left - ack) & M
@@ -70,6 +71,13 @@ def _sack_update(self, blocks, ack):
         e = s + ((right - left) & M)
         if e > smax or e <= s:
             continue
+        # an old ACK (reordered, below SND.UNA) may SACK what has been cumulatively acked
+        # since: stale, and in the scoreboard it would start a recovery with nothing in
+        # flight whose bogus pipe keeps cwnd shut, with no ACK left to end it (a stall)
+        if e <= una:
+            continue
+        if s < una:
+            s = una
         sb.append([s, e])
         changed = True
     if not changed:

@@ -173,3 +173,23 @@ def test_lost_retransmission_resent_by_the_recovery_probe_not_the_rto():
     assert h.tcp.counters["tcp.recovery_probes"] == 1 and h.tcp.counters["tcp.rto"] == 0
     h.step()
     assert round(h.tcp.poll_at() - h.now, 3) == 0.2   # one probe per progress: then the RTO
+
+
+def test_old_ack_with_sack_below_snd_una_does_not_stall_the_sender():
+    """A reordered old ACK (below SND.UNA) whose SACK blocks cover data since acked
+    cumulatively must not enter the scoreboard: those stale blocks started 'recovery' with
+    nothing in flight, their bogus pipe kept cwnd closed, and with no ACK left to come the
+    connection stalled for good (seen against Linux with loss and reordering)."""
+    h = Harness()
+    conn, iss, segs = _flight(h)                 # 10 x 1000 bytes in flight
+    h.send("A", seq=P, ack=iss + 1 + 10000)      # all acked: nothing in flight
+    assert conn.snd_una == conn.snd_max and not h.replies()
+    # an old ACK arrives late: ack 4000, SACKing 5000-9000 (all below SND.UNA now)
+    _sack(h, iss, 4000, [(5000, 9000)])
+    assert conn.scoreboard is None and not conn.bits & 0x100      # no recovery
+    conn.send(bytes(1000) * 30)                  # the app writes more
+    sent = h.replies()
+    assert sent, "the sender must go on sending"
+    end = max(s.seq + len(s.payload) for s in sent) - iss - 1
+    h.send("A", seq=P, ack=iss + 1 + end)
+    assert h.replies()
