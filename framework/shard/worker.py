@@ -18,6 +18,7 @@ link's namespace, opens its port and runs the loop until SIGTERM (graceful: conn
 finish, at most the grace period) or SIGQUIT (at once).
 """
 import ctypes
+import gc
 import logging
 import math
 import os
@@ -454,6 +455,17 @@ def worker_main(spec, shard_id, report=None):
     os._exit(0)
 
 
+def _settle_heap():
+    """Move what start-up allocated (modules, the app, the stack) out of the collector's
+    sight and collect young objects less often. A short connection leaves ~6 objects and
+    no cycles, but the default thresholds still ran full collections that walked every
+    TIME_WAIT entry under close load (micro_stack: 54-56 -> 52.7-53.6 us per connection,
+    the same as with the collector off)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50000, 20, 100)
+
+
 def _install_stop(on_stop):
     """SIGTERM -> on_stop(graceful=True), SIGQUIT -> on_stop(graceful=False); the wake-up
     pipe ends any poll() sleep at once.
@@ -511,6 +523,7 @@ def _run_user(spec, shard_id, report):
         report(shard_id, os.getpid(), "ready")
     log.info("shard %d serving on %s (%s, core %d)", shard_id, link.ifname, link.port_type,
              spec.cores[shard_id])
+    _settle_heap()
     try:
         shard.run()
     finally:
@@ -566,4 +579,5 @@ def _run_kernel(spec, shard_id, report):
     kernel.raise_nofile_limit()
     loop = kernel.KernelLoop(app, host, spec.http_port, shard_id, spec.shard_count,
                              stop_event=stop_event, setup=setup)
+    _settle_heap()
     loop.run(ready)
