@@ -6,6 +6,7 @@ parallel tests do not collide); its link and namespace names carry its pid. What
 happens, teardown stops the server and removes anything it left behind.
 """
 import glob
+import math
 import os
 import random
 import re
@@ -182,6 +183,12 @@ def ping(ip, count=20, interval=0.05, flood=False, deadline=None, timeout=1):
         cmd += ["-i", str(interval)]
     if count:
         cmd += ["-c", str(count)]
+        if not deadline and not flood:
+            # iputils ping gives the last reply only max(2 x the largest RTT, interval)
+            # once any reply came (-W applies only while none has): on a loaded machine
+            # a reply 50 ms late counted as lost. With -w, ping waits for every reply
+            # (up to the deadline: about -W after the last request)
+            deadline = math.ceil(count * interval + timeout) + 1
     if deadline:
         cmd += ["-w", str(deadline)]
     out = subprocess.run(cmd + [ip], capture_output=True, text=True,
