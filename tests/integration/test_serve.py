@@ -223,7 +223,8 @@ def test_attach_to_existing_iface(serve, lab):
     netns.ip("link", "set", peer, "up", netns=client)
     s = serve(cores=2, extra=("--iface", ours, "--ip", pre + "2/24"), subnet=None)
     assert s.banner.startswith(f"serving pingapp:app on http://{pre}2:8080 (2 user-stack"), s.banner
-    out = netns.run_in(client, ping_cmd() + ["-n", "-c", "10", "-i", "0.05", "-W", "1", pre + "2"],
+    out = netns.run_in(client, ping_cmd() + ["-n", "-c", "10", "-i", "0.05", "-W", "1", "-w", "5",
+                                             pre + "2"],
                        capture_output=True, text=True).stdout
     tx, rx, _, _ = parse_ping(out)
     assert (tx, rx) == (10, 10), out

@@ -128,9 +128,10 @@ def test_kernel_peer_arp_and_ping(peer_link):
         c = stack.counters
         assert c["arp.tx_request"] >= 1 and c["arp.resolved"] == 1
 
-        # 2. kernel ping, small and full-MTU
+        # 2. kernel ping, small and full-MTU (-w: without a deadline iputils ping waits
+        # for the last reply only max(2 x max RTT, interval) once any reply came)
         for size in ("56", "1472"):
-            p = netns.run_in(ns_peer, ["ping", "-c", "5", "-i", "0.05", "-W", "2", "-s", size, STACK_IP],
+            p = netns.run_in(ns_peer, ["ping", "-c", "5", "-i", "0.05", "-W", "2", "-w", "8", "-s", size, STACK_IP],
                              capture_output=True, text=True, timeout=20)
             assert p.returncode == 0, p.stdout + p.stderr
             assert " 5 received" in p.stdout, p.stdout
