@@ -26,5 +26,8 @@ class Spin(RequestHandler):
 @app.route("/slow")
 class Slow(RequestHandler):
     async def get(self):
+        mark = self.get_argument("mark", None)
+        if mark:                 # tells a test the request is in flight in the server
+            open(mark, "w").close()
         await self.reactor.sleep(float(self.get_argument("s", "1")))
         self.write("slow done\n")

@@ -211,7 +211,7 @@ def test_hup_rolling_restart_and_usr1_reopen(tmp_path, monkeypatch):
         s.cleanup()
 
 
-def test_graceful_timeout():
+def test_graceful_timeout(tmp_path):
     s = Server(app=APP, cores=1, extra=("--graceful-timeout", "0.5"), cwd=ROOT)
     try:
         out = {}
@@ -220,7 +220,8 @@ def test_graceful_timeout():
             try:
                 # the long one is cut at the end of the grace period (RST, or silence once
                 # the link is gone: a client timeout shorter than its 5 s)
-                out[key] = get(s.ip, 8080, f"/slow?s={secs}", timeout=3)
+                out[key] = get(s.ip, 8080, f"/slow?s={secs}&mark={tmp_path / key}",
+                               timeout=3)
             except OSError as e:
                 out[key] = e
 
@@ -228,7 +229,12 @@ def test_graceful_timeout():
         b = threading.Thread(target=slow, args=(5, "long"))
         a.start()
         b.start()
-        time.sleep(0.1)
+        # SIGTERM once both requests are in the server (a fixed 0.1 s was sometimes too
+        # short on a loaded machine: the short one had not arrived and was refused)
+        deadline = time.monotonic() + 10
+        while not ((tmp_path / "short").exists() and (tmp_path / "long").exists()):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.005)
         t0 = time.monotonic()
         assert s.stop(signal.SIGTERM) == 0, s.stderr()
         took = time.monotonic() - t0
