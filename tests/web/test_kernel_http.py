@@ -271,12 +271,18 @@ def test_apps_hello(server):
     assert json.loads(r.stdout) == {"message": "Hello, World!"}
 
 
-def test_graceful_stop_finishes_inflight(server):
+def test_graceful_stop_finishes_inflight(server, tmp_path):
     s = connect(server.ns, server.ip, server.port)
     idle = connect(server.ns, server.ip, server.port)
     try:
-        s.sendall(b"GET /slow/1?t=0.5 HTTP/1.1\r\n\r\n")
-        time.sleep(0.1)
+        mark = tmp_path / "inflight"
+        s.sendall(b"GET /slow/1?t=0.5&mark=%s HTTP/1.1\r\n\r\n" % str(mark).encode())
+        # stop once the handler runs (a fixed 0.1 s could pass on a loaded machine before
+        # the server had read the request: it then looked like an idle connection)
+        deadline = time.monotonic() + 10
+        while not mark.exists():
+            assert time.monotonic() < deadline, "the request never reached the handler"
+            time.sleep(0.005)
         t0 = time.monotonic()
         server.handle.request_stop()
         data = recv_until_closed(s)

@@ -41,6 +41,9 @@ class Seq(RequestHandler):
 @app.route("/slow/{n}")
 class Slow(RequestHandler):
     async def get(self, n):
+        mark = self.get_argument("mark", None)
+        if mark:                 # tells a test the request is in flight in the server
+            open(mark, "w").close()
         await self.reactor.sleep(float(self.get_argument("t", "0.2")))
         self.write(f"slow {n}")
 
