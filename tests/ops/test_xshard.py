@@ -88,10 +88,14 @@ def test_errors_come_back(run):
     assert out == [("KeyError", "nope"), ("RemoteError", True), ("TypeError", True)]
 
 
-def test_dead_shard_fails_the_call_instead_of_hanging(run):
+def test_dead_shard_fails_the_call_instead_of_hanging(run, tmp_path):
     run.start(1)
-    conn = run.start(0, F.call_stuck)
-    time.sleep(0.5)          # the call is in flight: shard 1 spins inside it
+    mark = tmp_path / "in_flight"
+    conn = run.start(0, F.call_stuck, args=(str(mark),))
+    deadline = time.monotonic() + 10
+    while not mark.exists():     # the call is in flight: shard 1 spins inside it
+        assert time.monotonic() < deadline, "the call never reached shard 1"
+        time.sleep(0.005)
     t_kill = time.monotonic()
     run.kill(1)
     name, waited, msg = result(conn)[1]

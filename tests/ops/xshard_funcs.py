@@ -34,7 +34,9 @@ async def slow_double(x, delay):
     return 2 * x
 
 
-def spin(seconds):
+def spin(seconds, mark=None):
+    if mark:              # tells the test the call is in flight here
+        open(mark, "w").close()
     time.sleep(seconds)   # a stuck handler: the loop does not turn
     return "woke"
 
@@ -111,10 +113,10 @@ async def errors(xs, ctx):
     return out
 
 
-async def call_stuck(xs, ctx):
+async def call_stuck(xs, ctx, mark=None):
     t0 = time.monotonic()
     try:
-        await xs.submit_to(1, spin, 30)
+        await xs.submit_to(1, spin, 30, mark)
         return ("answered", 0)
     except Exception as e:
         return (type(e).__name__, time.monotonic() - t0, str(e))
