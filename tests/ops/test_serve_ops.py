@@ -194,15 +194,24 @@ def test_hup_rolling_restart_and_usr1_reopen(tmp_path, monkeypatch):
         # USR1: log files reopened (logrotate moved the old one), nobody dies of it
         os.rename(log, tmp_path / "fw.log.1")
         os.kill(s.pid, signal.SIGUSR1)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while not log.exists():           # the master reopened its log file
+            assert time.monotonic() < deadline, "USR1: no new log file"
+            time.sleep(0.01)
+        time.sleep(0.2)                   # (and the workers had their USR1 too)
         assert {k: p.pid for k, p in s.wait_workers(2).items()} == after
         assert get(s.ip, 8080)[0] == 200
         # the next lines of the master and of a (restarted) worker land in the new file
         os.kill(after[0], signal.SIGKILL)
         s.wait_workers(2, exclude=(after[0],))
         until_answered(s.ip, 8080, time.monotonic() + 5)
-        time.sleep(0.3)
-        new = log.read_text()
+        deadline = time.monotonic() + 10
+        while True:                       # log lines are written a moment later
+            new = log.read_text()
+            if ("[master]" in new and "died" in new and "[shard 0]" in new
+                    or time.monotonic() > deadline):
+                break
+            time.sleep(0.05)
         assert "[master]" in new and "died" in new and "[shard 0]" in new, new
         assert "died" not in (tmp_path / "fw.log.1").read_text()
         assert s.stop() == 0, s.stderr()
