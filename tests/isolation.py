@@ -23,21 +23,21 @@ _SETUP = ("mount -t tmpfs fwtest /dev/shm && mkdir -p /run/netns && "
           'exec "$0" "$@"')
 
 _CALL = """
-import importlib.util, sys
-path, name = sys.argv[1], sys.argv[2]
-sys.path[:0] = [__import__("os").path.dirname(path)]
-spec = importlib.util.spec_from_file_location("isolated_test_module", path)
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-getattr(mod, name)()
+import importlib, os, sys
+path, modname, name = sys.argv[1:4]
+sys.path[:0] = [os.path.dirname(path)]
+getattr(importlib.import_module(modname), name)()
 """
 
 
 def run_isolated(fn, timeout=120):
+    """Run module-level ``fn`` of a test module (imported by the name pytest gave it, so
+    relative imports work) in private namespaces; fails with the child's traceback."""
     path = sys.modules[fn.__module__].__file__
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([TESTS, ROOT, os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "--",
-                        "sh", "-c", _SETUP, sys.executable, "-c", _CALL, path, fn.__name__],
+                        "sh", "-c", _SETUP, sys.executable, "-c", _CALL, path, fn.__module__,
+                        fn.__name__],
                        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     assert r.returncode == 0, f"isolated {fn.__name__} failed:\n{r.stdout}\n{r.stderr}"

@@ -17,7 +17,10 @@ from framework import link as linkmod
 from framework import netns
 from framework.nic import steer
 
-from .serve_helpers import HERE, ROOT, dead_pid, free_subnet, parse_ping, ping, ping_cmd
+from isolation import run_isolated
+
+from .serve_helpers import (HERE, ROOT, Server, dead_pid, free_subnet, parse_ping, ping,
+                            ping_cmd)
 
 BANNER = re.compile(r"^serving pingapp:app on http://198\.18\.\d+\.2:8080 "
                     r"\((\d+) user-stack workers?, (afpacket|tap)\)$")
@@ -163,21 +166,31 @@ def test_sigterm_removes_link_namespace_and_shm(serve):
                    for p in w.values())
 
 
-def test_sigint_stops_too_and_stale_runs_are_cleaned_at_start(serve):
+def test_sigint_stops_too_and_stale_runs_are_cleaned_at_start():
+    # isolated (tests/isolation.py): any supervisor starting meanwhile on this machine
+    # removes stale runs too, so the planted one could vanish half-made or before the
+    # check, and the start under test might not be what removed it
+    run_isolated(stale_runs_scenario)
+
+
+def stale_runs_scenario():
     from framework.shm import StatsBlock
     dead_owner = dead_pid()
     stale = linkmod.DefaultLink(owner_pid=dead_owner, subnet=free_subnet())
     stale.setup()
     blk = StatsBlock.create(f"{dead_owner}-abcd", 0, ["x"])
     blk.close()
+    s = None
     try:
         assert stale.exists()
-        s = serve(cores=1)
+        s = Server(cores=1)
         assert not stale.exists(), "stale link of a dead run survived the start"
         assert not [f for f in os.listdir("/dev/shm") if f".{dead_owner}-abcd." in f]
         assert s.stop(signal.SIGINT) == 0, s.stderr()
         assert s.leftovers() == []
     finally:
+        if s is not None:
+            s.cleanup()
         stale.created = True
         stale.teardown()
         for f in os.listdir("/dev/shm"):
