@@ -150,3 +150,31 @@ class KernelTcpSender:
             out += data[s]
             s += len(data[s])
         return out, frames
+
+
+def kernel_download(port, peer_mac, listen_sock, host_ip, stack_ip, stack_mac, size=2_000_000):
+    """The peer kernel's TCP (listening on ``listen_sock``) sends ``size`` random bytes to a
+    minimal receiver on ``port``; returns (sent, received, frames seen)."""
+    import os
+    import threading
+    payload = os.urandom(size)
+    listen_sock.listen(1)
+    listen_sock.settimeout(5)
+
+    def serve():
+        try:
+            c, _ = listen_sock.accept()
+            c.sendall(payload)
+            c.close()
+        except OSError:
+            pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        port_no = listen_sock.getsockname()[1]
+        data, frames = KernelTcpSender(port, peer_mac, host_ip, port_no, stack_ip,
+                                       stack_mac).run(len(payload))
+    finally:
+        listen_sock.close()
+        t.join(5)
+    return payload, data, frames

@@ -434,30 +434,16 @@ def test_kernel_tcp_gso_frames_fit(link, version):
     """The kernel's own TCP (TSO on the veth) sends ~64 KiB GSO frames; every one fits a
     ring slot/block and 2 MB arrive intact."""
     import hashlib
-    import threading
 
     from framework import netns as nsmod
 
-    from .helpers import KernelTcpSender
+    from .helpers import kernel_download
     port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version)
     mac = nsmod.ip("-o", "link", "show", link.b, netns=link.C).split("link/ether ")[1].split()[0]
     ls = link.client_socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.bind((HOST_IP, 8000))
-    ls.listen(1)
-    ls.settimeout(5)
-    payload = os.urandom(2_000_000)
-
-    def serve():
-        try:
-            c, _ = ls.accept()
-            c.sendall(payload)
-            c.close()
-        except OSError:
-            pass
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
     try:
-        data, frames = KernelTcpSender(port, mac, HOST_IP, 8000, STACK_IP, STACK_MAC).run(len(payload))
+        payload, data, frames = kernel_download(port, mac, ls, HOST_IP, STACK_IP, STACK_MAC)
         assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
         big = [f for f in frames if len(f) > 60000]
         assert big, max(len(f) for f in frames)
@@ -465,6 +451,4 @@ def test_kernel_tcp_gso_frames_fit(link, version):
         assert h[1] == vnet.GSO_TCPV4 and vnet.csum_trusted(big[0])
         assert port.stats["rx_truncated"] == 0
     finally:
-        ls.close()
-        t.join(5)
         port.close()

@@ -174,10 +174,8 @@ def test_tap_kernel_tcp_gso_frames(lab):
     """With TUNSETOFFLOAD(csum|tso4) the kernel's TCP hands the queue ~64 KiB GSO frames;
     2 MB arrive intact."""
     import hashlib
-    import os
-    import threading
 
-    from .helpers import KernelTcpSender
+    from .helpers import kernel_download
     ns = lab.netns("fwnt")
     name = "fwtap" + ns[-6:]
     with in_netns(ns):
@@ -190,27 +188,12 @@ def test_tap_kernel_tcp_gso_frames(lab):
     with in_netns(ns):
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.bind((HOST_IP, 8000))
-    ls.listen(1)
-    ls.settimeout(5)
-    payload = os.urandom(2_000_000)
-
-    def serve():
-        try:
-            c, _ = ls.accept()
-            c.sendall(payload)
-            c.close()
-        except OSError:
-            pass
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
     try:
-        data, frames = KernelTcpSender(port, mac, HOST_IP, 8000, STACK_IP, STACK_MAC).run(len(payload))
+        payload, data, frames = kernel_download(port, mac, ls, HOST_IP, STACK_IP, STACK_MAC)
         assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
         big = [f for f in frames if len(f) > 60000]
         assert big, max(len(f) for f in frames)
         assert vnet.VNET_HDR.unpack_from(big[0])[1] == vnet.GSO_TCPV4
     finally:
-        ls.close()
-        t.join(5)
         port.close()
         dev.close()
