@@ -29,6 +29,7 @@ import time
 import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
+from .flow import drain_future, wake_drainers
 from .handler import PEER_LAZY, REASONS, STATUS_LINES, BodyStream, HTTPError, Request, ShardInfo
 
 log = logging.getLogger("framework.web")
@@ -273,12 +274,7 @@ class HttpProtocol:
             self._pump()
 
     def _wake_drainers(self, exc):
-        waiters, self._drainers = self._drainers, None
-        for fut in waiters or ():
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
+        wake_drainers(self, exc)
 
     def _release_inbox(self):
         """The streamed request's handler is done: drop the rest of its body."""
@@ -304,16 +300,7 @@ class HttpProtocol:
 
     def _drain(self):
         """A Future done when the transport takes more data (at once if it does now)."""
-        fut = self.shared.reactor.create_future()
-        if self._closed:
-            fut.set_exception(ConnectionResetError("connection closed"))
-        elif not self._wpaused:
-            fut.set_result(None)
-        else:
-            if self._drainers is None:
-                self._drainers = []
-            self._drainers.append(fut)
-        return fut
+        return drain_future(self, self.shared.reactor, self._closed)
 
     def shutdown(self):
         """Stop reading; close once the current response is out."""

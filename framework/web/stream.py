@@ -6,6 +6,7 @@ One handler instance per connection. Override ``on_connect``, ``on_data``,
 """
 import logging
 
+from .flow import drain_future, wake_drainers
 from .handler import ShardInfo
 
 log = logging.getLogger("framework.web")
@@ -56,24 +57,10 @@ class StreamHandler:
 
     def drain(self):
         """A Future done when the peer can take more (``await self.drain()`` after writes)."""
-        fut = self.ctx.reactor.create_future()
-        if self.closed:
-            fut.set_exception(ConnectionResetError("connection closed"))
-        elif not self._wpaused:
-            fut.set_result(None)
-        else:
-            if self._drainers is None:
-                self._drainers = []
-            self._drainers.append(fut)
-        return fut
+        return drain_future(self, self.ctx.reactor, self.closed)
 
     def _wake(self, exc=None):
-        waiters, self._drainers = self._drainers, None
-        for fut in waiters or ():
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
+        wake_drainers(self, exc)
 
     def close(self):
         if not self.closed:
