@@ -262,6 +262,18 @@ class Connection:
         self._finish(None)
 
     # ------------------------------------------------------------------ input
+    def _usual_options(self, buf, ooff, doff):
+        """For the fast paths: (usable, tsval, tsecr). Usable when the options are just the
+        timestamp (or none, when timestamps are off) and PAWS accepts its value; anything
+        else goes through the full processing."""
+        if self.bits & B_TS:
+            if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
+                tsval, tsecr = _ii_unpack(buf, ooff + 4)
+                return (tsval - self.ts_recent) & M < HALF, tsval, tsecr   # PAWS
+            return False, None, None
+        return doff == ooff, None, None
+
+    # ------------------------------------------------------------------ input
     def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
         """One segment for this connection: header fields plus buf[ooff:doff] options and
         buf[doff:dend] data (RFC 9293 §3.10.7)."""
@@ -274,14 +286,7 @@ class Connection:
         # else (and any doubt) falls through to the full RFC 9293 processing below.
         if self.state == ESTABLISHED and flags & 0x37 == ACK and seq == self.rcv_nxt & M:
             bits = self.bits
-            if bits & B_TS:
-                if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
-                    tsval, tsecr = _ii_unpack(buf, ooff + 4)
-                    fast = (tsval - self.ts_recent) & M < HALF
-                else:
-                    fast = False
-            else:
-                fast = doff == ooff
+            fast, tsval, tsecr = self._usual_options(buf, ooff, doff)
             rcv_nxt = self.rcv_nxt
             dlen = dend - doff
             una = self.snd_una
@@ -348,15 +353,7 @@ class Connection:
             # The handshake's final ACK, in order, acknowledging exactly our SYN, no data:
             # what the full processing below does for it, without the tests that cannot
             # apply (one per passive open; ~1 us less per short connection)
-            bits = self.bits
-            if bits & B_TS:
-                if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
-                    tsval, tsecr = _ii_unpack(buf, ooff + 4)
-                    fast = (tsval - self.ts_recent) & M < HALF      # PAWS
-                else:
-                    fast = False
-            else:
-                fast = doff == ooff
+            fast, tsval, tsecr = self._usual_options(buf, ooff, doff)
             if fast:
                 if tsval is not None:
                     self.ts_recent = tsval
@@ -372,14 +369,7 @@ class Connection:
             # The peer's FIN, in order, without data, acknowledging all we sent, our FIN
             # included (how every server-closed short connection ends): what the full
             # processing below does for it, without the tests that cannot apply
-            if self.bits & B_TS:
-                if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
-                    tsval, tsecr = _ii_unpack(buf, ooff + 4)
-                    fast = (tsval - self.ts_recent) & M < HALF      # PAWS
-                else:
-                    fast = False
-            else:
-                fast = doff == ooff
+            fast, tsval, tsecr = self._usual_options(buf, ooff, doff)
             if fast:
                 rcv_nxt = self.rcv_nxt
                 if tsval is not None and rcv_nxt <= self.last_ack_sent:
