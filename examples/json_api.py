@@ -20,7 +20,7 @@ class Notes:
 
 
 @app.shard_state
-def make_state(ctx):
+def notes(ctx):
     return Notes()
 
 

@@ -1,12 +1,15 @@
 """App: routes, stream listeners, per-shard state, limits.
 
-The shard loop (kernel sockets or the user-level stack) calls, per worker:
+The shard loop (kernel sockets or the user-level stack) does, per worker, on its
+asyncio loop (``ctx.loop``):
 
-    app.on_shard_start(ctx)            # once, before any connection: builds ctx.state
+    await app.start_shard(ctx)         # once, before any connection: builds ctx.state
     factories = app.listeners(http_port)   # {port: factory(ctx) -> Protocol}
     ...  factory(ctx) for every accepted connection on that port ...
-    app.on_shard_stop(ctx)             # once, at shutdown (optional for the loop)
+    await app.stop_shard(ctx)          # once, at shutdown
 """
+import inspect
+
 from .http1 import HttpConfig, HttpProtocol, HttpShared
 from .routing import Router
 from .stream import StreamHandler, stream_factory
@@ -15,12 +18,9 @@ from .stream import StreamHandler, stream_factory
 class App:
     def __init__(self, routes=None, *, max_body_size=1 << 20, max_header_size=8192,
                  idle_timeout=60.0, request_timeout=30.0, server_header="framework",
-                 default_content_type="text/html; charset=UTF-8", state=None,
-                 access_log=False):
+                 default_content_type="text/html; charset=UTF-8", access_log=False):
         """``routes``: [(pattern, Handler), (pattern, Handler, initialize_kwargs), ...].
 
-        ``state``: optional ``fn(ctx) -> object``, the per-shard state (``handler.state``,
-        ``ctx.state``); the same as decorating a function with ``@app.shard_state``.
         Limits: bodies over ``max_body_size`` -> 413, header blocks over
         ``max_header_size`` -> 431; a keep-alive connection idle for ``idle_timeout``
         seconds is closed; a request whose headers are not complete ``request_timeout``
@@ -35,7 +35,7 @@ class App:
                                  server_header=server_header,
                                  default_content_type=default_content_type,
                                  access_log=access_log)
-        self._state_fn = state
+        self._state_fn = None
         self._start_hooks = []
         self._stop_hooks = []
         for r in routes or ():
@@ -68,37 +68,39 @@ class App:
         return register if handler is None else register(handler)
 
     def shard_state(self, fn):
-        """Decorator: ``fn(ctx) -> state`` builds each shard's state object."""
+        """Decorator: ``fn(ctx) -> state`` (plain or ``async def``) builds each shard's
+        state object: ``ctx.state``, ``handler.state``."""
         self._state_fn = fn
         return fn
 
     def on_start(self, fn):
-        """Decorator: ``fn(ctx)`` runs once per shard after its state exists."""
+        """Decorator: ``fn(ctx)`` (plain or ``async def``) runs once per shard after its
+        state exists, before the first connection; hooks run in order, and a failing one
+        fails the shard's start."""
         self._start_hooks.append(fn)
         return fn
 
     def on_stop(self, fn):
+        """Decorator: ``fn(ctx)`` (plain or ``async def``) runs once per shard at shutdown;
+        a failing hook is logged and the others still run."""
         self._stop_hooks.append(fn)
         return fn
 
     # ---- called by the shard loops -------------------------------------------------------
-    def on_shard_start(self, ctx):
+    async def start_shard(self, ctx):
+        """Build ``ctx.state`` and run the on_start hooks (in order); raises what they raise."""
         if self._state_fn is not None:
-            ctx.state = self._state_fn(ctx)
+            ctx.state = await _call(self._state_fn, ctx)
         for fn in self._start_hooks:
-            fn(ctx)
+            await _call(fn, ctx)
 
-    def make_state(self, ctx):
-        """Same as on_shard_start, returning the state (for loops that assign it)."""
-        self.on_shard_start(ctx)
-        return ctx.state
-
-    def on_shard_stop(self, ctx):
+    async def stop_shard(self, ctx):
+        """Run the on_stop hooks (in order); a failure is logged, not raised."""
         for fn in self._stop_hooks:
             try:
-                fn(ctx)
+                await _call(fn, ctx)
             except Exception:
-                ctx.log.exception("on_stop hook failed")
+                ctx.log.exception("on_stop hook %s failed", getattr(fn, "__name__", fn))
 
     def listeners(self, http_port):
         """{port: factory(ctx) -> Protocol}: HTTP on ``http_port`` (if any routes) + streams."""
@@ -129,3 +131,11 @@ class App:
     def __repr__(self):
         return (f"<App {len(self.router.routes)} routes, "
                 f"streams on {sorted(self.streams) or 'no ports'}>")
+
+
+async def _call(fn, ctx):
+    """``fn(ctx)``, awaited when it returns an awaitable (an ``async def`` hook)."""
+    res = fn(ctx)
+    if inspect.isawaitable(res):
+        res = await res
+    return res

@@ -3,7 +3,8 @@
 A handler instance lives for one request. The connection (``framework.web.http1``)
 builds it, calls ``_execute`` and gets the response bytes back through
 ``conn._send`` / ``conn._send_chunk``. Sync handlers run straight through; a
-handler whose method is ``async def`` is wrapped in a reactor Task (only then).
+handler whose method is ``async def`` runs as an asyncio Task on the shard's loop (only
+then), so it may use asyncio freely: sleep, wait_for, gather, queues, executors.
 """
 import http.client
 import json
@@ -186,7 +187,7 @@ class Request:
         return out
 
     def read(self):
-        """Future of the next body chunk; ``b""`` once the body is complete.
+        """An asyncio future of the next body chunk; ``b""`` once the body is complete.
 
         With ``stream_request_body = True`` on the handler, chunks arrive while the
         handler runs; otherwise the whole (already received) body comes as one chunk.
@@ -194,7 +195,7 @@ class Request:
         stream = self.body_stream
         if stream is not None:
             return stream.get()
-        fut = self.connection.shared.reactor.create_future()
+        fut = self.connection.shared.loop.create_future()
         fut.set_result(b"" if self._body_taken else self.body)
         self._body_taken = True
         return fut
@@ -227,11 +228,11 @@ class BodyStream:
     a slow consumer slows the client down (TCP's own back-pressure).
     """
 
-    __slots__ = ("_reactor", "_chunks", "_waiter", "_done", "_exc", "_size", "_conn",
+    __slots__ = ("_loop", "_chunks", "_waiter", "_done", "_exc", "_size", "_conn",
                  "_high", "_paused", "closed")
 
-    def __init__(self, reactor, conn, high=256 * 1024):
-        self._reactor = reactor
+    def __init__(self, loop, conn, high=256 * 1024):
+        self._loop = loop
         self._conn = conn
         self._chunks = []
         self._waiter = None
@@ -248,8 +249,9 @@ class BodyStream:
         w = self._waiter
         if w is not None:
             self._waiter = None
-            w.set_result(chunk)
-            return
+            if not w.done():    # else the reader gave up waiting: keep the chunk for it
+                w.set_result(chunk)
+                return
         self._chunks.append(chunk)
         self._size += len(chunk)
         if self._size > self._high and not self._paused:
@@ -262,7 +264,7 @@ class BodyStream:
         self._done = True
         self._exc = exc
         w = self._waiter
-        if w is not None:
+        if w is not None and not w.done():
             self._waiter = None
             if exc is None:
                 w.set_result(b"")
@@ -270,7 +272,7 @@ class BodyStream:
                 w.set_exception(exc)
 
     def get(self):
-        fut = self._reactor.create_future()
+        fut = self._loop.create_future()
         if self._chunks:
             chunk = self._chunks.pop(0)
             self._size -= len(chunk)
@@ -283,7 +285,7 @@ class BodyStream:
                 fut.set_result(b"")
             else:
                 fut.set_exception(self._exc)
-        elif self._waiter is not None:
+        elif self._waiter is not None and not self._waiter.done():
             raise RuntimeError("concurrent reads of one request body")
         else:
             self._waiter = fut
@@ -365,10 +367,6 @@ class RequestHandler:
 
     def on_connection_close(self):
         """The client went away while this (async) request was still running."""
-
-    @property
-    def reactor(self):
-        return self._ctx.reactor
 
     @property
     def ctx(self):
@@ -504,7 +502,7 @@ class RequestHandler:
     def flush(self):
         """Send what was written so far now (the response becomes chunked).
 
-        Returns a Future that is done once the connection can take more: an async
+        Returns an asyncio future done once the connection can take more: an async
         handler streaming a large body does ``await self.flush()`` to follow the
         client's pace (the transport's write buffer high/low water marks).
         """

@@ -1,7 +1,7 @@
 """HTTP/1.1 server protocol on httptools, for one connection (CONTRACTS section 5).
 
-Pure: no sockets and no clock reads of its own. Time is ``ctx.reactor.now`` (set by
-the shard loop); the wall clock for the Date header is an injectable function read at
+Pure: no sockets and no clock reads of its own. Time is ``ctx.loop.time()``, the
+shard's asyncio loop's clock; the wall clock for the Date header is an injectable function read at
 most once per second. Everything a shard's connections share (router, limits, the
 cached Date line, the timeout sweep) lives in one ``HttpShared`` per shard.
 
@@ -9,7 +9,7 @@ Request flow: bytes -> httptools callbacks -> ``Request`` -> (queue, for pipelin
 -> handler. Only one handler runs per connection at a time, so responses leave in
 request order; later pipelined requests are parsed and queued meanwhile. A sync
 handler runs inside ``data_received`` and its response is written before the next
-request is looked at; an ``async def`` handler becomes a reactor Task.
+request is looked at; an ``async def`` handler becomes an asyncio Task on the shard loop.
 
 A handler with ``stream_request_body = True`` starts as soon as its headers are in
 (when it is the connection's turn) and reads the body through a BodyStream
@@ -21,6 +21,7 @@ Errors found while parsing (400/408/413/431/417) are answered in turn (after the
 responses still due) and close the connection, through the transport's optional
 ``lingering_close`` so a client still sending does not turn our answer into an RST.
 """
+import asyncio
 import logging
 from collections import deque
 from email.utils import formatdate
@@ -75,14 +76,14 @@ class HttpConfig:
 class HttpShared:
     """Per-shard state of the HTTP server: router, config, Date cache, timeout sweep."""
 
-    __slots__ = ("app", "ctx", "reactor", "router", "config", "shard_info", "conns",
+    __slots__ = ("app", "ctx", "loop", "router", "config", "shard_info", "conns",
                  "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
                  "clock", "server_line", "access_log")
 
     def __init__(self, app, ctx, router, config, clock=time.time):
         self.app = app
         self.ctx = ctx
-        self.reactor = ctx.reactor
+        self.loop = ctx.loop
         self.router = router
         self.config = config
         self.shard_info = ShardInfo(ctx.shard_id, ctx.shard_count)
@@ -102,7 +103,7 @@ class HttpShared:
 
     def prefix(self):
         """``Server:`` + ``Date:`` header lines; the Date is rebuilt once per wall second."""
-        now = self.reactor.now
+        now = self.loop.time()
         if now >= self._prefix_until:
             wall = self.clock()
             self._prefix = self.server_line + b"Date: %s\r\n" % formatdate(
@@ -113,16 +114,16 @@ class HttpShared:
     def track(self, conn):
         self.conns.add(conn)
         if self._sweep_handle is None:
-            self._sweep_handle = self.reactor.call_later(self._tick, self._sweep)
+            self._sweep_handle = self.loop.call_later(self._tick, self._sweep)
 
     def untrack(self, conn):
         self.conns.discard(conn)
 
     def _sweep(self):
-        now = self.reactor.now
+        now = self.loop.time()
         for conn in [c for c in self.conns if 0.0 < c.deadline <= now]:
             conn._timed_out()
-        self._sweep_handle = (self.reactor.call_later(self._tick, self._sweep)
+        self._sweep_handle = (self.loop.call_later(self._tick, self._sweep)
                               if self.conns else None)
 
 
@@ -170,7 +171,7 @@ class HttpProtocol:
         self.transport = transport
         self._remote_ip = PEER_LAZY      # looked up on first use (remote_ip)
         shared = self.shared
-        self.deadline = shared.reactor.now + shared.config.idle_timeout
+        self.deadline = shared.loop.time() + shared.config.idle_timeout
         shared.track(self)
 
     @property
@@ -229,7 +230,7 @@ class HttpProtocol:
             if self._hdr_size + self._partial > self.shared.config.max_header_size:
                 self._fail(431)
         elif not self._in_msg and self._active is None and not self._queue:
-            self.deadline = self.shared.reactor.now + self.shared.config.idle_timeout
+            self.deadline = self.shared.loop.time() + self.shared.config.idle_timeout
 
     def eof_received(self):
         self._eof = True
@@ -299,8 +300,8 @@ class HttpProtocol:
                 resume()
 
     def _drain(self):
-        """A Future done when the transport takes more data (at once if it does now)."""
-        return drain_future(self, self.shared.reactor, self._closed)
+        """An asyncio future done when the transport takes more data (at once if it does now)."""
+        return drain_future(self, self.shared.loop, self._closed)
 
     def shutdown(self):
         """Stop reading; close once the current response is out."""
@@ -322,7 +323,7 @@ class HttpProtocol:
         self._hdr_size = 0
         self._partial = 0
         shared = self.shared
-        self.deadline = shared.reactor.now + shared.config.request_timeout
+        self.deadline = shared.loop.time() + shared.config.request_timeout
 
     def on_url(self, url):
         self._url += url
@@ -378,7 +379,7 @@ class HttpProtocol:
                       path, query, _VERSION_STR.get(version) or "HTTP/" + version, headers,
                       b"", self._remote_ip)
         req.connection = self
-        req.start_time = self.shared.reactor.now
+        req.start_time = self.shared.loop.time()
         self._req = req
         stream = False
         if self.shared.router.early:
@@ -411,8 +412,8 @@ class HttpProtocol:
                     req.expect_continue = True
         if stream:
             req.keep_alive = parser.should_keep_alive()
-            self._inbox = req.body_stream = BodyStream(self.shared.reactor, self)
-            self.deadline = self.shared.reactor.now + config.request_timeout
+            self._inbox = req.body_stream = BodyStream(self.shared.loop, self)
+            self.deadline = self.shared.loop.time() + config.request_timeout
             self._run(req)
 
     def on_body(self, body):
@@ -421,7 +422,7 @@ class HttpProtocol:
             raise _Reject(413)
         self._body_size = n
         # a body may take long (big uploads); what is limited is a pause in it
-        self.deadline = self.shared.reactor.now + self.shared.config.request_timeout
+        self.deadline = self.shared.loop.time() + self.shared.config.request_timeout
         if self._inbox is not None:
             self._inbox.put(body)
             return
@@ -490,7 +491,7 @@ class HttpProtocol:
                 self._close()
             elif not self._in_msg:
                 shared = self.shared
-                self.deadline = shared.reactor.now + shared.config.idle_timeout
+                self.deadline = shared.loop.time() + shared.config.idle_timeout
 
     def _run(self, req):
         shared = self.shared
@@ -512,19 +513,19 @@ class HttpProtocol:
                 h.set_default_headers()
             pending = h.prepare() if route.has_prepare else None
             if pending is not None:   # async prepare()
-                self._task = shared.reactor.create_task(
+                self._task = shared.loop.create_task(
                     self._run_async(h, pending, getattr(h, name), args, kwargs))
                 return
             if h._finished:
                 return
             if route.is_async[req.method]:
-                self._task = shared.reactor.create_task(
+                self._task = shared.loop.create_task(
                     self._run_async(h, None, getattr(h, name), args, kwargs))
                 return
             r = getattr(h, name)(*args, **kwargs)
             if r is not None and hasattr(r, "__await__"):
                 # a plain def that returned an awaitable: finish when it is done
-                self._task = shared.reactor.create_task(
+                self._task = shared.loop.create_task(
                     self._run_async(h, None, lambda: r, (), {}))
                 return
             if not h._finished:
@@ -544,6 +545,16 @@ class HttpProtocol:
                     h.finish()
         except Exception as e:
             h._handle_exception(e)
+        except asyncio.CancelledError as e:
+            # something the handler awaited was cancelled under it, or this task was
+            # (the loop shutting down): no response will come, so answer 500 and go on
+            h._handle_exception(e)
+            if asyncio.current_task().cancelling():
+                self._after_async(h)
+                raise
+        self._after_async(h)
+
+    def _after_async(self, h):
         self._task = None
         if self._active is h:   # finish() never reached us (connection gone): let go
             self._active = None
@@ -698,7 +709,7 @@ class HttpProtocol:
             self._close()
 
     def _log_access(self, req, status, nbytes):
-        ms = (self.shared.reactor.now - req.start_time) * 1000.0
+        ms = (self.shared.loop.time() - req.start_time) * 1000.0
         self.shared.access_log.info("%d %s %s (%s) %s %.2fms", status, req.method, req.uri,
                                     req.remote_ip, "-" if nbytes < 0 else nbytes, ms)
 
@@ -743,7 +754,7 @@ class HttpProtocol:
         if self._closed:
             return
         if self._rpaused:     # we stopped reading (back-pressure): the wait is ours
-            self.deadline = self.shared.reactor.now + self.shared.config.request_timeout
+            self.deadline = self.shared.loop.time() + self.shared.config.request_timeout
             return
         if self._in_msg:      # a request that never completed (slowloris): 408
             self._fail(408)

@@ -31,10 +31,6 @@ class StreamHandler:
         self._wpaused = False
         self._drainers = None
 
-    @property
-    def reactor(self):
-        return self.ctx.reactor
-
     # ---- override these ----------------------------------------------------------------
     def on_connect(self):
         pass
@@ -56,8 +52,8 @@ class StreamHandler:
                                  else str(data).encode())
 
     def drain(self):
-        """A Future done when the peer can take more (``await self.drain()`` after writes)."""
-        return drain_future(self, self.ctx.reactor, self.closed)
+        """An asyncio future done when the peer can take more (``await self.drain()`` after writes)."""
+        return drain_future(self, self.ctx.loop, self.closed)
 
     def _wake(self, exc=None):
         wake_drainers(self, exc)

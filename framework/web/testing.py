@@ -1,5 +1,6 @@
 """Test an App without sockets: requests go through the real HTTP protocol on a fake
-transport, and time is fake, so ``await self.reactor.sleep(30)`` takes no wall time.
+transport, on an asyncio loop with a virtual clock (framework.vtime), so
+``await asyncio.sleep(30)`` in a handler takes no wall time.
 
     from framework.web.testing import TestClient
 
@@ -8,12 +9,66 @@ transport, and time is fake, so ``await self.reactor.sleep(30)`` takes no wall t
         r = client.get("/hello/bob")
         assert r.status == 200 and r.text == "hello bob\\n"
         assert client.post("/notes", json={"text": "x"}).json()["id"] == 1
+
+Work a handler hands to ``loop.run_in_executor`` (or ``asyncio.to_thread``) runs on
+real threads; the client waits for it (wall time) before it moves the virtual clock on.
 """
 import json as _json
+import threading
 from urllib.parse import urlencode
 
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
+from framework.context import ShardContext
+from framework.vtime import VirtualClockLoop
+
+EXECUTOR_WAIT = 30.0    # wall seconds a test waits for one executor job before failing
+
+
+class TestLoop(VirtualClockLoop):
+    """A VirtualClockLoop that also waits for executor jobs: ``run_ready()`` returns only
+    once no ``run_in_executor`` future is pending, and ``advance()`` lets each job land
+    before the clock passes the next timer (threads take no virtual time)."""
+
+    __test__ = False
+
+    def __init__(self, start=0.0):
+        self._landed = threading.Condition()
+        self._in_flight = set()
+        super().__init__(start)
+
+    def _write_to_self(self):
+        # call_soon_threadsafe from an executor thread: its callback is in _ready now
+        with self._landed:
+            self._landed.notify_all()
+
+    def run_in_executor(self, executor, func, *args):
+        fut = super().run_in_executor(executor, func, *args)
+        self._in_flight.add(fut)
+        fut.add_done_callback(self._in_flight.discard)
+        return fut
+
+    def run_ready(self):
+        while True:
+            super().run_ready()
+            if not self._in_flight:
+                return
+            with self._landed:
+                if not self._landed.wait_for(lambda: self._ready, EXECUTOR_WAIT):
+                    raise AssertionError(f"an executor job took over {EXECUTOR_WAIT} s")
+
+    def advance(self, seconds):
+        end = self.time() + seconds
+        while True:
+            self.run_ready()
+            d = self.next_deadline()
+            if d is None or d > end:
+                break
+            super().advance(d - self.time())
+        super().advance(end - self.time())
+
+    def __del__(self):
+        # tests drop clients without close(): nothing is running, so close quietly
+        if not self.is_closed() and not self.is_running():
+            self.close()
 
 
 class Response:
@@ -67,18 +122,18 @@ class FakeTransport:
 
 
 class TestClient:
-    """One shard of ``app`` with a fake clock; each request on a fresh connection."""
+    """One shard of ``app`` on a virtual clock; each request on a fresh connection."""
 
     __test__ = False    # not a pytest test class
 
     def __init__(self, app, shard_id=0, shard_count=1, port=8080, wall_clock=1.7e9):
         self.app = app
-        self.reactor = Reactor(0.0)
-        self.ctx = ShardContext(self.reactor, shard_id, shard_count)
-        app.on_shard_start(self.ctx)
+        self.loop = TestLoop(0.0)
+        self.ctx = ShardContext(self.loop, shard_id, shard_count)
+        self.loop.run_until_complete(app.start_shard(self.ctx))
         self.port = port
         self._wall0 = wall_clock
-        self._http = app.http_factory(clock=lambda: self._wall0 + self.reactor.now)
+        self._http = app.http_factory(clock=lambda: self._wall0 + self.loop.time())
         self.factories = app.listeners(port)
 
     @property
@@ -86,21 +141,22 @@ class TestClient:
         return self.ctx.state
 
     def advance(self, seconds):
-        """Move the fake clock on, running every timer that falls due."""
-        end = self.reactor.now + seconds
-        while True:
-            self._run_ready()
-            d = self.reactor.next_deadline()
-            if d is None or d > end:
-                break
-            self.reactor.run_once(d)
-        self.reactor.run_once(end)
-        self._run_ready()
+        """Move the virtual clock on, running every timer that falls due."""
+        self.loop.advance(seconds)
 
-    def _run_ready(self):
-        r = self.reactor
-        while r.has_ready():
-            r.run_once(r.now)
+    def close(self):
+        """Run the app's on_stop hooks and close the loop."""
+        loop = self.loop
+        if not loop.is_closed():
+            loop.run_until_complete(self.app.stop_shard(self.ctx))
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def request(self, method, path, body=b"", headers=None, json=None, form=None,
                 timeout=300.0):
@@ -125,11 +181,14 @@ class TestClient:
         """Send raw request bytes; returns the first Response."""
         proto = self._http(self.ctx)
         t = FakeTransport()
-        proto.connection_made(t)
-        proto.data_received(data)
-        end = self.reactor.now + timeout
+        loop = self.loop
+        # delivered from inside the loop, as a shard loop does: a sync handler may use
+        # asyncio.get_running_loop() / create_task too
+        loop.call_soon(proto.connection_made, t)
+        loop.call_soon(proto.data_received, data)
+        end = loop.time() + timeout
         while True:
-            self._run_ready()
+            loop.run_ready()
             r = _parse_one(bytes(t.out), head)
             if r is not None:
                 break
@@ -139,14 +198,14 @@ class TestClient:
                     break
                 raise AssertionError(f"connection closed without a complete response: "
                                      f"{bytes(t.out)[:200]!r}")
-            d = self.reactor.next_deadline()
+            d = loop.next_deadline()
             if d is None or d > end:
                 raise AssertionError(f"no response within {timeout} s of fake time")
-            self.reactor.run_once(d)
+            loop.advance(d - loop.time())
         if not t.closed:
             t.close()
-            proto.connection_lost(None)
-            self._run_ready()
+            loop.call_soon(proto.connection_lost, None)
+            loop.run_ready()
         return r
 
     def get(self, path, **kw):

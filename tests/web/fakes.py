@@ -1,6 +1,6 @@
-"""A fake transport and a driver for the HTTP protocol: no sockets, fake time."""
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
+"""A fake transport and a driver for the HTTP protocol: no sockets, a virtual clock."""
+from framework.context import ShardContext
+from framework.web.testing import TestLoop
 
 FIXED_WALL = 1784635200.0     # Date header in protocol tests: a fixed wall clock
 
@@ -48,13 +48,14 @@ class FakeTransport:
 
 
 class Harness:
-    """One app, one shard context with a manual clock, connections on fake transports."""
+    """One app, one shard context on a virtual-clock asyncio loop, connections on fake
+    transports."""
 
     def __init__(self, app, port=8080, now=100.0):
         self.app = app
-        self.reactor = Reactor(now)
-        self.ctx = ShardContext(self.reactor, 0, 1)
-        app.on_shard_start(self.ctx)
+        self.loop = TestLoop(now)
+        self.ctx = ShardContext(self.loop, 0, 1)
+        self.loop.run_until_complete(app.start_shard(self.ctx))
         self.factories = app.listeners(port)
         self.port = port
         http = self.factories.get(port)
@@ -69,17 +70,13 @@ class Harness:
         return proto, t
 
     def run(self, advance=0.0):
-        """Advance fake time and run what is due, until nothing is ready."""
-        r = self.reactor
-        while r.has_ready():        # what is due now, at the current time
-            r.run_once(r.now)
-        now = r.now + advance
-        r.run_once(now)
-        while r.has_ready():
-            r.run_once(now)
+        """Run what is ready, then move the clock ``advance`` on (running every timer on
+        the way), until nothing is ready."""
+        self.loop.run_ready()
+        self.loop.advance(advance)
 
     def run_until(self, t_end, step=0.01):
-        while self.reactor.now < t_end:
+        while self.loop.time() < t_end:
             self.run(step)
 
     def request(self, raw, port=None):

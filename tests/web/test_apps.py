@@ -65,11 +65,11 @@ def test_examples():
     assert t.take() == b"welcome, say something\none\ntwo\nbye\n" and t.closed
     h = Harness(load_app("examples/async_handler.py:app"))
     out, proto, t = h.request(b"GET /countdown HTTP/1.1\r\n\r\n")
-    h.run_until(h.reactor.now + 1.0, step=0.1)
+    h.run_until(h.loop.time() + 1.0, step=0.1)
     (st, hd, body), = parse_responses(out + t.take())
     assert body == b"3...\n2...\n1...\nliftoff\n"
     out, proto, t = h.request(b"GET /slow?delay=0.3 HTTP/1.1\r\n\r\n")
-    h.run_until(h.reactor.now + 0.5, step=0.1)
+    h.run_until(h.loop.time() + 0.5, step=0.1)
     assert json.loads(parse_responses(t.take())[0][2]) == {"slept": 0.3, "shard": 0}
 
 

@@ -1,4 +1,5 @@
 """The HTTP/1.1 protocol against a fake transport and a manual clock (no sockets)."""
+import asyncio
 import logging
 
 import pytest
@@ -32,7 +33,7 @@ def make_app(**kw):
     @app.route("/slow/{n}")
     class Slow(RequestHandler):
         async def get(self, n):
-            await self.reactor.sleep(float(self.get_argument("t", "1")))
+            await asyncio.sleep(float(self.get_argument("t", "1")))
             self.write(f"slow {n}")
 
     return app
@@ -336,25 +337,26 @@ def test_async_handlers(caplog):
     @app.route("/a")
     class A(RequestHandler):
         async def prepare(self):
-            await self.reactor.sleep(0.1)
+            await asyncio.sleep(0.1)
             order.append("prepared")
 
         async def get(self):
-            fut = self.reactor.create_future()
-            self.reactor.call_later(0.2, fut.set_result, "value")
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            loop.call_later(0.2, fut.set_result, "value")
             v = await fut
             self.write(v)
 
     @app.route("/fail")
     class Fail(RequestHandler):
         async def get(self):
-            await self.reactor.sleep(0.1)
+            await asyncio.sleep(0.1)
             raise KeyError("async secret")
 
     @app.route("/gone")
     class Gone(RequestHandler):
         async def get(self):
-            await self.reactor.sleep(0.1)
+            await asyncio.sleep(0.1)
             self.write("late")
 
         def on_connection_close(self):
@@ -488,12 +490,12 @@ def test_idle_timeout(h):
     proto, t = h.connect()
     proto.data_received(b"GET /seq/1 HTTP/1.1\r\n\r\n")
     t.take()
-    h.run_until(h.reactor.now + 4.5, step=0.5)
+    h.run_until(h.loop.time() + 4.5, step=0.5)
     assert not t.closed
-    h.run_until(h.reactor.now + 1.5, step=0.5)
+    h.run_until(h.loop.time() + 1.5, step=0.5)
     assert t.closed and t.take() == b""
     proto, t = h.connect()                    # a connection that never sends anything
-    h.run_until(h.reactor.now + 6.0, step=0.5)
+    h.run_until(h.loop.time() + 6.0, step=0.5)
     assert t.closed
 
 
@@ -511,7 +513,7 @@ def test_request_timeout_slowloris(h):
 def test_no_timeout_while_handler_runs(h):
     proto, t = h.connect()
     proto.data_received(b"GET /slow/1?t=3 HTTP/1.1\r\n\r\n")   # longer than request_timeout
-    h.run_until(h.reactor.now + 3.2, step=0.25)
+    h.run_until(h.loop.time() + 3.2, step=0.25)
     assert t.take().endswith(b"slow 1") and not t.closed
 
 
@@ -627,7 +629,7 @@ def make_stream_app():
             async for chunk in self.request.stream():
                 log.append(len(chunk))
                 n += len(chunk)
-                await self.reactor.sleep(0.01)      # a slow consumer
+                await asyncio.sleep(0.01)      # a slow consumer
             self.write(f"got {n}")
 
         async def post(self):                     # answers without reading the body
@@ -659,7 +661,7 @@ def test_streamed_request_body():
     # chunked, and the per-handler limit (10000) rather than the app's (100)
     proto.data_received(b"PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
     proto.data_received(b"1000\r\n" + b"y" * 4096 + b"\r\n0\r\n\r\n")
-    h.run_until(h.reactor.now + 0.2)
+    h.run_until(h.loop.time() + 0.2)
     assert t.take().endswith(b"got 4096")
 
 
@@ -671,9 +673,9 @@ def test_streamed_body_backpressure_and_limit():
     proto.data_received(b"z" * 9000)             # waits unread, the handler has not started
     # (high water is 256 KiB: no pause for this little)
     assert not t.paused
-    h.run_until(h.reactor.now + 0.1)
+    h.run_until(h.loop.time() + 0.1)
     proto.data_received(b"z" * 1000)
-    h.run_until(h.reactor.now + 0.1)
+    h.run_until(h.loop.time() + 0.1)
     assert t.take().endswith(b"got 10000")
     out, proto, t = h.request(b"PUT /up HTTP/1.1\r\nContent-Length: 10001\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 413 ")
@@ -681,7 +683,7 @@ def test_streamed_body_backpressure_and_limit():
     proto.data_received(b"PUT /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
     h.run()
     proto.data_received(b"2710\r\n" + b"q" * 10000 + b"\r\n5\r\nqqqqq\r\n0\r\n\r\n")
-    h.run_until(h.reactor.now + 0.5)
+    h.run_until(h.loop.time() + 0.5)
     assert t.take().startswith(b"HTTP/1.1 413 ") and t.closed
 
 
@@ -714,13 +716,13 @@ def test_streamed_request_pipelined_behind_is_buffered():
     @app.route("/wait")
     class Wait(RequestHandler):
         async def get(self):
-            await self.reactor.sleep(0.1)
+            await asyncio.sleep(0.1)
 
     h = Harness(app)
     proto, t = h.connect()
     proto.data_received(b"GET /wait HTTP/1.1\r\n\r\nPUT /up HTTP/1.1\r\nContent-Length: 50\r\n\r\n"
                         + b"b" * 50)
-    h.run_until(h.reactor.now + 0.3)
+    h.run_until(h.loop.time() + 0.3)
     got = parse_responses(t.take())
     assert [g[0] for g in got] == [200, 200] and got[1][2] == b"got 50" and log == [50]
 
@@ -755,7 +757,7 @@ def test_sync_method_returning_awaitable_and_no_timeouts():
             return self.later()
 
         async def later(self):
-            await self.reactor.sleep(0.1)
+            await asyncio.sleep(0.1)
             self.write("later")
 
     h = Harness(app)
@@ -763,7 +765,7 @@ def test_sync_method_returning_awaitable_and_no_timeouts():
     h.run(0.2)
     assert t.take().endswith(b"later")
     proto.data_received(b"GET /r HTTP/1.1\r\n")   # half a request, forever
-    h.run_until(h.reactor.now + 5, step=1.0)
+    h.run_until(h.loop.time() + 5, step=1.0)
     assert not t.closed
 
 
@@ -783,22 +785,25 @@ def test_access_log(caplog):
 
 
 def test_awaiting_a_foreign_future_is_a_500(caplog):
-    import asyncio
+    other_loop = asyncio.new_event_loop()
     app = App()
 
     @app.route("/x")
     class X(RequestHandler):
         async def get(self):
-            await asyncio.sleep(0)      # not a framework future: cannot be waited for
+            await other_loop.create_future()    # of another loop: cannot be waited for
 
     h = Harness(app)
-    with caplog.at_level(logging.ERROR):
-        out, proto, t = h.request(b"GET /x HTTP/1.1\r\n\r\nGET /seq/1 HTTP/1.1\r\n\r\n")
-        h.run()
+    try:
+        with caplog.at_level(logging.ERROR):
+            out, proto, t = h.request(b"GET /x HTTP/1.1\r\n\r\nGET /seq/1 HTTP/1.1\r\n\r\n")
+            h.run()
+    finally:
+        other_loop.close()
     got = parse_responses(out + t.take())
     assert [g[0] for g in got] == [500, 404]       # and the next request is served
-    assert "not a framework Future" in caplog.text
-    assert "callback" not in caplog.text          # the reactor itself did not fail
+    assert "attached to a different loop" in caplog.text
+    assert "callback" not in caplog.text          # the loop itself did not fail
 
 
 def test_default_limits():
@@ -914,12 +919,12 @@ def test_slow_but_steady_body_is_not_cut(h):
     proto, t = h.connect()                  # request_timeout is 2 s
     proto.data_received(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
     for c in b"abcde":                      # 5 s in all, never a 2 s pause
-        h.run_until(h.reactor.now + 1.0, step=0.25)
+        h.run_until(h.loop.time() + 1.0, step=0.25)
         assert not t.closed
         proto.data_received(bytes([c]))
     assert t.take().endswith(b"abcde")
     proto.data_received(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
-    h.run_until(h.reactor.now + 2.5, step=0.25)     # a pause longer than 2 s: 408
+    h.run_until(h.loop.time() + 2.5, step=0.25)     # a pause longer than 2 s: 408
     assert t.take().startswith(b"HTTP/1.1 408 ") and t.closed
 
 
@@ -933,7 +938,7 @@ def test_no_408_while_we_paused_reading():
         max_body_size = 10 << 20
 
         async def put(self):
-            await self.reactor.sleep(3.0)           # a slow consumer: reading gets paused
+            await asyncio.sleep(3.0)           # a slow consumer: reading gets paused
             async for chunk in self.request.stream():
                 got.append(len(chunk))
             self.write(str(sum(got)))
@@ -943,7 +948,7 @@ def test_no_408_while_we_paused_reading():
     proto.data_received(b"PUT /up HTTP/1.1\r\nContent-Length: 400000\r\n\r\n")
     proto.data_received(b"x" * 300000)
     assert t.paused
-    h.run_until(h.reactor.now + 3.5, step=0.25)
+    h.run_until(h.loop.time() + 3.5, step=0.25)
     assert not t.closed and not t.paused
     proto.data_received(b"x" * 100000)
     h.run()

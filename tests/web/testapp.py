@@ -1,4 +1,6 @@
 """The app the HTTP integration tests serve (small limits so every limit is testable fast)."""
+import asyncio
+
 from framework import App, HTTPError, RequestHandler, StreamHandler
 
 app = App(max_body_size=64 * 1024, idle_timeout=0.6, request_timeout=0.6)
@@ -44,7 +46,7 @@ class Slow(RequestHandler):
         mark = self.get_argument("mark", None)
         if mark:                 # tells a test the request is in flight in the server
             open(mark, "w").close()
-        await self.reactor.sleep(float(self.get_argument("t", "0.2")))
+        await asyncio.sleep(float(self.get_argument("t", "0.2")))
         self.write(f"slow {n}")
 
 
@@ -84,7 +86,7 @@ class Stream(RequestHandler):
         for i in range(3):
             self.write(f"part{i}\n")
             self.flush()
-            await self.reactor.sleep(0.05)
+            await asyncio.sleep(0.05)
         self.write("end\n")
 
 
@@ -128,5 +130,5 @@ class Upload(RequestHandler):
             digest.update(chunk)
             n += len(chunk)
             if n % 7 == 0:
-                await self.reactor.sleep(0.001)
+                await asyncio.sleep(0.001)
         self.write({"bytes": n, "sha256": digest.hexdigest()})
