@@ -35,7 +35,7 @@ import uuid
 
 import psutil
 
-from framework import netns
+from framework.master import netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_CORE = 0

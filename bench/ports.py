@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from framework import netns
+from framework.master import netns
 from framework.nic.afpacket import AfPacketPort
 from framework.nic.nsenter import netns as in_netns
 

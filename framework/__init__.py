@@ -1,7 +1,7 @@
 """framework: an mTCP-style Python server framework (one pinned worker per core).
 
 The user-facing API is re-exported here; it is imported on first use so that
-``import framework.netns`` (or the supervisor) does not pay for the web layer.
+``import framework.master.netns`` (or the supervisor) does not pay for the web layer.
 """
 __all__ = ["App", "RequestHandler", "StreamHandler", "HTTPError", "load_app"]
 

@@ -1,3 +1,3 @@
-from framework.cli import main
+from framework.master.cli import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from framework import netns
+from framework.master import netns
 from framework.shm import cleanup_run, new_runid
 
 

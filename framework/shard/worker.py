@@ -422,7 +422,7 @@ def load_app(spec):
 
 
 def _setup_logging(level, shard_id, path=None):
-    from framework import logs
+    from framework.master import logs
     logs.setup(level, shard_id, path)
 
     def reopen(signum, frame):  # SIGUSR1, forwarded by the supervisor
@@ -441,7 +441,7 @@ def worker_main(spec, shard_id, report=None):
     try:
         pin_to(spec.cores[shard_id])
         if spec.link.netns:
-            from framework import netns
+            from framework.master import netns
             netns.setns(spec.link.netns)
         if spec.stack_kind == "kernel":
             _run_kernel(spec, shard_id, report)

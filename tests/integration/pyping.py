@@ -1,6 +1,6 @@
 """A minimal stand-in for iputils ping, used only when the machine has no `ping`.
 
-Supports what the tests use: -n -q -f -c COUNT -i INTERVAL -w DEADLINE -W TIMEOUT, and
+Supports what the tests use: -n -q -f -c COUNT -i INTERVAL -w DEADLINE -W TIMEOUT -s SIZE, and
 prints iputils' reply lines and summary line, so the same parser reads both.
 """
 import argparse
@@ -30,11 +30,12 @@ def main(argv=None):
     p.add_argument("-i", type=float, default=1.0)
     p.add_argument("-w", type=int, default=0)
     p.add_argument("-W", type=float, default=1.0)
+    p.add_argument("-s", type=int, default=56)
     p.add_argument("dst")
     a = p.parse_args(argv)
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xFFFF
-    payload = bytes(range(56))
+    payload = bytes(i & 0xFF for i in range(a.s))
     sent, got, outstanding = 0, 0, {}
     start = time.monotonic()
     next_send = start

@@ -21,8 +21,8 @@ import time
 import psutil
 import pytest
 
-from framework import link as linkmod
-from framework import netns
+from framework.master import link as linkmod
+from framework.master import netns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -1,10 +1,10 @@
-"""framework/link.py: the default link, and stale-link cleanup that only removes ours."""
+"""framework/master/link.py: the default link, and stale-link cleanup that only removes ours."""
 import os
 
 import pytest
 
-from framework import link as linkmod
-from framework import netns
+from framework.master import link as linkmod
+from framework.master import netns
 
 from .serve_helpers import dead_pid, free_subnet
 

@@ -13,8 +13,8 @@ import urllib.request
 import psutil
 import pytest
 
-from framework import link as linkmod
-from framework import netns
+from framework.master import link as linkmod
+from framework.master import netns
 from framework.nic import steer
 
 from isolation import run_isolated

@@ -1,15 +1,19 @@
 """The stack against a real peer: the Linux kernel in a namespace of its own, over a
 veth pair, through a plain AF_PACKET socket with PACKET_VNET_HDR (no framework port
 code involved, so this checks only the protocol layers). Kernel ping must get its
-replies; our own echo request must be resolved (ARP) and answered by the kernel."""
+replies; our own echo request must be resolved (ARP) and answered by the kernel.
+Without iputils ping on the machine, tests/integration/pyping.py stands in for it."""
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from framework import netns
+from framework.master import netns
 from framework.net.checksum import checksum
 from framework.net.stack import NullTcp, Stack
 from framework.net.wire.icmp import ECHO_REQUEST, ICMP_ECHO
@@ -19,6 +23,8 @@ SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
 ETH_P_ALL = 3
+PYPING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "integration", "pyping.py")
 
 STACK_IP = "198.18.0.2"
 PEER_IP = "198.18.0.1"
@@ -104,6 +110,15 @@ def peer_link(lab):
         sock.close()
 
 
+def ping_cmd():
+    """iputils ping when the machine has it, else the stand-in pyping.py (as
+    tests/integration/serve_helpers.py; FRAMEWORK_TEST_PYPING=1 forces the stand-in)."""
+    p = shutil.which("ping")
+    if p and not os.environ.get("FRAMEWORK_TEST_PYPING"):
+        return [p]
+    return [sys.executable, PYPING]
+
+
 def wait_for(pred, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -131,8 +146,8 @@ def test_kernel_peer_arp_and_ping(peer_link):
         # 2. kernel ping, small and full-MTU (-w: without a deadline iputils ping waits
         # for the last reply only max(2 x max RTT, interval) once any reply came)
         for size in ("56", "1472"):
-            p = netns.run_in(ns_peer, ["ping", "-c", "5", "-i", "0.05", "-W", "2", "-w", "8", "-s", size, STACK_IP],
-                             capture_output=True, text=True, timeout=20)
+            cmd = ping_cmd() + ["-c", "5", "-i", "0.05", "-W", "2", "-w", "8", "-s", size, STACK_IP]
+            p = netns.run_in(ns_peer, cmd, capture_output=True, text=True, timeout=20)
             assert p.returncode == 0, p.stdout + p.stderr
             assert " 5 received" in p.stdout, p.stdout
         neigh = netns.ip("neigh", "show", STACK_IP, netns=ns_peer)

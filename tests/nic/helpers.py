@@ -3,7 +3,7 @@ import select
 import socket
 import time
 
-from framework import netns
+from framework.master import netns
 from framework.nic import steer, vnet
 from framework.nic.nsenter import netns as in_netns
 

@@ -332,7 +332,7 @@ def test_kernel_accepts_our_frames(link):
     rx.bind((HOST_IP, 7777))
     rx.settimeout(0.5)
     try:
-        from framework import netns as nsmod
+        from framework.master import netns as nsmod
         out = nsmod.ip("-o", "link", "show", link.b, netns=link.C)
         mac = out.split("link/ether ")[1].split()[0]
         payloads = [b"a" * 18, b"b" * 1000, b"c" * 1472]
@@ -435,7 +435,7 @@ def test_kernel_tcp_gso_frames_fit(link, version):
     ring slot/block and 2 MB arrive intact."""
     import hashlib
 
-    from framework import netns as nsmod
+    from framework.master import netns as nsmod
 
     from .helpers import kernel_download
     port = AfPacketPort(link.a, 0, 1, netns=link.S, version=version)

@@ -4,7 +4,7 @@ import socket
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, raw
 
-from framework import netns
+from framework.master import netns
 from framework.nic import vnet
 from framework.nic.nsenter import netns as in_netns
 from framework.nic.tap import TapDevice

@@ -1,7 +1,7 @@
 import threading
 
 
-from framework import netns
+from framework.master import netns
 def in_netns(name, fn, *args):
     """Run fn(*args) in a thread that entered namespace ``name``; return its result."""
     out = {}

@@ -1,7 +1,7 @@
-"""framework.config: precedence flag > env > file > default, and one-line errors."""
+"""framework.master.config: precedence flag > env > file > default, and one-line errors."""
 import pytest
 
-from framework.config import OPTIONS, ConfigError, check, resolve
+from framework.master.config import OPTIONS, ConfigError, check, resolve
 
 
 def write(tmp_path, text, name="fw.toml"):
@@ -116,7 +116,7 @@ def test_check_cores_cpuset_and_iface():
 
 def test_argparse_flags_feed_the_same_precedence(tmp_path):
     import argparse
-    from framework.config import add_serve_arguments, from_args
+    from framework.master.config import add_serve_arguments, from_args
     p = add_serve_arguments(argparse.ArgumentParser())
     path = write(tmp_path, 'port = 1111\nstack = "kernel"\n')
     args = p.parse_args(["apps.hello:app", "--config", path, "--cores", "auto", "--metrics",

@@ -1,4 +1,4 @@
-"""framework.metrics: stats blocks -> Prometheus text, served on a kernel socket inside a
+"""framework.master.metrics: stats blocks -> Prometheus text, served on a kernel socket inside a
 test namespace's own loopback, parsed strictly (prometheus_client + a line grammar)."""
 import http.client
 import re
@@ -7,7 +7,7 @@ import time
 import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework.metrics import MetricsServer, render, render_blocks
+from framework.master.metrics import MetricsServer, render, render_blocks
 from framework.shm import StatsBlock
 
 from .conftest import in_netns
@@ -125,7 +125,7 @@ def test_bind_error_is_an_oserror(lab):
 
 
 def test_supervisor_families_parse():
-    from framework.metrics import supervisor_families
+    from framework.master.metrics import supervisor_families
     text = render({0: {"port.rx": 1}}, extra=supervisor_families(
         [(0, 0, 123, True, 2), (1, 1, None, False, 0)], 3, started_at=100.0, now=160.5))
     strict_lines(text)

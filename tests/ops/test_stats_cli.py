@@ -8,9 +8,9 @@ import time
 
 import multiprocess
 
-from framework import netns
+from framework.master import netns
 from framework.shm import StatsBlock, cleanup_run, new_runid, run_files
-from framework.stats_cli import find_leftovers
+from framework.master.stats_cli import find_leftovers
 from isolation import run_isolated
 
 CTX = multiprocess.get_context("fork")
@@ -51,7 +51,7 @@ def test_stats_once_table():
         for p in procs:
             p.start()
         time.sleep(0.2)
-        r = subprocess.run([sys.executable, "-m", "framework.stats_cli", "stats", "--pid",
+        r = subprocess.run([sys.executable, "-m", "framework.master.stats_cli", "stats", "--pid",
                             str(owner.pid), "--once", "--interval", "1"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
@@ -80,7 +80,7 @@ def test_stats_once_table():
         assert int(rows["all"]["conns"]) == 7 and int(rows["all"]["drops"]) == 14
         assert any("tcp.no_listener" in line and "shard 1: 7" in line for line in lines)
         # a wrong pid is a one-line error
-        r = subprocess.run([sys.executable, "-m", "framework.stats_cli", "stats", "--pid", "1",
+        r = subprocess.run([sys.executable, "-m", "framework.master.stats_cli", "stats", "--pid", "1",
                             "--once"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pid 1" in r.stderr
     finally:
@@ -133,7 +133,7 @@ def links_scenario():
         assert items[("netns", f"fw-{o}")] == (owner.pid, True)
         assert items[("link", f"fw{o}h")] == (owner.pid, True)
         assert items[("shm", runs[1])] == (owner.pid, True)
-        r = subprocess.run([sys.executable, "-m", "framework.stats_cli", "links", "--clean"],
+        r = subprocess.run([sys.executable, "-m", "framework.master.stats_cli", "links", "--clean"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert f"fw{d}h" in r.stdout and "dead (stale)" in r.stdout and "removed:" in r.stdout

@@ -6,9 +6,9 @@ import time
 
 import multiprocess
 
-from framework import logs
+from framework.master import logs
 from framework.shm import StatsBlock
-from framework.watchdog import heartbeat_age, stuck
+from framework.master.watchdog import heartbeat_age, stuck
 
 CTX = multiprocess.get_context("fork")
 
@@ -79,9 +79,9 @@ def test_log_lines_name_the_shard_and_files_reopen(tmp_path):
 
 
 def kernel_worker(runid, ns, ready, spin_after):
-    from framework import netns
+    from framework.master import netns
     from framework.shard.kernel import KernelLoop
-    from framework.watchdog import kernel_heartbeat_setup
+    from framework.master.watchdog import kernel_heartbeat_setup
     from framework.web import App, RequestHandler
     netns.setns(ns)
     app = App()

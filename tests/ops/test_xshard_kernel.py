@@ -9,7 +9,7 @@ import time
 
 import multiprocess
 
-from framework import netns
+from framework.master import netns
 from framework.shard.xshard import Mesh, kernel_setup
 
 from .conftest import in_netns

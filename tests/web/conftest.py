@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from framework import netns
+from framework.master import netns
 
 from .servers import start_server
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from framework import netns
+from framework.master import netns
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000

@@ -65,7 +65,8 @@ def test_loop_extension_hooks(lab):
     import threading
     import time as _time
 
-    from framework import App, RequestHandler, netns as _netns
+    from framework import App, RequestHandler
+    from framework.master import netns as _netns
     from framework.shard.kernel import KernelLoop
 
     net = Net(lab)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from framework import netns
+from framework.master import netns
 from framework.net.tcp import TcpConfig
 from framework.nic.afpacket import AfPacketPort
 

@@ -19,13 +19,12 @@ The CLI builds its argparse flags from ``OPTIONS`` (help, metavar, choices) with
 ``default=None``, so "not given on the command line" is visible and the environment,
 the file and the default get their turn (``resolve``).
 """
+import argparse
 import ipaddress
 import os
+import tomllib
 
-try:
-    import tomllib
-except ImportError:  # Python < 3.11
-    tomllib = None
+from .link import parse_subnet as _link_parse_subnet
 
 ENV_PREFIX = "FRAMEWORK_"
 
@@ -168,8 +167,7 @@ def parse_hostport(v):
 
 
 def parse_subnet(v):
-    from framework.link import parse_subnet as ps
-    return str(ps(_str_from(v)))
+    return str(_link_parse_subnet(_str_from(v)))
 
 
 def parse_size(v):
@@ -287,8 +285,6 @@ def _key(name):
 
 def read_file(path):
     """The TOML file's options as {name: raw value}; ConfigError on any problem."""
-    if tomllib is None:
-        raise ConfigError(f"{path}: TOML config files need Python 3.11 (tomllib)")
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -409,7 +405,6 @@ def add_serve_arguments(parser, hidden_help=None):
     """Add every option of OPTIONS to an argparse parser as a flag with default None
     (so ``resolve`` can tell "not given"); values stay text, parsed by ``resolve``.
     APP is positional and optional (it may come from FRAMEWORK_APP or the file)."""
-    import argparse
     suppress = argparse.SUPPRESS
     parser.add_argument("app", metavar="APP", nargs="?", default=None, help=OPTIONS["app"].help)
     parser.add_argument("--config", metavar="FILE.toml", default=None,

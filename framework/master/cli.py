@@ -9,7 +9,7 @@
     framework links [--clean]
 
 Every ``serve`` option is also a FRAMEWORK_* environment variable and a key of the TOML
-file (framework/config.py: flag > environment > file > default). Every problem with the
+file (framework/master/config.py: flag > environment > file > default). Every problem with the
 command line or the configuration (bad flag, bad value, too many cores, an APP that does
 not import) is one line on stderr and exit code 2, checked before anything is created.
 
@@ -20,6 +20,11 @@ run's names already carry its pid.
 import argparse
 import os
 import sys
+
+import psutil
+
+from . import config, logs, stats_cli
+from . import link as linkmod
 
 PROG = "framework"
 
@@ -32,7 +37,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def available_cores():
-    import psutil
     try:
         return sorted(psutil.Process().cpu_affinity())
     except (AttributeError, OSError):
@@ -40,7 +44,6 @@ def available_cores():
 
 
 def build_parser():
-    from framework import config, stats_cli
     p = OneLineParser(prog=PROG, description="A Python server framework built like mTCP.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
@@ -54,12 +57,13 @@ def build_parser():
 
 def _load_app(spec):
     """Import APP once in the supervisor so a typo is an exit-2 error, not a crash loop."""
+    # imported here for start-up cost: the worker pulls in the shard loops and the stack,
+    # which `framework --help`, `stats` and `links` never need
     from framework.shard.worker import load_app
     return load_app(spec)
 
 
 def serve(args, parser):
-    from framework import config, link as linkmod
     err = parser.error
     try:
         cfg = config.from_args(args)
@@ -80,9 +84,9 @@ def serve(args, parser):
     if isinstance(metrics, str):
         metrics = config.parse_hostport(metrics)
 
-    from framework import logs
     logs.setup(cfg.log_level, None, cfg.log_file)
-    from framework.supervisor import Supervisor
+    # imported here for start-up cost (multiprocess, the worker, the stack), as _load_app
+    from .supervisor import Supervisor
     sup = Supervisor(cfg.app, cores, stack=cfg.stack, port_type=cfg.port_type,
                      http_port=cfg.port, iface=cfg.iface, ip=cfg.ip, gateway=cfg.gateway,
                      link_subnet=str(subnet), log_level=cfg.log_level, log_file=cfg.log_file,
@@ -98,7 +102,6 @@ def main(argv=None):
     sub = parser._subparsers._group_actions[0].choices[args.command]
     if args.command == "serve":
         return serve(args, sub)
-    from framework import stats_cli
     try:
         if args.command == "stats":
             return stats_cli.stats_main(args)

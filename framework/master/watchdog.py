@@ -10,6 +10,8 @@ and restarts it like any other death.
 A freshly started worker has not published yet (the block still holds its
 predecessor's pid and heartbeat), so its age counts from its start instead.
 """
+import os
+import time
 
 
 def heartbeat_age(snapshot, pid, started, now):
@@ -51,8 +53,6 @@ def kernel_heartbeat_setup(block, publish_every=PUBLISH_EVERY, wake_every=WAKE_E
     ``heartbeat_ms`` into the shard's stats block from the loop itself (a turn hook),
     and make an idle loop turn at least every ``wake_every`` s (a deadline hook), so
     --timeout can tell a stuck kernel-stack worker from an idle one as well."""
-    import os
-    import time
     state = {"next": 0.0}
     pid = os.getpid()
 

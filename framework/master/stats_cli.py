@@ -9,13 +9,20 @@ one table (for scripts). Drops are listed by reason below the table.
 
 ``framework links [--clean]`` lists the links, namespaces and shm segments of framework
 runs, live or left behind by dead ones; ``--clean`` removes those whose owner is dead
-(the same rules a starting supervisor applies: framework/link.py cleanup_stale and
+(the same rules a starting supervisor applies: framework/master/link.py cleanup_stale and
 framework/shm/naming.py cleanup_stale).
 """
 import argparse
 import os
 import sys
 import time
+
+import psutil
+
+from framework.shm import StatsBlock, naming
+
+from . import link as linkmod
+from . import netns
 
 ROW_COLUMNS = ("shard", "pid", "cpu%", "rx pkt/s", "tx pkt/s", "rx Mb/s", "tx Mb/s", "conns",
                "accept/s", "retrans", "drops", "hb age")
@@ -29,7 +36,6 @@ class StatsError(Exception):
 
 def live_runs():
     """[(runid, supervisor pid)] of runs with stats blocks and a live supervisor."""
-    from framework.shm import naming
     out = []
     for runid in naming.list_runs():
         pid = naming.runid_pid(runid)
@@ -63,7 +69,6 @@ class Sampler:
     """Snapshots of a run's stats blocks and the workers' CPU times."""
 
     def __init__(self, runid):
-        from framework.shm import StatsBlock
         self.runid = runid
         self.blocks = StatsBlock.attach_all(runid)
         if not self.blocks:
@@ -71,7 +76,6 @@ class Sampler:
         self._procs = {}
 
     def _cpu(self, pid):
-        import psutil
         if not pid:
             return None
         p = self._procs.get(pid)
@@ -203,7 +207,6 @@ def stats_main(args, out=sys.stdout):
             out.write("\x1b[H\x1b[2J" + text if out.isatty() else text + "\n")
             out.flush()
             prev = cur
-            from framework.shm import naming
             if not naming.pid_alive(naming.runid_pid(runid)):
                 print("framework stats: the server has stopped", file=sys.stderr)
                 return 0
@@ -217,9 +220,6 @@ def stats_main(args, out=sys.stdout):
 
 def find_leftovers():
     """[(kind, name, owner pid, alive)] of framework links, namespaces and shm runs."""
-    from framework import link as linkmod
-    from framework import netns
-    from framework.shm import naming
     out = []
     for name in netns.list_netns(linkmod.NS_PREFIX):
         m = linkmod._NS_RE.match(name)
@@ -254,8 +254,6 @@ def links_main(args, out=sys.stdout):
             print(f"{kind:<6} {name:<{w}} {pid:>8}  {'running' if alive else 'dead (stale)'}",
                   file=out)
     if args.clean:
-        from framework import link as linkmod
-        from framework.shm import naming
         removed = list(linkmod.cleanup_stale())
         for runid, paths in naming.cleanup_stale().items():
             removed.append(f"shm {runid} ({len(paths)} files)")

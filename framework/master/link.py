@@ -32,7 +32,9 @@ import socket
 import struct
 import subprocess
 
-from framework import netns
+from framework.nic.tap import TapDevice
+
+from . import netns
 
 log = logging.getLogger("framework.link")
 
@@ -213,7 +215,6 @@ class DefaultLink:
         netns.ip("link", "set", h, "up")
 
     def _setup_tap(self):
-        from framework.nic.tap import TapDevice
         t = self.host_ifname
         self.device = TapDevice(t, self.queues)
         netns.ip("link", "set", "dev", t, "alias", self.alias)

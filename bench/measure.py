@@ -1,7 +1,7 @@
 """Figures for the TCP issue note (not a test): our Stack + TcpLayer (one thread, AF_PACKET
 port) against the kernel's TCP (a uvloop server, one process), same client, same run.
 
-    python tests/net/tcp/measure.py [--bulk-mb 200] [--cps-seconds 5]
+    python -m bench.measure [--bulk-mb 200] [--cps-seconds 5]
 
 Each server sits in its own namespace pair joined by a veth; the clients (uvloop, in a
 subprocess) run in the peer namespace. Bulk: one connection, N MB each way (discard /
@@ -15,15 +15,13 @@ import subprocess
 import sys
 import textwrap
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))    # tests/
-sys.path.insert(0, HERE)
-from conftest import Lab  # noqa: E402
-
-from framework import netns  # noqa: E402
-from framework.net.tcp import TcpConfig  # noqa: E402
-from framework.nic.afpacket import AfPacketPort  # noqa: E402
-from linux_peer import PEER_IP, STACK_IP, StackRunner  # noqa: E402
+from framework.master import netns
+from framework.net.tcp import TcpConfig
+from framework.nic.afpacket import AfPacketPort
+# the test suite's namespace lab and stack runner (run from the repo root: tests/ is a
+# namespace package there)
+from tests.conftest import Lab
+from tests.net.tcp.linux_peer import PEER_IP, STACK_IP, StackRunner
 
 CLIENT = textwrap.dedent('''
     import asyncio, json, sys, time, uvloop

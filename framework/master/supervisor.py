@@ -9,6 +9,7 @@ INT/QUIT fast stop, HUP rolling restart with the app imported afresh, USR1 reope
 files. At exit the link and every shm segment of the run are removed (exit code 0).
 """
 import collections
+import importlib
 import logging
 import os
 import select
@@ -19,8 +20,15 @@ import time
 import multiprocess
 import psutil
 
-from framework import link as linkmod
-from framework.shard.worker import STAT_NAMES, WorkerSpec, stat_names, worker_main
+from framework.nic.tap import TapDevice
+from framework.shard import forward
+from framework.shard.worker import STAT_NAMES, WorkerSpec, load_app, stat_names, worker_main
+from framework.shard.xshard import Mesh
+from framework.shm import StatsBlock, naming
+
+from . import link as linkmod
+from . import logs, watchdog
+from . import metrics as metricsmod
 
 log = logging.getLogger("framework.supervisor")
 
@@ -36,21 +44,6 @@ class ServeError(Exception):
     def __init__(self, msg, code=1):
         super().__init__(msg)
         self.code = code
-
-
-def _shm():
-    try:
-        from framework.shm import naming
-        return naming
-    except ImportError:  # framework/shm not there yet
-        return None
-
-
-def new_run_id():
-    naming = _shm()
-    if naming is not None:
-        return naming.new_runid()
-    return f"{os.getpid()}-0"
 
 
 class Worker:
@@ -94,7 +87,7 @@ class Supervisor:
         self.pcap = (pcap, pcap_size, pcap_files) if pcap else None
         self.out = out
         self.started_at = time.time()
-        self.run_id = new_run_id()
+        self.run_id = naming.new_runid()
         self.link = None
         self.link_info = None
         self.workers = [Worker(k, c) for k, c in enumerate(self.cores)]
@@ -165,7 +158,6 @@ class Supervisor:
 
         def reopen(signum, frame):
             # USR1: reopen log files (after logrotate), here and in every worker
-            from framework import logs
             logs.reopen()
             for w in self.workers:
                 if w.proc is not None and w.proc.exitcode is None:
@@ -184,21 +176,18 @@ class Supervisor:
     def _cleanup_stale(self):
         me = os.getpid()
         linkmod.cleanup_stale(keep_pid=me)
-        naming = _shm()
-        if naming is not None:
-            try:
-                removed = naming.cleanup_stale()
-                if removed:
-                    log.info("removed shm segments of crashed runs: %s", ", ".join(removed))
-            except Exception:
-                log.warning("shm cleanup of stale runs failed", exc_info=True)
+        try:
+            removed = naming.cleanup_stale()
+            if removed:
+                log.info("removed shm segments of crashed runs: %s", ", ".join(removed))
+        except Exception:
+            log.warning("shm cleanup of stale runs failed", exc_info=True)
 
     def _setup_link(self):
         n = len(self.workers)
         if self.iface:
             self.link_info = linkmod.attached(self.port_type, self.iface, self.ip, self.gateway)
             if self.port_type == "tap" and self.stack == "user":
-                from framework.nic.tap import TapDevice
                 try:
                     self.device = TapDevice(self.iface, n)
                 except OSError as e:
@@ -220,15 +209,10 @@ class Supervisor:
     def _create_shm(self):
         """One stats block per shard, made before any fork: the workers inherit the
         mappings, a restarted worker writes into the same block."""
-        try:
-            from framework.shm import StatsBlock
-        except ImportError:
-            return
         names = stat_names() if self.stack == "user" else STAT_NAMES
         for w in self.workers:
             self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, names)
         n = len(self.workers)
-        from framework.shard import forward
         # one doorbell per shard for every ring into it: one fd for the loop to sleep on
         bells = forward.create_bells(self.run_id, n)
         self._fwd_objs += list(bells.values())
@@ -240,32 +224,26 @@ class Supervisor:
             _, rings = forward.create_all(self.run_id, n, mode, bells=bells)
             self._fwd_objs += list(rings.values())
             self.fwd = (mode, bells, rings)
-        try:
-            from framework.shard.xshard import Mesh
-        except ImportError:
-            Mesh = None
-        if Mesh is not None:
-            # cross-shard calls (ctx.submit_to); the supervisor writes who is alive
-            self.mesh = Mesh.create(self.run_id, n, bells=bells)
-            self._fwd_objs.append(self.mesh)
+        # cross-shard calls (ctx.submit_to); the supervisor writes who is alive
+        self.mesh = Mesh.create(self.run_id, n, bells=bells)
+        self._fwd_objs.append(self.mesh)
         self.bells = bells
 
     def _start_metrics(self):
         if not self.metrics_addr:
             return
-        from framework import metrics
         host, port = self.metrics_addr
 
         def collect():
             ws = [(w.shard, w.core, w.pid, w.proc is not None and w.proc.exitcode is None,
                    w.restarts) for w in self.workers]
-            fams = metrics.supervisor_families(ws, sum(w.restarts for w in self.workers),
-                                               self.started_at)
-            return metrics.render_blocks(dict(self.stats), extra=fams)
+            fams = metricsmod.supervisor_families(ws, sum(w.restarts for w in self.workers),
+                                                  self.started_at)
+            return metricsmod.render_blocks(dict(self.stats), extra=fams)
 
         try:
-            self.metrics = metrics.MetricsServer((host, port), collect,
-                                                 netns=self.metrics_netns).start()
+            self.metrics = metricsmod.MetricsServer((host, port), collect,
+                                                    netns=self.metrics_netns).start()
         except OSError as e:
             raise ServeError(str(e))
 
@@ -389,9 +367,7 @@ class Supervisor:
                 if name == top or name.startswith(top + "."):
                     saved[name] = sys.modules.pop(name)
         try:
-            import importlib
             importlib.invalidate_caches()
-            from framework.shard.worker import load_app
             load_app(self.app_spec)
         except Exception as e:
             sys.modules.update(saved)
@@ -459,7 +435,6 @@ class Supervisor:
         a loop never gets back to the loop, so its heartbeat in the stats block ages."""
         if not self.timeout or not self.stats:
             return
-        from framework import watchdog
         live = [(w.shard, w.pid, w.started, w.ready) for w in self.workers
                 if w.proc is not None and w.proc.exitcode is None]
         for shard, pid, age in watchdog.stuck(live, self.stats, self.timeout, time.monotonic()):
@@ -554,12 +529,10 @@ class Supervisor:
                 pass
         self._fwd_objs = []
         self.fwd = self.mesh = self.bells = None
-        naming = _shm()
-        if naming is not None:
-            try:
-                naming.cleanup_run(self.run_id)
-            except Exception:
-                log.exception("removing shm segments failed")
+        try:
+            naming.cleanup_run(self.run_id)
+        except Exception:
+            log.exception("removing shm segments failed")
         for fd in (self._report_r, self._report_w, self._wake_r):
             if fd is not None:
                 try:

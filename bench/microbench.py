@@ -1,17 +1,14 @@
-"""Pure TcpLayer costs, no I/O (not a test):  python tests/net/tcp/microbench.py
+"""Pure TcpLayer costs, no I/O (not a test):  python -m bench.microbench
 
 rr:    one in-order 64-byte request in (fast path), recv, 64-byte response out, flush
 conn:  a whole passive connection: SYN, ACK+data, echo, FIN, close, last ACK
 Frames are pre-built with one Struct; checksums are trusted (as from a veth) and offloaded.
 """
-import os
 import statistics
 import struct
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from framework.net.tcp import EV_EOF, EV_READABLE, TcpConfig, TcpLayer  # noqa: E402
+from framework.net.tcp import EV_EOF, EV_READABLE, TcpConfig, TcpLayer
 
 H = struct.Struct("!HHIIBBHHH")
 LOCAL, REMOTE = 0xC6120002, 0xC6120001

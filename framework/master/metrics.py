@@ -26,6 +26,8 @@ import socket
 import threading
 import time
 
+from . import netns as nsmod
+
 log = logging.getLogger("framework.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -218,7 +220,6 @@ class MetricsServer:
         def run():
             try:
                 if self.netns:
-                    from framework import netns as nsmod
                     nsmod.setns(self.netns)  # this thread only
                 self._srv = _Server(self.addr, self.collect)
             except BaseException as e:

@@ -1,0 +1,1 @@
+"""The control plane: the supervisor and everything that knows processes, not packets."""
