@@ -151,3 +151,36 @@ class PcapWriter:
             self._f = None
 
 
+
+
+class PcapPort:
+    """A port wrapped with a PcapWriter (smoltcp's ``PcapWriter<D: Device>``): every
+    frame received or offered for sending is captured; the capture reaches the disk
+    whenever the shard goes idle."""
+
+    def __init__(self, port, writer):
+        self.inner = port
+        self.writer = writer
+
+    def __getattr__(self, name):     # queue, csum_offload, gso, mtu, stats
+        return getattr(self.inner, name)
+
+    def rx_burst(self, max=64):
+        frames = self.inner.rx_burst(max)
+        if frames:
+            self.writer.write(frames)
+        return frames
+
+    def tx_burst(self, frames):
+        self.writer.write(frames)
+        return self.inner.tx_burst(frames)
+
+    def idle(self):
+        self.writer.flush()
+
+    def fileno(self):
+        return self.inner.fileno()
+
+    def close(self):
+        self.writer.close()
+        self.inner.close()

@@ -59,7 +59,7 @@ def _load_app(spec):
     """Import APP once in the supervisor so a typo is an exit-2 error, not a crash loop."""
     # imported here for start-up cost: the worker pulls in the shard loops and the stack,
     # which `framework --help`, `stats` and `links` never need
-    from framework.shard.worker import load_app
+    from framework.web.loader import load_app
     return load_app(spec)
 
 

@@ -22,7 +22,8 @@ import psutil
 
 from framework.nic.tap import TapDevice
 from framework.shard import forward
-from framework.shard.worker import STAT_NAMES, WorkerSpec, load_app, stat_names, worker_main
+from framework.shard.worker import WorkerSpec, stat_names, worker_main
+from framework.web.loader import load_app
 from framework.shard.xshard import Mesh
 from framework.shm import StatsBlock, naming
 
@@ -209,7 +210,7 @@ class Supervisor:
     def _create_shm(self):
         """One stats block per shard, made before any fork: the workers inherit the
         mappings, a restarted worker writes into the same block."""
-        names = stat_names() if self.stack == "user" else STAT_NAMES
+        names = stat_names(self.stack)
         for w in self.workers:
             self.stats[w.shard] = StatsBlock.create(self.run_id, w.shard, names)
         n = len(self.workers)

@@ -1,11 +1,7 @@
 """Outbound TCP connections from a shard over the user-level stack.
 
-    conn = await open_connection("198.18.0.1", 9000)        # a StreamConnection
-    conn.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
-    reply = await conn.read_until_eof()
-    conn.close()
-
-    transport, proto = await create_connection(MyProtocol, "198.18.0.1", 9000)
+    transport, proto = await ctx.create_connection(MyProtocol, "198.18.0.1", 9000)
+    conn = await ctx.open_connection("198.18.0.1", 9000)    # a StreamConnection
 
 Replies must come back to the shard that connected, or they would reach another shard's
 stack, which has no such connection and resets it. The kernel steers every frame of a
@@ -15,43 +11,15 @@ the same with the NIC's RSS hash): about one port in N qualifies, found by a sho
 
 The connection is handed to the shard's Streams (framework/shard/streams.py) like an
 accepted one: the same StreamTransport, the same protocol callbacks. A connect that
-fails (RST, SYN retransmission timeout, our ``timeout``) fails the Future with
+fails (RST, SYN retransmission timeout, our ``timeout``) fails the future with
 ConnectionRefusedError / TimeoutError / OSError.
-
-``open_connection`` / ``create_connection`` use the shard this process runs (one worker
-process = one shard); ``Connector`` is the per-shard object behind them.
 """
 import ipaddress
 import socket
 
 from framework.nic.steer import pick_source_port
-from framework.shard.reactor import Future
 
 DEFAULT_TIMEOUT = 10.0
-
-_current = None
-
-
-def current():
-    """The Connector of this process's shard (None outside a user-stack worker)."""
-    return _current
-
-
-def open_connection(host, port, timeout=DEFAULT_TIMEOUT):
-    """Future of a StreamConnection to host:port from the current shard."""
-    if _current is None:
-        raise RuntimeError("outbound connections need a user-stack shard "
-                           "(framework serve ... --stack user)")
-    return _current.open_connection(host, port, timeout)
-
-
-def create_connection(protocol_factory, host, port, timeout=DEFAULT_TIMEOUT):
-    """Future of (transport, protocol) to host:port from the current shard."""
-    if _current is None:
-        raise RuntimeError("outbound connections need a user-stack shard "
-                           "(framework serve ... --stack user)")
-    return _current.create_connection(protocol_factory, host, port, timeout)
-
 
 def _addr(host):
     if isinstance(host, int):
@@ -93,11 +61,15 @@ class Outbound:
 
     def made(self, transport, protocol):
         self._done()
-        self.future.set_result((transport, protocol))
+        if not self.future.done():
+            self.future.set_result((transport, protocol))
+        else:   # the caller gave up (cancelled) meanwhile
+            transport.abort()
 
     def failed(self, exc):
         self._done()
-        self.future.set_exception(exc)
+        if not self.future.done():
+            self.future.set_exception(exc)
 
     def _done(self):
         if self.timer is not None:
@@ -109,20 +81,17 @@ class Outbound:
 class Connector:
     """Outbound connections of one shard (created by the shard's Streams)."""
 
-    def __init__(self, streams, shard_id, shard_count, install=True):
-        global _current
+    def __init__(self, streams, shard_id, shard_count):
         self.streams = streams
         self.tcp = streams.tcp
-        self.reactor = streams.reactor
+        self.loop = streams.loop
         self.shard = shard_id
         self.n = shard_count
         self._pending_ports = set()
         self.counters = {"connect.started": 0, "connect.failed": 0}
-        if install:
-            _current = self
 
     def create_connection(self, protocol_factory, host, port, timeout=DEFAULT_TIMEOUT):
-        fut = Future(self.reactor)
+        fut = self.loop.create_future()
         streams = self.streams
         if streams.stopping:
             fut.set_exception(ConnectionError("the shard is stopping"))
@@ -136,7 +105,7 @@ class Connector:
             fut.set_exception(OSError(99, f"no free source port to {host}:{port} "
                                           f"that steers to shard {self.shard}"))
             return fut
-        conn = tcp.connect(dst, port, self.reactor.time(), sport=sport)
+        conn = tcp.connect(dst, port, self.loop.time(), sport=sport)
         out = Outbound(lambda ctx: protocol_factory(), fut, sport, self)
         self._pending_ports.add(sport)
         streams.outbound[conn] = out
@@ -149,21 +118,8 @@ class Connector:
                     self.counters["connect.failed"] += 1
                     out.failed(TimeoutError(f"connect to {host}:{port} timed out "
                                             f"after {timeout:g} s"))
-            out.timer = self.reactor.call_later(timeout, expire)
+            out.timer = self.loop.call_later(timeout, expire)
         return fut
-
-    def open_connection(self, host, port, timeout=DEFAULT_TIMEOUT):
-        out = Future(self.reactor)
-        f = self.create_connection(StreamConnection, host, port, timeout)
-
-        def done(f):
-            e = f.exception()
-            if e is not None:
-                out.set_exception(e)
-            else:
-                out.set_result(f.result()[1])
-        f.add_done_callback(done)
-        return out
 
 
 def failure_for(ev_name, error):
@@ -174,131 +130,6 @@ def failure_for(ev_name, error):
     if "timeout" in (error or "").lower() or "timed out" in (error or "").lower():
         return TimeoutError(text)
     return OSError(text)
-
-
-class StreamConnection:
-    """A protocol with awaitable reads, for handlers that want ``await conn.read()``.
-
-    read(n=-1)        Future of up to n bytes (b"" at EOF; -1: whatever is there)
-    readexactly(n)    Future of exactly n bytes (IncompleteReadError-like EOFError)
-    readuntil(sep)    Future of the bytes up to and including sep
-    read_until_eof()  Future of everything until the peer's FIN
-    write(data), close(), abort(), closed (Future set when the connection is gone)
-    """
-
-    def __init__(self):
-        self.transport = None
-        self._buf = bytearray()
-        self._eof = False
-        self._exc = None
-        self._waiter = None          # (kind, arg, future)
-        self.closed = None
-
-    # -- protocol side ---------------------------------------------------------------
-    def connection_made(self, transport):
-        self.transport = transport
-        self.closed = Future(transport._streams.reactor)
-
-    def data_received(self, data):
-        self._buf += data
-        self._wake()
-
-    def eof_received(self):
-        self._eof = True
-        self._wake()
-        return True      # keep our side open: the caller decides when to close
-
-    def connection_lost(self, exc):
-        self._eof = True
-        if exc is not None and self._exc is None:
-            self._exc = exc
-        self._wake()
-        if self.closed is not None:
-            self.closed.set_result(exc)
-
-    # -- caller side -------------------------------------------------------------------
-    def _reactor(self):
-        return self.transport._streams.reactor
-
-    def _wait(self, kind, arg):
-        if self._waiter is not None:
-            raise RuntimeError("concurrent reads on one StreamConnection")
-        fut = Future(self._reactor())
-        self._waiter = (kind, arg, fut)
-        self._wake()
-        return fut
-
-    def _wake(self):
-        w = self._waiter
-        if w is None:
-            return
-        kind, arg, fut = w
-        buf = self._buf
-        res = None
-        if kind == "read":
-            if buf:
-                n = len(buf) if arg < 0 else min(arg, len(buf))
-                res = bytes(buf[:n])
-                del buf[:n]
-            elif self._eof:
-                if self._exc is not None:
-                    return self._fail(self._exc)
-                res = b""
-        elif kind == "exactly":
-            if len(buf) >= arg:
-                res = bytes(buf[:arg])
-                del buf[:arg]
-            elif self._eof:
-                return self._fail(self._exc or EOFError(
-                    f"connection closed after {len(buf)} of {arg} bytes"))
-        elif kind == "until":
-            i = buf.find(arg)
-            if i >= 0:
-                res = bytes(buf[:i + len(arg)])
-                del buf[:i + len(arg)]
-            elif self._eof:
-                return self._fail(self._exc or EOFError(f"connection closed before {arg!r}"))
-        elif kind == "eof":
-            if self._eof:
-                if self._exc is not None:
-                    return self._fail(self._exc)
-                res = bytes(buf)
-                buf.clear()
-        if res is not None:
-            self._waiter = None
-            fut.set_result(res)
-
-    def _fail(self, exc):
-        fut = self._waiter[2]
-        self._waiter = None
-        fut.set_exception(exc)
-
-    def read(self, n=-1):
-        return self._wait("read", n)
-
-    def readexactly(self, n):
-        return self._wait("exactly", n)
-
-    def readuntil(self, sep=b"\n"):
-        return self._wait("until", sep)
-
-    def read_until_eof(self):
-        return self._wait("eof", None)
-
-    def write(self, data):
-        self.transport.write(data)
-
-    def write_eof(self):
-        self.transport.write_eof()
-
-    def close(self):
-        self.transport.close()
-
-    def abort(self):
-        self.transport.abort()
-
-    def get_extra_info(self, name, default=None):
-        return self.transport.get_extra_info(name, default)
 
 
 def peer_str(conn):

@@ -116,3 +116,40 @@ def create_all(run_id, n, mode, capacity=1 << 18, bells=None):
 def for_shard(k, n, bells, rings, mode):
     return Forwarder(k, n, {dst: rings[(k, dst)] for dst in range(n) if dst != k},
                      [rings[(src, k)] for src in range(n) if src != k], bells[k], mode)
+
+
+class ForwardingPort:
+    """A port wrapped with its shard's Forwarder (as smoltcp wraps a Device): what
+    ``rx_burst`` returns is the batch this shard owns plus what other shards forwarded
+    to it; frames of other shards leave for their rings on the way. The wrapper's
+    rings share the shard's doorbell, which the loop polls beside the port's fd."""
+
+    def __init__(self, port, forwarder):
+        self.inner = port
+        self.fwd = forwarder
+        self.bell = forwarder.bell
+        self.counters = forwarder.counters
+
+    def __getattr__(self, name):     # queue, csum_offload, gso, mtu, stats
+        return getattr(self.inner, name)
+
+    def rx_burst(self, max=64):
+        frames = self.inner.rx_burst(max)
+        if frames:
+            frames = self.fwd.steer(frames)
+        got = self.fwd.receive(max)
+        if got:
+            return frames + got if frames else got
+        return frames
+
+    def tx_burst(self, frames):
+        return self.inner.tx_burst(frames)
+
+    def rx_pending(self):
+        return self.fwd.pending()
+
+    def fileno(self):
+        return self.inner.fileno()
+
+    def close(self):
+        self.inner.close()

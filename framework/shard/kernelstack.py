@@ -1,40 +1,31 @@
-"""``--stack kernel``: the same App on ordinary kernel sockets, one epoll loop per worker.
+"""Kernel sockets as a ShardLoop's stream provider (``--stack kernel``).
 
 Each worker opens its own SO_REUSEPORT listening socket per listener port (the kernel
-spreads connections over the workers), accepts non-blocking sockets and adapts each
-to the Protocol/Transport interface of CONTRACTS section 5, driving the shard's Reactor
-in the same loop. This is the baseline the user-level stack is compared against, so
-the loop is kept lean:
+spreads connections over the workers), accepts non-blocking sockets and adapts each to
+the Protocol/Transport interface of CONTRACTS section 5, exactly as the user-level
+stack's transports behave. Every socket is a native fd of the ShardLoop's epoll set:
+its readiness is handled in the turn, not through asyncio's callback queue.
 
-- writes are corked: ``transport.write`` only appends; after each batch of events
-  (and reactor callbacks) every written-to connection gets one ``send`` of the joined
-  bytes (pipelined responses leave in one segment);
-- a close whose peer may still be sending (unread data, or an error response) is a
-  lingering close: shut down our side, discard input until EOF or a short timeout, so
-  the kernel does not answer the client's late data with an RST that destroys the
-  response we just sent.
+- writes are corked: ``transport.write`` only appends; the turn's output step gives
+  every written-to connection one ``send`` of the joined bytes (pipelined responses
+  leave in one segment);
+- a close whose peer may still be sending is a lingering close (framework/shard/
+  transport.py): shut down our side, discard input until EOF or the limits.
 
-Stopping: pass ``stop_event`` (anything with ``is_set()``, e.g. a threading or
-multiprocess Event; checked at least every 0.2 s and after every batch). Without one,
-and when called in the main thread, SIGTERM/SIGINT stop the loop (the signal wakes
-epoll at once through a wake-up pipe). Either way the worker stops accepting, lets
-in-flight requests finish (up to 5 s), closes everything and returns.
-``ready``: a callable (called with no arguments) or an Event (``.set()``), signalled
-once all listening sockets are bound.
+Sockets (listening and outbound) are created in ``netns`` (the link's namespace) while
+the worker itself stays where the supervisor runs, so a handler's own kernel-socket
+clients reach what the server's host reaches.
 """
 import errno
 import logging
 import os
 import select
-import signal
 import socket
 import struct
 import _socket
-import threading
-import time
 
-from .context import ShardContext
-from .reactor import Reactor
+from framework.nic.nsenter import netns as in_netns
+from framework.shard.transport import FlowControl, LINGER_BYTES, LINGER_TIME
 
 log = logging.getLogger("framework.kernel")
 
@@ -46,30 +37,23 @@ _EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 _RECV = 256 * 1024
 _BACKLOG = 1024
 _ACCEPT_BATCH = 64
-_STOP_POLL = 0.2            # how often a stop_event is looked at when idle
-_GRACE = 5.0                # in-flight requests get this long at shutdown
-_LINGER_TIME = 2.0          # lingering close: wait this long for the peer's EOF ...
-_LINGER_BYTES = 64 << 20    # ... and discard at most this much of its data
 _LINGER_OFF = struct.pack("ii", 1, 0)
-_HIGH_WATER = 256 * 1024    # unsent bytes above which the protocol's pause_writing() is called
-_LOW_WATER = 64 * 1024      # ... and below which resume_writing() is
 
 
-class KernelTransport:
-    """One accepted socket as a Transport (CONTRACTS section 5)."""
+class KernelTransport(FlowControl):
+    """One connected socket as a Transport (CONTRACTS section 5)."""
 
-    __slots__ = ("sock", "fd", "loop", "protocol", "wbuf", "closing", "closed", "reading",
-                 "out_registered", "peer", "lingering", "eof", "wlen", "wpaused", "discarded",
-                 "linger_handle")
+    __slots__ = ("sock", "fd", "provider", "_protocol", "_high", "_low", "_write_paused",
+                 "wbuf", "wlen", "closing", "closed", "reading", "out_registered", "peer",
+                 "lingering", "eof", "eof_after_write", "discarded", "linger_handle")
 
-    def __init__(self, sock, loop, peer):
+    def __init__(self, sock, provider, peer):
+        self._init_flow(None)
         self.sock = sock
         self.fd = sock.fileno()
-        self.loop = loop
-        self.protocol = None
+        self.provider = provider
         self.wbuf = []
         self.wlen = 0
-        self.wpaused = False
         self.closing = False
         self.closed = False
         self.reading = True
@@ -77,6 +61,7 @@ class KernelTransport:
         self.peer = peer
         self.lingering = False
         self.eof = False
+        self.eof_after_write = False
         self.discarded = 0
         self.linger_handle = None
 
@@ -84,15 +69,27 @@ class KernelTransport:
     def write(self, data):
         if self.closing or self.closed or not data:
             return
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
         if not self.wbuf:
-            self.loop.dirty.append(self)
+            self.provider.dirty.append(self)
         self.wbuf.append(data)
         self.wlen += len(data)
-        if self.wlen > _HIGH_WATER and not self.wpaused:
-            self.wpaused = True
-            pause = getattr(self.protocol, "pause_writing", None)
-            if pause is not None:
-                pause()
+        self._maybe_pause_writing()
+
+    def writelines(self, chunks):
+        for c in chunks:
+            self.write(c)
+
+    def write_eof(self):
+        if self.closing or self.closed:
+            return
+        self.eof_after_write = True
+        if not self.wbuf:
+            self.provider.shutdown_write(self)
+
+    def can_write_eof(self):
+        return True
 
     def close(self):
         """Close after pending data is sent; linger if the peer may still be sending."""
@@ -106,7 +103,7 @@ class KernelTransport:
             pass
         self.lingering = linger
         if not self.wbuf:
-            self.loop.finish_close(self)
+            self.provider.finish_close(self)
 
     def lingering_close(self):
         """Close after an error response: the peer is probably still sending."""
@@ -115,7 +112,7 @@ class KernelTransport:
         self.closing = True
         self.lingering = True
         if not self.wbuf:
-            self.loop.finish_close(self)
+            self.provider.finish_close(self)
 
     def abort(self):
         if self.closed:
@@ -126,7 +123,7 @@ class KernelTransport:
             pass
         self.wbuf = []
         self.wlen = 0
-        self.loop.finalize(self, None)
+        self.provider.finalize(self, None)
 
     def is_closing(self):
         return self.closing or self.closed
@@ -146,77 +143,53 @@ class KernelTransport:
     def pause_reading(self):
         if self.reading and not self.closed:
             self.reading = False
-            self.loop.update_events(self)
+            self.provider.update_events(self)
 
     def resume_reading(self):
         if not self.reading and not self.closed and not self.eof:   # (EOF: nothing left)
             self.reading = True
-            self.loop.update_events(self)
+            self.provider.update_events(self)
+
+    def is_reading(self):
+        return self.reading
 
     def get_write_buffer_size(self):
         return self.wlen
+
+    def on_event(self, ev):
+        self.provider.event(self, ev)
 
     def __repr__(self):
         return f"<KernelTransport fd={self.fd} peer={self.peer}>"
 
 
-class KernelLoop:
-    """The loop of one kernel-stack worker (``run_kernel_worker`` builds and runs one).
+class KernelProvider:
+    """Kernel sockets for one shard: listening (SO_REUSEPORT) and outbound."""
 
-    Extension points for whoever embeds it (e.g. cross-shard rings), all optional:
-    ``setup(loop)`` runs after ``loop.ctx`` exists and before ``app.on_shard_start``;
-    ``add_reader(fd, fn)`` calls ``fn()`` when fd is readable; ``add_turn_hook(fn)``
-    calls ``fn(now)`` once per turn (a true result = more work: poll without sleeping);
-    ``add_deadline_hook(fn)``: ``fn(now)`` -> absolute time to wake by, or None;
-    ``add_sleep_hooks(before, after)`` bracket each blocking poll (doorbell protocols).
-    """
+    polls = True        # the kernel's readiness comes only from epoll: poll every turn
 
-    def __init__(self, app, host, http_port, shard_id, shard_count, stop_event=None,
-                 setup=None):
-        self.app = app
+    def __init__(self, host, netns=None):
         self.host = host
-        self.stop_event = stop_event
-        self.stopping = False
-        self.reactor = Reactor(time.monotonic())
-        self.ctx = ShardContext(self.reactor, shard_id, shard_count)
-        self.ep = select.epoll()
+        self.netns = netns
+        self.loop = None
+        self.ctx = None
         self.conns = {}          # fd -> KernelTransport
-        self.listeners = {}      # fd -> (socket, factory)
-        self.readers = {}        # fd -> fn(): extra fds (add_reader)
-        self.turn_hooks = []
-        self.deadline_hooks = []
-        self.sleep_hooks = []
+        self.listeners = {}      # fd -> socket
         self.dirty = []
-        self.wake_r = None
+        self.accepted = 0
+        self.stopping = False
         self._accept_warned = -1e9
-        if setup is not None:
-            setup(self)
-        app.on_shard_start(self.ctx)
-        for port, factory in app.listeners(http_port).items():
-            self.listen(port, factory)
 
-    def add_reader(self, fd, fn):
-        self.readers[fd] = fn
-        self.ep.register(fd, _EPOLLIN)
+    def start(self, loop, ctx):
+        self.loop = loop
+        self.ctx = ctx
 
-    def remove_reader(self, fd):
-        if self.readers.pop(fd, None) is not None:
-            try:
-                self.ep.unregister(fd)
-            except OSError:
-                pass
-
-    def add_turn_hook(self, fn):
-        self.turn_hooks.append(fn)
-
-    def add_deadline_hook(self, fn):
-        self.deadline_hooks.append(fn)
-
-    def add_sleep_hooks(self, before, after):
-        self.sleep_hooks.append((before, after))
+    def _socket(self):
+        with in_netns(self.netns):
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
     def listen(self, port, factory):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = self._socket()
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -226,17 +199,16 @@ class KernelLoop:
         except OSError as e:
             s.close()
             raise OSError(e.errno, f"cannot listen on {self.host}:{port}: {e.strerror}") from e
-        self.listeners[s.fileno()] = (s, factory)
-        self.ep.register(s.fileno(), _EPOLLIN)
+        self.listeners[s.fileno()] = s
+        self.loop.add_native(s.fileno(), lambda ev: self._accept(s, factory))
 
-    # ---- connection plumbing -----------------------------------------------------------
-    def accept(self, lsock, factory):
-        ctx = self.ctx
+    # ---- accepting and connecting ---------------------------------------------------------
+    def _accept(self, lsock, factory):
         raw_accept = lsock._accept
         for _ in range(_ACCEPT_BATCH):
             try:
                 # _accept + the C socket type: socket.accept() builds a Python-level
-                # socket through enum conversions (~6 us per connection, measured)
+                # socket through enum conversions, several times the cost
                 fd, peer = raw_accept()
                 sock = _socket.socket(_AF_INET, _SOCK_STREAM, 0, fd)
             except BlockingIOError:
@@ -246,42 +218,138 @@ class KernelLoop:
                     continue
                 # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so a level-triggered
                 # epoll would spin; stop watching it for a moment
-                now = self.reactor.now
+                now = self.loop.time()
                 if now - self._accept_warned >= 10.0:      # not 10 lines a second
                     self._accept_warned = now
                     log.warning("accept failed: %s; pausing accepts for 0.1 s at a time", e)
-                fd = lsock.fileno()
-                try:
-                    self.ep.unregister(fd)
-                except OSError:
-                    pass
-                self.reactor.call_later(0.1, self._rearm, fd)
+                lfd = lsock.fileno()
+                fn = self.loop._sel.native.get(lfd)
+                self.loop.remove_native(lfd)
+                self.loop.call_later(0.1, self._rearm, lfd, fn)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            t = KernelTransport(sock, self, peer)
-            self.conns[t.fd] = t
-            self.ep.register(t.fd, _EPOLLIN)
-            try:
-                proto = t.protocol = factory(ctx)
-                proto.connection_made(t)
-            except Exception:
-                log.exception("protocol setup failed")
-                t.abort()
+            if self.stopping:
+                sock.close()
+                continue
+            self.accepted += 1
+            self._adopt(sock, peer, lambda: factory(self.ctx))
 
-    def _rearm(self, fd):
-        if fd in self.listeners:
+    def _rearm(self, lfd, fn):
+        if lfd in self.listeners and fn is not None:
             try:
-                self.ep.register(fd, _EPOLLIN)
+                self.loop.add_native(lfd, fn)
             except OSError:
                 pass
+
+    def _adopt(self, sock, peer, make_protocol):
+        """A connected socket becomes a transport with its protocol."""
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = KernelTransport(sock, self, peer)
+        self.conns[t.fd] = t
+        self.loop.add_native(t.fd, t.on_event)
+        try:
+            proto = t._protocol = make_protocol()
+            proto.connection_made(t)
+        except Exception:
+            log.exception("protocol setup failed")
+            t.abort()
+            raise
+        return t, proto
+
+    def connect(self, factory, host, port, timeout):
+        """A non-blocking connect through the loop; a future of (transport, protocol)."""
+        loop = self.loop
+        fut = loop.create_future()
+        if self.stopping:
+            fut.set_exception(ConnectionError("the shard is stopping"))
+            return fut
+        s = self._socket()
+        s.setblocking(False)
+        err = s.connect_ex((host, port))
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            fut.set_exception(_connect_error(err, host, port))
+            return fut
+        fd = s.fileno()
+        timer = None
+
+        def give_up(exc):
+            loop.remove_native(fd)
+            s.close()
+            if not fut.done():
+                fut.set_exception(exc)
+
+        def writable(ev):
+            if timer is not None:
+                timer.cancel()
+            e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if e:
+                give_up(_connect_error(e, host, port))
+                return
+            if fut.done():          # the caller gave up (cancelled)
+                give_up(None)
+                return
+            loop.remove_native(fd)
+            try:
+                t, proto = self._adopt(s, s.getpeername(), factory)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+                return
+            fut.set_result((t, proto))
+
+        loop.add_native(fd, writable, _EPOLLOUT)
+        if timeout:
+            timer = loop.call_later(timeout, give_up, TimeoutError(
+                f"connect to {host}:{port} timed out after {timeout:g} s"))
+        return fut
+
+    # ---- the turn -----------------------------------------------------------------------
+    def input(self, now):
+        return False        # the sockets' events were handled as epoll reported them
+
+    def output(self, now):
+        dirty = self.dirty
+        if not dirty:
+            return False
+        self.dirty = []
+        for t in dirty:
+            if not t.closed and t.wbuf:
+                self.send(t)
+        return True
+
+    def busy(self):
+        return bool(self.dirty)
+
+    def deadline(self):
+        return None
+
+    def pending(self):
+        return False
+
+    def idle(self):
+        pass
+
+    def event(self, t, ev):
+        if ev & _EPOLLIN:
+            self.readable(t)
+        elif ev & _EPOLLERR_HUP:
+            # error or both directions gone (reported even when not asked for): read
+            # once for the error / EOF; after EOF it is final
+            if t.eof:
+                self.finalize(t, ConnectionResetError("connection closed"))
+            else:
+                self.readable(t)
+        if ev & _EPOLLOUT and not t.closed and t.wbuf:
+            self.send(t)
 
     def update_events(self, t):
         if t.closed:
             return
-        mask = (_EPOLLIN if t.reading or (t.lingering and not t.eof) else 0) | (_EPOLLOUT if t.out_registered else 0)
+        mask = ((_EPOLLIN if t.reading or (t.lingering and not t.eof) else 0)
+                | (_EPOLLOUT if t.out_registered else 0))
         try:
-            self.ep.modify(t.fd, mask)
+            self.loop.modify_native(t.fd, mask)
         except OSError:
             pass
 
@@ -295,30 +363,27 @@ class KernelLoop:
             return
         if t.closing:           # lingering: discard, wait for the peer's EOF
             t.discarded += len(data)
-            if not data or t.discarded > _LINGER_BYTES:
+            if not data or t.discarded > LINGER_BYTES:
                 self.finalize(t, None)
             return
         if data:
-            t.protocol.data_received(data)
+            try:
+                t._protocol.data_received(data)
+            except Exception:
+                log.exception("data_received failed; aborting the connection")
+                t.abort()
             return
         # EOF: the peer sends no more; stop reading (level-triggered epoll would spin)
         t.eof = True
         t.reading = False
         self.update_events(t)
         try:
-            keep = t.protocol.eof_received()
+            keep = t._protocol.eof_received()
         except Exception:
             log.exception("eof_received failed")
             keep = False
         if not keep:
             t.close()
-
-    def flush(self):
-        dirty, self.dirty = self.dirty, []
-        for t in dirty:
-            if t.closed or not t.wbuf:
-                continue
-            self.send(t)
 
     def send(self, t):
         wbuf = t.wbuf
@@ -329,6 +394,7 @@ class KernelLoop:
             n = 0
         except OSError as e:
             t.wbuf = []
+            t.wlen = 0
             self.finalize(t, e)
             return
         if n == len(data):
@@ -339,20 +405,22 @@ class KernelLoop:
                 self.update_events(t)
             if t.closing:
                 self.finish_close(t)
+            elif t.eof_after_write:
+                self.shutdown_write(t)
         else:
             t.wbuf = [memoryview(data)[n:]] if n else [data]
             t.wlen = len(data) - n
             if not t.out_registered:
                 t.out_registered = True
                 self.update_events(t)
-        if t.wpaused and t.wlen <= _LOW_WATER and not t.closed:
-            t.wpaused = False
-            resume = getattr(t.protocol, "resume_writing", None)
-            if resume is not None:
-                try:
-                    resume()
-                except Exception:
-                    log.exception("resume_writing failed")
+        if not t.closed:
+            t._maybe_resume_writing()
+
+    def shutdown_write(self, t):
+        try:
+            t.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def finish_close(self, t):
         """All data sent and close() was asked: close now or linger."""
@@ -370,7 +438,7 @@ class KernelLoop:
             self.finalize(t, None)
             return
         self.update_events(t)
-        t.linger_handle = self.reactor.call_later(_LINGER_TIME, self.finalize, t, None)
+        t.linger_handle = self.loop.call_later(LINGER_TIME, self.finalize, t, None)
 
     def finalize(self, t, exc):
         if t.closed:
@@ -381,125 +449,19 @@ class KernelLoop:
             t.linger_handle.cancel()
             t.linger_handle = None
         self.conns.pop(t.fd, None)
-        try:
-            self.ep.unregister(t.fd)
-        except (OSError, ValueError):
-            pass
+        self.loop.remove_native(t.fd)
         t.sock.close()
-        if t.protocol is not None:
-            self.reactor.call_soon(t.protocol.connection_lost, exc)
+        if t._protocol is not None:
+            self.loop.call_soon(_call_lost, t._protocol, exc)
 
-    # ---- the loop ----------------------------------------------------------------------
-    def _stop_requested(self):
-        return self.stopping or (self.stop_event is not None and self.stop_event.is_set())
-
-    def install_signals(self):
-        """SIGTERM/SIGINT stop the loop; a wake-up pipe in the epoll set ends the wait."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.wake_r = r
-        self._wake_w = w
-        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        self.ep.register(r, _EPOLLIN)
-
-        def on_signal(signum, frame):
-            self.stopping = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-    def run(self, ready=None):
-        if self.stop_event is None:
-            self.install_signals()
-        if ready is not None:
-            (ready.set if hasattr(ready, "set") else ready)()
-        self._serve(stop_at=None)
-        self._shutdown()
-
-    def _serve(self, stop_at):
-        reactor = self.reactor
-        conns = self.conns
-        listeners = self.listeners
-        ep = self.ep
-        readable = self.readable
-        send = self.send
-        cap = _STOP_POLL if (self.stop_event is not None or stop_at is not None) else 3600.0
-        monotonic = time.monotonic
-        now = monotonic()
-        while True:
-            if stop_at is None:
-                if self.stopping or (self.stop_event is not None and self.stop_event.is_set()):
-                    return
-            elif not conns or now >= stop_at:
-                return
-            busy = False
-            for hook in self.turn_hooks:
-                if hook(now):
-                    busy = True
-            if reactor._ready or busy or self.dirty:   # (writes made while flushing)
-                timeout = 0
-            else:
-                d = reactor.next_deadline()
-                for hook in self.deadline_hooks:
-                    e = hook(now)
-                    if e is not None and (d is None or e < d):
-                        d = e
-                timeout = cap if d is None else min(cap, max(0.0, d - now))
-            if timeout and self.sleep_hooks:
-                for before, _after in self.sleep_hooks:
-                    before()
-                events = ep.poll(timeout, 1024)
-                for _before, after in self.sleep_hooks:
-                    after()
-            else:
-                events = ep.poll(timeout, 1024)
-            now = monotonic()
-            reactor.now = now
-            for fd, ev in events:
-                t = conns.get(fd)
-                if t is not None:
-                    if ev & _EPOLLIN:
-                        readable(t)
-                    elif ev & _EPOLLERR_HUP:
-                        # error or both directions gone (reported even when not asked
-                        # for): read once for the error / EOF; after EOF it is final
-                        if t.eof:
-                            self.finalize(t, ConnectionResetError("connection closed"))
-                        else:
-                            readable(t)
-                    if ev & _EPOLLOUT and not t.closed and t.wbuf:
-                        send(t)
-                    continue
-                lis = listeners.get(fd)
-                if lis is not None:
-                    self.accept(*lis)
-                elif fd in self.readers:
-                    try:
-                        self.readers[fd]()
-                    except Exception:
-                        log.exception("reader callback for fd %d failed", fd)
-                elif fd == self.wake_r:
-                    try:
-                        os.read(fd, 512)
-                    except OSError:
-                        pass
-            reactor.run_once(now)
-            if self.dirty:
-                self.flush()
-
-    def _shutdown(self):
-        for fd, (s, _f) in list(self.listeners.items()):
-            try:
-                self.ep.unregister(fd)
-            except OSError:
-                pass
-            s.close()
-        self.listeners.clear()
-        # let in-flight requests finish: protocols that know how stop reading and close
-        # after their current response; the rest are closed (their data is flushed)
+    # ---- graceful stop ------------------------------------------------------------------
+    def shutdown(self):
+        """Stop accepting; protocols that know how finish their current request and
+        close, the others are closed (their data is flushed first)."""
+        self.stopping = True
+        self._close_listeners()
         for t in list(self.conns.values()):
-            shutdown = getattr(t.protocol, "shutdown", None)
+            shutdown = getattr(t._protocol, "shutdown", None)
             if shutdown is not None:
                 try:
                     shutdown()
@@ -508,21 +470,43 @@ class KernelLoop:
                     t.close()
             else:
                 t.close()
-        self.reactor.run_once(time.monotonic())
-        self.flush()
-        self._serve(stop_at=time.monotonic() + _GRACE)
+
+    def all_done(self):
+        return not self.conns
+
+    def abort_all(self):
         for t in list(self.conns.values()):
             t.abort()
-        self.reactor.run_once(time.monotonic())
-        try:
-            self.app.on_shard_stop(self.ctx)
-        except Exception:
-            log.exception("on_shard_stop failed")
-        if self.wake_r is not None:
-            signal.set_wakeup_fd(-1)
-            os.close(self.wake_r)
-            os.close(self._wake_w)
-        self.ep.close()
+
+    def _close_listeners(self):
+        for fd, s in list(self.listeners.items()):
+            self.loop.remove_native(fd)
+            s.close()
+        self.listeners.clear()
+
+    def counters(self):
+        return {"streams.open": len(self.conns), "streams.accepted": self.accepted}
+
+    def close(self):
+        self._close_listeners()
+        for t in list(self.conns.values()):
+            t.abort()
+
+
+def _call_lost(protocol, exc):
+    try:
+        protocol.connection_lost(exc)
+    except Exception:
+        log.exception("connection_lost failed")
+
+
+def _connect_error(err, host, port):
+    text = f"connect to {host}:{port}: {os.strerror(err)}"
+    if err == errno.ECONNREFUSED:
+        return ConnectionRefusedError(err, text)
+    if err == errno.ETIMEDOUT:
+        return TimeoutError(err, text)
+    return OSError(err, text)
 
 
 def raise_nofile_limit():
@@ -536,11 +520,3 @@ def raise_nofile_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, ValueError, OSError):
         pass
-
-
-def run_kernel_worker(app, host: str, http_port: int, shard_id: int, shard_count: int,
-                      stop_event=None, ready=None):
-    """Serve ``app`` on kernel sockets in this thread until stopped (see module doc)."""
-    raise_nofile_limit()
-    loop = KernelLoop(app, host, http_port, shard_id, shard_count, stop_event)
-    loop.run(ready)

@@ -7,12 +7,12 @@ same interface as on kernel sockets (``--stack kernel``) and behave identically.
 
 Rules kept here (asyncio's meanings):
 - ``write`` never blocks: what the TCP send buffer does not take waits in the transport
-  and goes out on EV_WRITABLE; above the high-water mark the protocol's
-  ``pause_writing`` is called, below the low-water mark ``resume_writing``.
+  and goes out on EV_WRITABLE; flow control and the lingering close's limits are those
+  of both providers (framework/shard/transport.py).
 - ``close`` sends FIN after everything written (lingering if input is still unread, so
   TCP does not answer it with an RST); ``abort`` sends RST at once.
 - ``connection_lost`` is called exactly once, whatever the order of events, and always
-  later through ``reactor.call_soon`` (never from inside ``write``/``close``/``abort``).
+  later through ``loop.call_soon`` (never from inside ``write``/``close``/``abort``).
 - ``lingering_close`` (after an error response): FIN after the pending data, then read
   and discard until the peer's EOF or LINGER_TIME, then close, so no RST (which a TCP
   sends when closing with unread data) destroys the response in flight.
@@ -25,6 +25,8 @@ Rules kept here (asyncio's meanings):
 import logging
 import socket
 
+from framework.shard.connect import Connector, failure_for
+from framework.shard.transport import FlowControl, LINGER_TIME
 from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_EOF,
                                EV_CLOSED, EV_RESET, EV_ERROR, CLOSED, FIN_WAIT_2, TIME_WAIT)
 
@@ -33,32 +35,25 @@ _OUR_SIDE_DONE = frozenset((CLOSED, FIN_WAIT_2, TIME_WAIT))
 
 log = logging.getLogger("framework.streams")
 
-HIGH_WATER = 64 * 1024
-LOW_WATER = 16 * 1024
-LINGER_TIME = 2.0
-
 
 def ip_str(addr):
     return socket.inet_ntoa(addr.to_bytes(4, "big")) if isinstance(addr, int) else str(addr)
 
 
-class StreamTransport:
+class StreamTransport(FlowControl):
     __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
                  "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof",
                  "_linger", "_linger_timer", "_eof_held", "_data_turn")
 
     def __init__(self, conn, protocol, streams):
+        self._init_flow(protocol)
         self._conn = conn
-        self._protocol = protocol
         self._streams = streams
         self._pending = []          # bytes the TCP send buffer did not take yet
         self._pending_len = 0
         self._closing = False
         self._lost = False
         self._paused_reading = False
-        self._write_paused = False
-        self._high = HIGH_WATER
-        self._low = LOW_WATER
         self._eof = False
         self._linger = False        # lingering close: discard input until EOF / timeout
         self._linger_timer = None
@@ -121,9 +116,9 @@ class StreamTransport:
             self._linger = True
             self._eof = True
             self._conn.shutdown()
-            self._linger_timer = self._streams.reactor.call_later(LINGER_TIME,
-                                                                  self._linger_done)
-            self._streams.reactor.call_soon(self._streams._read, self)
+            self._linger_timer = self._streams.loop.call_later(LINGER_TIME,
+                                                               self._linger_done)
+            self._streams.loop.call_soon(self._streams._read, self)
         else:
             self._conn.close()
 
@@ -136,9 +131,9 @@ class StreamTransport:
         self._eof = True
         if not self._pending:
             self._conn.shutdown()
-        self._linger_timer = self._streams.reactor.call_later(LINGER_TIME, self._linger_done)
+        self._linger_timer = self._streams.loop.call_later(LINGER_TIME, self._linger_done)
         # input already waiting would produce no new event
-        self._streams.reactor.call_soon(self._streams._read, self)
+        self._streams.loop.call_soon(self._streams._read, self)
 
     def _linger_done(self):
         self._linger_timer = None
@@ -179,7 +174,7 @@ class StreamTransport:
         if self._paused_reading:
             self._paused_reading = False
             # data may be waiting in the receive buffer with no new event coming
-            self._streams.reactor.call_soon(self._streams._read, self)
+            self._streams.loop.call_soon(self._streams._read, self)
 
     def is_reading(self):
         return not self._paused_reading
@@ -187,31 +182,7 @@ class StreamTransport:
     def get_write_buffer_size(self):
         return self._pending_len
 
-    def get_write_buffer_limits(self):
-        return (self._low, self._high)
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        if high is None:
-            high = HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        self._high, self._low = high, low
-        self._maybe_pause_writing()
-
-    def get_protocol(self):
-        return self._protocol
-
-    def set_protocol(self, protocol):
-        self._protocol = protocol
-
     # --- internals ----------------------------------------------------------------------
-    def _maybe_pause_writing(self):
-        if not self._write_paused and self._pending_len > self._high:
-            self._write_paused = True
-            fn = getattr(self._protocol, "pause_writing", None)
-            if fn:
-                self._streams._call(fn)
-
     def _flush(self):
         """EV_WRITABLE: move pending bytes into the TCP send buffer."""
         pending = self._pending
@@ -228,11 +199,7 @@ class StreamTransport:
                 pending[0] = data[n:]
                 break
             pending.pop(0)
-        if self._write_paused and self._pending_len <= self._low:
-            self._write_paused = False
-            fn = getattr(self._protocol, "resume_writing", None)
-            if fn:
-                self._streams._call(fn)
+        self._maybe_resume_writing()
         if not pending:
             if self._eof:          # write_eof() or lingering close: FIN, keep reading
                 conn.shutdown()
@@ -246,10 +213,10 @@ class StreamTransport:
 class Streams:
     """Delivers a shard's TCP events to the app's protocols."""
 
-    def __init__(self, tcp, ctx, listeners, eof_next_turn=False):
+    def __init__(self, tcp, ctx, listeners=(), eof_next_turn=False):
         self.tcp = tcp
         # eof_next_turn (the shard loop, which calls new_turn() once per turn): a FIN is
-        # delivered in a later turn than the data before it, after the reactor has run
+        # delivered in a later turn than the data before it, after the loop has run
         # what that data caused, as on a kernel socket, where recv() reports the EOF
         # only on a call after the one that returned the last data. A handler that
         # answers at once then answers before it learns of the EOF on both stacks, so
@@ -258,18 +225,21 @@ class Streams:
         self._turn = 0
         self._eofs_later = []             # transports whose EOF waits for the next turn
         self.ctx = ctx
-        self.reactor = ctx.reactor
-        self.listeners = dict(listeners)  # local port -> factory(ctx) -> Protocol
+        self.loop = ctx.loop
+        self.listeners = {}               # local port -> factory(ctx) -> Protocol
         self.open = 0
         self.accepted = 0
         self.transports = set()           # open ones (for a graceful stop)
         self.stopping = False
         self.outbound = {}                # conn -> connect.Outbound: connects in flight
-        for port in self.listeners:
-            tcp.listen(port)
-        # outbound connections (framework/shard/connect.py: open_connection)
-        from framework.shard.connect import Connector
+        for port, factory in dict(listeners).items():
+            self.listen(port, factory)
+        # outbound connections (framework/shard/connect.py)
         self.connector = Connector(self, ctx.shard_id, ctx.shard_count)
+
+    def listen(self, port, factory):
+        self.listeners[port] = factory
+        self.tcp.listen(port)
 
     def new_turn(self):
         """The shard loop starts a turn: EOFs held back from the last one go now.
@@ -353,7 +323,6 @@ class Streams:
     def _connect_failed(self, conn, what):
         out = self.outbound.pop(conn, None)
         if out is not None:
-            from framework.shard.connect import failure_for
             self.connector.counters["connect.failed"] += 1
             out.failed(failure_for(what, conn.error))
 
@@ -474,5 +443,5 @@ class Streams:
         self.open -= 1
         self.transports.discard(t)
         # later, never from inside the caller's write()/close()/abort()
-        self.reactor.call_soon(self._call, t._protocol.connection_lost, exc)
+        self.loop.call_soon(self._call, t._protocol.connection_lost, exc)
         # keep conn.user set: later events for this connection find a lost transport

@@ -1,14 +1,14 @@
 """Cross-shard calls over shared-memory rings (Seastar's ``submit_to``).
 
-    fut = xs.submit_to(k, fn, *args)       # run fn(*args) on shard k; Future of its result
-    futs = xs.broadcast(fn, *args)         # Future of [result of shard 0, 1, ...]
-    fut = xs.map_reduce(fn, reduce, *args) # Future of reduce(reduce(r0, r1), r2) ...
-    value = await ctx.submit_to(k, fn, *args)   # from an async handler
+    value = await ctx.submit_to(k, fn, *args)       # run fn(*args) on shard k
+    values = await ctx.broadcast(fn, *args)          # [result of shard 0, 1, ...]
+    value = await ctx.map_reduce(fn, reduce, *args)  # reduce(reduce(r0, r1), r2) ...
 
-``fn`` runs inside shard k's loop, where ``xshard.context()`` is that shard's
-ShardContext (its ``state``, its reactor). ``fn`` may return a value, a reactor Future
-or a coroutine (run as a task on shard k); the caller's Future gets the value or the
-exception raised there (re-raised by type when it pickles, else a RemoteError).
+(framework/context.py; ``XShard`` is what a multi-shard ShardContext calls.) ``fn`` runs
+inside shard k's loop, where ``framework.current_shard()`` is that shard's ShardContext
+(its ``state``, its loop). ``fn`` may return a value, a future or a coroutine (run as a
+task on shard k); the caller's asyncio future gets the value or the exception raised
+there (re-raised by type when it pickles, else a RemoteError).
 
 Wire: one SPSC ring (framework/shm) per ordered pair of shards, all rings into one
 shard share that shard's doorbell. A call is the record ``b"C" + pickle((id, fn, args,
@@ -17,7 +17,7 @@ module-level function (no lambda, no closure: TypeError at submit time); a reply
 ``b"R" + pickle((id, ok, value))``. Records are batched: submit_to only appends to a
 per-destination outbox, ``drain()`` (called by the shard loop once per turn) pushes each
 outbox with one ``push_many`` and pops and runs everything that arrived. A call to the
-calling shard itself runs on the next reactor turn, without pickling its arguments.
+calling shard itself runs on the next loop turn, without pickling its arguments.
 
 Liveness (no hanging futures): the supervisor is the single writer of a small control
 segment ``xs.ctl`` with, per shard, the worker's pid (0 while dead or restarting) and a
@@ -38,7 +38,10 @@ import pickle
 import struct
 import time
 
-from framework.shard.reactor import Future
+from framework.context import (ShardTimeout, ShardUnavailable, run_local, settle,
+                               when_ready)
+from framework.shm import Doorbell, Ring
+from framework.shm.segment import map_segment, open_segment
 
 log = logging.getLogger("framework.xshard")
 
@@ -55,32 +58,8 @@ _CTL_MAGIC = b"FWXCTL1\0"
 _CTL_HDR = 64
 
 
-class ShardUnavailable(RuntimeError):
-    """The target shard is dead or was restarted while the call was in flight."""
-
-
-class ShardTimeout(TimeoutError):
-    """The target shard did not answer in time (stuck, or its ring stayed full)."""
-
-
 class RemoteError(RuntimeError):
     """An exception raised on the other shard that could not be pickled back."""
-
-
-# --- the shard this process runs (one worker process = one shard) ----------------------
-_current = None
-
-
-def current():
-    """The XShard of this process (None outside a worker)."""
-    return _current
-
-
-def context():
-    """The ShardContext of the shard running the current cross-shard call."""
-    if _current is None:
-        raise RuntimeError("not inside a shard")
-    return _current.ctx
 
 
 # --- the shared part: rings, doorbells, control block --------------------------------
@@ -101,8 +80,6 @@ class Mesh:
     def create(cls, runid, n, capacity=RING_CAPACITY, bells=None):
         """``bells``: {shard: Doorbell} to share with other rings into the same shard
         (one fd for the loop to poll); by default the mesh makes its own."""
-        from framework.shm import Doorbell, Ring
-        from framework.shm.segment import map_segment, open_segment
         own = bells is None
         made = []
         try:
@@ -197,14 +174,12 @@ def _check_fn(fn):
 class XShard:
     """Shard ``shard_id``'s end of the mesh; lives in that worker's process."""
 
-    def __init__(self, mesh, shard_id, ctx, timeout=DEFAULT_TIMEOUT, clock=time.monotonic,
-                 install=True):
-        global _current
+    def __init__(self, mesh, shard_id, ctx, timeout=DEFAULT_TIMEOUT, clock=time.monotonic):
         self.mesh = mesh
         self.shard = shard_id
         self.n = mesh.n
         self.ctx = ctx
-        self.reactor = ctx.reactor
+        self.loop = ctx.loop
         self.timeout = timeout
         self.clock = clock
         self.bell = mesh.bells[shard_id]
@@ -221,24 +196,16 @@ class XShard:
         self.counters = {"xshard.calls_out": 0, "xshard.calls_in": 0, "xshard.replies_out": 0,
                          "xshard.replies_in": 0, "xshard.batches": 0, "xshard.failed": 0,
                          "xshard.timeouts": 0, "xshard.stale_replies": 0, "xshard.ring_full": 0}
-        if ctx is not None:
-            try:
-                ctx.submit_to = self.submit_to
-            except AttributeError:
-                pass
-        if install:
-            _current = self
 
     # -- calling -------------------------------------------------------------------------
     def submit_to(self, k, fn, *args, **kwargs):
-        """Run ``fn(*args, **kwargs)`` on shard ``k``; returns a reactor Future."""
+        """Run ``fn(*args, **kwargs)`` on shard ``k``; an asyncio future of the result."""
         _check_fn(fn)
         if not 0 <= k < self.n:
             raise ValueError(f"submit_to: no shard {k} (0..{self.n - 1})")
-        fut = Future(self.reactor)
         if k == self.shard:
-            self.reactor.call_soon(self._run_local, fut, fn, args, kwargs)
-            return fut
+            return run_local(self.loop, fn, args, kwargs)
+        fut = self.loop.create_future()
         pid, gen = self.mesh.state(k)
         if pid == 0:
             self.counters["xshard.failed"] += 1
@@ -258,38 +225,6 @@ class XShard:
         self.outbox[k].append(rec)
         self.counters["xshard.calls_out"] += 1
         return fut
-
-    def broadcast(self, fn, *args, **kwargs):
-        """Run fn on every shard (this one too); Future of the results in shard order.
-        Fails with the first failure."""
-        futs = [self.submit_to(k, fn, *args, **kwargs) for k in range(self.n)]
-        return gather(self.reactor, futs)
-
-    def map_reduce(self, fn, reduce, *args, initial=None, **kwargs):
-        """reduce() over the results of fn on every shard, in shard order."""
-        out = Future(self.reactor)
-        g = self.broadcast(fn, *args, **kwargs)
-
-        def done(f):
-            if f.exception() is not None:
-                out.set_exception(f.exception())
-                return
-            try:
-                vals = f.result()
-                out.set_result(functools.reduce(reduce, vals) if initial is None
-                               else functools.reduce(reduce, vals, initial))
-            except Exception as e:
-                out.set_exception(e)
-        g.add_done_callback(done)
-        return out
-
-    def _run_local(self, fut, fn, args, kwargs):
-        try:
-            res = fn(*args, **kwargs)
-        except Exception as e:
-            fut.set_exception(e)
-            return
-        self._when_ready(res, lambda ok, v: fut.set_result(v) if ok else fut.set_exception(v))
 
     # -- the loop's side -----------------------------------------------------------------
     def drain(self, now=None):
@@ -338,7 +273,7 @@ class XShard:
                 except Exception as e:
                     self._reply(src, cid, False, e)
                     continue
-                self._when_ready(res, functools.partial(self._reply, src, cid))
+                when_ready(self.loop, res, functools.partial(self._reply, src, cid))
             elif kind == REPLY:
                 self.counters["xshard.replies_in"] += 1
                 cid, ok, value = msg
@@ -346,28 +281,13 @@ class XShard:
                 if p is None:
                     self.counters["xshard.stale_replies"] += 1
                     continue
-                if ok:
-                    p.fut.set_result(value)
-                else:
-                    p.fut.set_exception(value)
+                settle(p.fut, ok, value)
 
     def _source_of(self, ring):
         for s, r in self.inbound_from.items():
             if r is ring:
                 return s
         raise KeyError("unknown ring")
-
-    def _when_ready(self, res, reply):
-        """Call reply(ok, value) when res is ready (value, Future or coroutine)."""
-        if hasattr(res, "send") and hasattr(res, "throw"):   # a coroutine
-            res = self.reactor.create_task(res)
-        if isinstance(res, Future):
-            def done(f):
-                e = f.exception()
-                reply(False, e) if e is not None else reply(True, f.result())
-            res.add_done_callback(done)
-        else:
-            reply(True, res)
 
     def _reply(self, dst, cid, ok, value):
         try:
@@ -416,7 +336,7 @@ class XShard:
             box = self.outbox.get(p.dst)
             if box and isinstance(exc, ShardUnavailable):
                 box[:] = [r for r in box if r[0] != CALL or _peek_id(r) != cid]
-            p.fut.set_exception(exc)
+            settle(p.fut, False, exc)
 
     def busy(self):
         """Work left for the next turn (an outbox the ring could not take)."""
@@ -453,56 +373,3 @@ def _peek_id(rec):
         return pickle.loads(rec[1:])[0]
     except Exception:
         return None
-
-
-def gather(reactor, futs):
-    """Future of [f.result() for f in futs]; the first exception fails it."""
-    out = Future(reactor)
-    n = len(futs)
-    results = [None] * n
-    left = [n]
-    if n == 0:
-        out.set_result([])
-        return out
-
-    def make(i):
-        def done(f):
-            if out.done():
-                return
-            e = f.exception()
-            if e is not None:
-                out.set_exception(e)
-                return
-            results[i] = f.result()
-            left[0] -= 1
-            if left[0] == 0:
-                out.set_result(results)
-        return done
-
-    for i, f in enumerate(futs):
-        f.add_done_callback(make(i))
-    return out
-
-
-def kernel_setup(mesh, shard_id, timeout=DEFAULT_TIMEOUT):
-    """``setup`` for framework.shard.kernel.KernelLoop: cross-shard calls on --stack
-    kernel too (ctx.submit_to, so apps.kv shards its keys there as well).
-
-    The loop's extension points carry the same protocol as the user-stack loop: drain
-    once per turn (more work pending = do not sleep), wake by the next liveness/timeout
-    scan, and sleep on the doorbell fd next to the sockets. The sleep hook cannot veto
-    the sleep, so when a ring filled between the last drain and the announcement it
-    rings our own doorbell: the poll then returns at once."""
-    def setup(loop):
-        xs = XShard(mesh, shard_id, loop.ctx, timeout=timeout)
-        loop.xshard = xs
-        loop.add_reader(xs.fileno(), xs.bell.drain)
-        loop.add_turn_hook(lambda now: xs.drain(now) or xs.busy())
-        loop.add_deadline_hook(xs.next_deadline)
-
-        def before():
-            if not xs.prepare_sleep():
-                xs.bell.ring()
-
-        loop.add_sleep_hooks(before, xs.bell.awake)
-    return setup
