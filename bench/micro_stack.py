@@ -37,7 +37,8 @@ import time
 
 from framework.net import checksum
 from framework.net.stack import Stack
-from framework.nic import memory, vnet
+from framework.net.wire import vnet
+from framework.nic import memory
 from framework.shard.context import ShardContext
 from framework.shard.reactor import Reactor
 from framework.shard.worker import UserShard

@@ -11,10 +11,10 @@ Cache policy, modelled on Linux's REACHABLE -> PROBE -> FAILED walk, simplified:
 Learning follows RFC 826's merge rule: an existing entry is updated by any ARP packet
 from that address; a new entry is created only from packets addressed to us.
 """
-from ..nic.vnet import PLAIN
 from .wire import arp as warp
 from .wire.arp import ETH_ARP, HLEN_ETHER, HTYPE_ETHER, OP_REPLY, OP_REQUEST, PLEN_IPV4, PTYPE_IPV4
 from .wire.ethernet import BROADCAST, ETH_P_ARP, ZERO_MAC
+from .wire.vnet import PLAIN
 
 COUNTERS = (
     "rx.arp", "arp.rx_request", "arp.rx_reply", "arp.tx_request", "arp.tx_reply",

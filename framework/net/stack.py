@@ -8,56 +8,19 @@ with crafted frames and a fake ``now``.
 Every frame is ``vnet header (10 bytes) + Ethernet``. Every malformed frame is counted
 under one reason in ``counters`` and dropped; nothing raises out of ``process``.
 """
-from ..nic.vnet import VNET_LEN
+from . import arp, icmp, ipv4
 from .arp import ArpLayer
 from .icmp import IcmpLayer
 from .ipv4 import Ipv4Layer
+from .tcp import TcpLayer
+from .tcp import layer as tcp_layer
 from .wire.ethernet import ETH_P_ARP, mac_to_bytes
 from .wire.ipv4 import ip_to_int
+from .wire.vnet import VNET_LEN
 
 COUNTERS = ("rx.frames", "tx.frames", "drop.eth.short", "drop.eth.unknown_type", "drop.internal")
 
 _L3 = VNET_LEN + 14
-
-
-class NullTcp:
-    """Stands in until framework.net.tcp exists: answers nothing, counts what it dropped."""
-
-    def __init__(self, ip_output=None, local_ip=0, mtu=1500, csum_offload=False, gso=False, config=None):
-        self.events = []
-        self.listening = []
-        self.counters = {"drop.tcp.no_stack": 0}
-
-    def input(self, frame, src, dst, l4_off, l4_end, csum_trusted, now):
-        self.counters["drop.tcp.no_stack"] += 1
-
-    def poll(self, now):
-        pass
-
-    def flush(self, now):
-        pass
-
-    def poll_at(self):
-        return None
-
-    def listen(self, port, backlog=128):
-        # accepted and ignored, so a shard still starts (and answers ARP/ping) without TCP
-        self.listening.append(port)
-
-    def connect(self, dst, dport, now, sport=None):
-        raise RuntimeError("no TCP layer in this build (framework.net.tcp is missing)")
-
-
-def default_tcp_factory():
-    """framework.net.tcp.TcpLayer when it exists, else NullTcp. Any other import error
-    (a bug inside the TCP package) propagates: it must not silently disable TCP."""
-    try:
-        from .tcp import TcpLayer
-    except ImportError as e:
-        if e.name in ("framework.net.tcp", __package__ + ".tcp"):
-            return NullTcp
-        raise
-    return TcpLayer
 
 
 class Stack:
@@ -65,7 +28,7 @@ class Stack:
                  "_counters", "_tx", "arp", "ipv4", "icmp", "tcp", "ip_output")
 
     def __init__(self, mac, ip="198.18.0.2", prefix=24, gateway=None, csum_offload=True,
-                 gso=False, mtu=1500, tcp_config=None, tcp_factory=None, arp_ttl=60.0,
+                 gso=False, mtu=1500, tcp_config=None, tcp_factory=TcpLayer, arp_ttl=60.0,
                  arp_retry=1.0, arp_tries=3, arp_queue=4, arp_max_pending=256):
         self.mac = mac_to_bytes(mac)
         self.ip = ip_to_int(ip)
@@ -87,8 +50,7 @@ class Stack:
         self.ip_output = self.ipv4.output
         self.icmp = IcmpLayer(self.ip_output, c)
         self.ipv4.icmp_input = self.icmp.input
-        if tcp_factory is None:
-            tcp_factory = default_tcp_factory()
+        # tcp_factory: TcpLayer's signature; tests pass a fake to see what the stack hands TCP
         self.tcp = tcp_factory(self.ip_output, self.ip, mtu, csum_offload, gso, tcp_config)
         self.ipv4.tcp_input = self.tcp.input
         self.ipv4.other = self._rx_other
@@ -97,9 +59,7 @@ class Stack:
     def counters(self) -> dict:
         """All counters, TCP's merged in (a fresh dict: for reading, not on the hot path)."""
         d = dict(self._counters)
-        tc = getattr(self.tcp, "counters", None)
-        if tc:
-            d.update(tc)
+        d.update(self.tcp.counters)
         return d
 
     def process(self, frames, now: float) -> None:
@@ -153,3 +113,10 @@ class Stack:
     def announce(self) -> None:
         """Queue a gratuitous ARP so neighbours (re)learn our MAC, e.g. after a start."""
         self.arp.announce()
+
+
+def counter_names():
+    """Every key ``Stack.counters`` can hold, without building a stack (the stats block
+    is sized before any worker starts)."""
+    return sorted(set(COUNTERS) | set(arp.COUNTERS) | set(icmp.COUNTERS)
+                  | set(ipv4.COUNTERS) | set(tcp_layer.COUNTERS))

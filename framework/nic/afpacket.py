@@ -20,18 +20,18 @@ Steering (restart-safe by construction, two ways):
   wait in its ring until the restarted worker re-attaches and resynchronises with the
   kernel's ring position. Non-IPv4 frames go to shard 0 only.
 
-RX: TPACKET_V2 by default: a frame is visible as soon as the kernel wrote it (ping
-through a one-line responder: median 0.03-0.08 ms). TPACKET_V3 (``version=3``) makes a
-block visible only when it is full or its retire timer (>= 1 ms) fires: median
-0.8-1.0 ms on a lightly loaded link, for ~20 % less Python per frame (0.30 vs 0.38 us)
--- not worth it for request/response. V2 slots take a 64 KiB GSO frame from a peer
-with TSO on (512 slots = 34 MB per port; ``frame_size`` can shrink them if the peer's
-TSO is off or its gso_max_size is lowered). See framework/nic/README.md.
+RX: TPACKET_V2 by default: a frame is visible as soon as the kernel wrote it.
+TPACKET_V3 (``version=3``) makes a block visible only when it is full or its retire
+timer (>= 1 ms) fires: a little less Python per frame, but on a lightly loaded link
+every frame waits for the timer -- not worth it for request/response. V2 slots take a
+64 KiB GSO frame from a peer with TSO on (512 slots = 34 MB per port; ``frame_size`` can
+shrink them if the peer's TSO is off or its gso_max_size is lowered). See
+framework/nic/README.md.
 
 TX: ``send()`` per frame on a non-blocking socket with PACKET_QDISC_BYPASS (ENOBUFS /
-EAGAIN = stop the burst, the caller keeps the rest); it measured as fast as the TX ring
-(0.80-0.86 vs 0.88-0.93 us CPU per 60-byte frame) without a second 34 MB ring; the ring
-stays available (``tx="ring"``). The kernel refuses Ethernet frames over 65,535 bytes.
+EAGAIN = stop the burst, the caller keeps the rest): as cheap as the TX ring without
+a second 34 MB ring; the ring stays available (``tx="ring"``). The kernel refuses
+Ethernet frames over 65,535 bytes.
 """
 import ctypes
 import errno
@@ -41,6 +41,7 @@ import select
 import socket
 import struct
 
+from ..net.wire.vnet import VNET_LEN
 from . import steer
 from .nsenter import netns as _in_netns
 
@@ -67,7 +68,6 @@ TP_STATUS_USER = 1
 TP_STATUS_LOSING = 4
 TP_STATUS_SEND_REQUEST = 1
 
-VNET_LEN = 10
 MAX_FRAME = 65536 + 14 + VNET_LEN   # RX slot: a 64 KiB GSO frame (IP total length <= 65535)
 MAX_TX = 65535 + VNET_LEN           # send() refuses (ENOBUFS) Ethernet frames over 65535 bytes
 PAGE = mmap.PAGESIZE
@@ -227,7 +227,7 @@ class AfPacketPort:
         self._mm = mmap.mmap(self.sock.fileno(), spec.rx_bytes + spec.tx_bytes,
                              mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         mv = memoryview(self._mm)
-        self._u32 = mv.cast("I")    # index access: ~40 ns vs ~150 ns for unpack_from on mmap
+        self._u32 = mv.cast("I")    # index access is cheaper than unpack_from on the mmap
         self._u16 = mv.cast("H")
         mv.release()
         if spec.version == 2:

@@ -27,6 +27,7 @@ import fcntl
 import os
 import struct
 
+from ..net.wire.vnet import VNET_LEN
 from .nsenter import netns as _in_netns
 
 TUNSETIFF = 0x400454CA
@@ -40,7 +41,6 @@ IFF_VNET_HDR = 0x4000
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 
-VNET_LEN = 10
 READ_SIZE = VNET_LEN + 14 + 65535 + 64
 
 

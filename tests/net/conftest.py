@@ -4,7 +4,7 @@ import pytest
 from scapy.layers.l2 import Ether
 
 from framework.net.stack import Stack
-from framework.nic import vnet
+from framework.net.wire import vnet
 
 MAC = "02:00:00:00:00:02"
 IP = "198.18.0.2"

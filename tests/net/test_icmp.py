@@ -3,7 +3,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
-from framework.nic import vnet
+from framework.net.wire import vnet
 
 from .conftest import IP as MYIP, MAC, PEER_IP, PEER_MAC, drops, frame, inject, learn_peer, parse
 

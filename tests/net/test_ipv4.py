@@ -7,7 +7,7 @@ from scapy.packet import Raw
 
 from framework.net.checksum import l4_checksum
 from framework.net.wire.ipv4 import ip_to_int
-from framework.nic import vnet
+from framework.net.wire import vnet
 
 from .conftest import (FAR_IP, GW_IP, GW_MAC, IP as MYIP, MAC, PEER_IP, PEER_MAC, drops, frame, inject,
                        learn_peer, make_stack, parse)

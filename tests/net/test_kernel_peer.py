@@ -15,7 +15,7 @@ import pytest
 
 from framework.master import netns
 from framework.net.checksum import checksum
-from framework.net.stack import NullTcp, Stack
+from framework.net.stack import Stack
 from framework.net.wire.icmp import ECHO_REQUEST, ICMP_ECHO
 from framework.net.wire.ipv4 import ip_to_int
 
@@ -131,7 +131,7 @@ def wait_for(pred, timeout=3.0):
 @pytest.mark.timeout(60)
 def test_kernel_peer_arp_and_ping(peer_link):
     ns_peer, ifname, sock = peer_link
-    stack = Stack(mac=STACK_MAC, ip=STACK_IP, prefix=24, tcp_factory=NullTcp)
+    stack = Stack(mac=STACK_MAC, ip=STACK_IP, prefix=24)
     with Runner(sock, stack) as r:
         # 1. we speak first: ARP for the kernel, then an echo request it answers
         body = b"from the stack"

@@ -1,14 +1,13 @@
-"""The Stack glue: TCP factory and fallback, dispatch order, poll_at, counters, robustness."""
+"""The Stack glue: TCP factory, dispatch order, poll_at, counters, robustness."""
 import random
-import sys
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import fuzz
 
-from framework.net import stack as stack_mod
-from framework.net.stack import NullTcp, Stack
+from framework.net.stack import Stack
+from framework.net.tcp import TcpLayer
 from framework.net.wire.ipv4 import ip_to_int
 
 from .conftest import IP as MYIP, MAC, PEER_IP, PEER_MAC, RecordingTcp, frame, inject, make_stack
@@ -22,44 +21,10 @@ def test_tcp_factory_gets_contract_arguments():
     assert (t.mtu, t.csum_offload, t.gso, t.config) == (9000, False, True, {"x": 1})
 
 
-def test_null_tcp_counts_segments():
-    s = make_stack(tcp_factory=NullTcp)
-    out, d = inject(s, frame(Ether(dst=MAC, src=PEER_MAC) / IP(src=PEER_IP, dst=MYIP) / TCP()))
-    assert out == [] and d["drop.tcp.no_stack"] == 1
-    s.tcp.listen(80)                      # a shard without TCP still starts
-    assert s.tcp.listening == [80]
-    with pytest.raises(RuntimeError):
-        s.tcp.connect(1, 80, 0.0)
-
-
-def test_default_factory_falls_back_when_tcp_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "framework.net.tcp", None)   # "no such module"
-    assert stack_mod.default_tcp_factory() is NullTcp
-    s = Stack(mac=MAC, ip=MYIP)
-    assert isinstance(s.tcp, NullTcp)
-
-
-def test_default_factory_uses_tcp_layer_when_present(monkeypatch):
-    import types
-    mod = types.ModuleType("framework.net.tcp")
-    mod.TcpLayer = RecordingTcp
-    monkeypatch.setitem(sys.modules, "framework.net.tcp", mod)
-    assert stack_mod.default_tcp_factory() is RecordingTcp
-
-
-def test_broken_tcp_package_is_not_hidden(monkeypatch):
-    """An import error inside the TCP package is a bug to see, not a reason for NullTcp."""
-    import builtins
-    real = builtins.__import__
-
-    def fake(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 1 and name == "tcp":
-            raise ModuleNotFoundError("No module named 'framework.net.tcp.inner'", name="framework.net.tcp.inner")
-        return real(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(ModuleNotFoundError):
-        stack_mod.default_tcp_factory()
+def test_default_tcp_is_tcp_layer():
+    s = Stack(mac=MAC, ip=MYIP, mtu=9000, csum_offload=False, gso=True)
+    assert type(s.tcp) is TcpLayer
+    assert (s.tcp.mtu, s.tcp.csum_offload, s.tcp.gso) == (9000, False, True)
 
 
 def test_dispatch_polls_then_flushes_tcp(stack):

@@ -4,7 +4,8 @@ import socket
 import time
 
 from framework.master import netns
-from framework.nic import steer, vnet
+from framework.net.wire import vnet
+from framework.nic import steer
 from framework.nic.nsenter import netns as in_netns
 
 HOST_IP, STACK_IP = "198.18.77.1", "198.18.77.2"

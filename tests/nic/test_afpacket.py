@@ -8,7 +8,8 @@ import time
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, raw
 
-from framework.nic import afpacket, steer, vnet
+from framework.net.wire import vnet
+from framework.nic import afpacket, steer
 from framework.nic.afpacket import AfPacketPort, FanoutGroup
 
 from .helpers import HOST_IP, STACK_IP, STACK_MAC, VethLink, check_steering, drain, flow_of

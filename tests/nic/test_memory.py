@@ -1,6 +1,7 @@
 import select
 
-from framework.nic import memory, vnet
+from framework.net.wire import vnet
+from framework.nic import memory
 
 
 def readable(port, t=0):

@@ -5,7 +5,7 @@ import pytest
 from scapy.all import IP, TCP, UDP, Ether, raw
 
 from framework.master import netns
-from framework.nic import vnet
+from framework.net.wire import vnet
 from framework.nic.nsenter import netns as in_netns
 from framework.nic.tap import TapDevice
 

@@ -5,7 +5,8 @@ class TcpConfig:
     __slots__ = ("mss", "rcvbuf", "sndbuf", "sndbuf_lowat", "time_wait", "min_rto", "max_rto",
                  "initial_rto", "delack", "nagle", "keepalive", "ka_idle", "ka_intvl", "ka_cnt",
                  "syn_retries", "synack_retries", "max_retries", "timestamps", "window_scale",
-                 "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "cc", "ephemeral", "challenge_ack_limit", "gso_max")
+                 "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "cc", "ephemeral", "challenge_ack_limit", "gso_max",
+                 "random_seed")
 
     def __init__(self, **kw):
         self.mss = None            # None: from the MTU (mtu - 40)
@@ -20,7 +21,7 @@ class TcpConfig:
         self.min_rto = 0.2
         self.max_rto = 60.0
         self.initial_rto = 1.0     # RFC 6298 §2.1
-        self.delack = 0.04         # delayed-ACK timer (issue: <= 40 ms)
+        self.delack = 0.04         # delayed-ACK timer (Linux's minimum; RFC 9293 allows 500 ms)
         self.nagle = False
         self.keepalive = False
         self.ka_idle = 7200.0      # RFC 1122 defaults
@@ -39,6 +40,10 @@ class TcpConfig:
         self.ephemeral = (32768, 60999)
         self.challenge_ack_limit = 1000  # per second per layer (RFC 5961 §7)
         self.gso_max = 65000       # largest GSO payload
+        # bytes (any length) from which the layer derives its ISN key (RFC 6528), SYN-cookie
+        # key, timestamp offset and ephemeral port start; None: os.urandom, once per layer.
+        # A fixed seed makes ISNs and SYN-ACKs reproducible (tests); never fix it in production.
+        self.random_seed = None
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError(f"unknown TCP option {k!r}")

@@ -323,7 +323,7 @@ class Connection:
                 if dlen:
                     if not bits & B_APP_CLOSED:
                         # a view of the frame (no copy) for bulk data; small payloads are
-                        # sliced (cheaper than a view below ~1 KB, and frees the frame)
+                        # sliced (for them a copy is cheaper than a view, and frees the frame)
                         self.rcvq.append(memoryview(buf)[doff:dend] if dlen >= 1024 and
                                          type(buf) is bytes else buf[doff:dend])
                         self.rcvlen += dlen
@@ -352,7 +352,7 @@ class Connection:
               and seq == self.rcv_nxt & M and ack == (self.snd_una + 1) & M):
             # The handshake's final ACK, in order, acknowledging exactly our SYN, no data:
             # what the full processing below does for it, without the tests that cannot
-            # apply (one per passive open; ~1 us less per short connection)
+            # apply (one per passive open, so short connections gain the most)
             fast, tsval, tsecr = self._usual_options(buf, ooff, doff)
             if fast:
                 if tsval is not None:

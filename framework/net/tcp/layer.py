@@ -17,8 +17,8 @@ import struct
 from collections import deque
 from heapq import heappop
 
-from ...nic import vnet
 from ..checksum import ones_sum, pseudo_header_sum
+from ..wire import vnet
 from ..wire.tcp import ACK, FIN, RST, SYN, TCP_HDR, parse_options
 from .config import TcpConfig
 from .bits import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M
@@ -43,6 +43,11 @@ COUNTERS = (
 
 
 _UNPARSED = object()     # a SYN's options not parsed yet
+
+
+def _derive(seed: bytes, purpose: bytes, size: int) -> bytes:
+    """``size`` bytes for one purpose, derived from the layer's seed (independent per purpose)."""
+    return hashlib.blake2b(seed, digest_size=size, person=purpose).digest()
 
 
 class Listener:
@@ -96,12 +101,17 @@ class TcpLayer:
         self.tw_queue = deque()  # (deadline, TimeWait) in deadline order (timewait.py)
         self._tseq = 0
         self._pending = []
-        self._secret = os.urandom(16)                  # RFC 6528 key, random per layer
-        # the keyed hash state, copied per SYN: a copy costs 2/3 of a keyed construction
-        self._isn_hash = hashlib.blake2s(digest_size=4, key=self._secret)
-        self._cookie_secret = os.urandom(16)           # SYN cookies (cookies.py)
-        self.ts_off = int.from_bytes(os.urandom(4), "big")
-        self._eph = cfg.ephemeral[0] + int.from_bytes(os.urandom(2), "big") % (
+        # Every secret and offset below comes from one seed (TcpConfig.random_seed), so a
+        # test can fix it; without one, the only randomness the layer draws is here.
+        seed = cfg.random_seed if cfg.random_seed is not None else os.urandom(32)
+        # RFC 6528 key; the keyed hash state is copied per SYN, which is cheaper than
+        # building a keyed hash each time
+        self._isn_hash = hashlib.blake2s(digest_size=4, key=_derive(seed, b"isn", 16))
+        self._cookie_secret = _derive(seed, b"syncookie", 16)     # cookies.py
+        # a per-layer TSval offset, so TSval does not reveal our clock (RFC 7323, security)
+        self.ts_off = int.from_bytes(_derive(seed, b"ts_offset", 4), "big")
+        # RFC 6056: the ephemeral port search starts at an unpredictable point of the range
+        self._eph = cfg.ephemeral[0] + int.from_bytes(_derive(seed, b"ephemeral", 2), "big") % (
             cfg.ephemeral[1] - cfg.ephemeral[0] + 1)
         self._acc_item = None    # the last EV_ACCEPT tuple (tells whether events were drained)
         self._acc_pos = -1

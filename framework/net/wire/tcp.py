@@ -1,7 +1,7 @@
 """TCP header and options: the wire format only (RFC 9293 §3.1, RFC 7323, RFC 2018).
 
 No state lives here. One precompiled Struct reads or writes the fixed 20-byte
-header in one call (FIELD-NOTES: one unpack is ~40% cheaper than three), options
+header in one call (one unpack costs less than three), options
 are parsed by a small loop with a fast path for the timestamps-only layout every
 established Linux segment carries (NOP NOP TS).
 """

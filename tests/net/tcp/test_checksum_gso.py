@@ -1,6 +1,6 @@
 """Checksums on RX and TX, checksum offload (F_NEEDS_CSUM), GSO_TCPV4 for bulk sends."""
 from framework.net import checksum
-from framework.nic import vnet
+from framework.net.wire import vnet
 
 from .harness import LOCAL, REMOTE, Harness
 
