@@ -12,7 +12,7 @@ class BenchApp(App):
     def listeners(self, http_port):
         out = super().listeners(http_port)
         out[bulk.DISCARD_PORT] = lambda ctx: bulk.Discard()
-        out[bulk.SOURCE_PORT] = lambda ctx: bulk.Source(ctx.reactor.call_later)
+        out[bulk.SOURCE_PORT] = lambda ctx: bulk.Source(ctx.loop.call_later)
         return out
 
 

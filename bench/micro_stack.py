@@ -4,9 +4,10 @@
 
 A crafted-frame client (Linux-like: MSS, SACK-permitted, timestamps, window scale on the
 SYN; timestamps on every later segment) drives connections through the ``memory`` port
-pair (framework/nic/memory.py) into one shard turn exactly as the worker runs it
-(``UserShard.run_once``: rx_burst -> Stack.process -> Streams -> apps.hello ->
-Stack.dispatch -> tx_burst). Each connection is what ``wrk -H 'Connection: close'``
+pair (framework/nic/memory.py) into the shard loop exactly as the worker runs it
+(``ShardLoop.run_turns``: one asyncio iteration whose select is the shard's turn:
+Stack.dispatch -> tx_burst, rx_burst -> Stack.process -> Streams -> apps.hello,
+then asyncio's ready callbacks). Each connection is what ``wrk -H 'Connection: close'``
 does:
 
     client SYN -> stack SYN-ACK -> client ACK, client GET / (Connection: close)
@@ -39,9 +40,9 @@ from framework.net import checksum
 from framework.net.stack import Stack
 from framework.net.wire import vnet
 from framework.nic import memory
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
-from framework.shard.worker import UserShard
+from framework.context import ShardContext
+from framework.shard.loop import ShardLoop
+from framework.shard.userstack import UserStackProvider
 
 STACK_IP = "198.18.0.2"
 STACK_MAC = bytes.fromhex("026600000002")
@@ -160,11 +161,14 @@ def build_shard(offload=True):
         return t[0]
 
     stack = Stack(mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=offload, gso=offload)
-    reactor = Reactor(t[0])
-    ctx = ShardContext(reactor, 0, 1)
-    app.on_shard_start(ctx)
-    shard = UserShard(sport, stack, ctx, app.listeners(HTTP_PORT), clock=clock)
-    return shard, cport, t
+    loop = ShardLoop(clock=clock)
+    ctx = ShardContext(loop, 0, 1)
+    provider = UserStackProvider(sport, stack)
+    loop.attach(provider, ctx)
+    loop.run_until_complete(app.start_shard(ctx))
+    for port, factory in app.listeners(HTTP_PORT).items():
+        provider.listen(port, factory)
+    return loop, cport, t
 
 
 def _request(cl, c):
@@ -179,7 +183,9 @@ def _request(cl, c):
 def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=None,
         warmup=200, requests=1):
     shard, cport, clock = build_shard(offload)
-    run_once = shard.run_once
+
+    def run_once():     # one turn of the shard loop (asyncio iteration included)
+        shard.run_turns(1)
     clients = [Client(f"198.18.0.{10 + k}", trusted) for k in range(1 + (connections + warmup) // 25000)]
     by_key = {}
     waiting = []
@@ -284,7 +290,7 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
             clock[0] += 0.05
         if turns > 50 * total + 1000:
             raise RuntimeError(f"stalled: {finished} done, {failed} failed, {len(by_key)} open, "
-                               f"counters {shard.stack.counters}")
+                               f"counters {shard.provider.stack.counters}")
     n = finished + failed - t_conn0
     pk = (frames_in - t_in) + (frames_out - t_out)
     return {
@@ -318,7 +324,7 @@ def idle_memory(n=5000, batch=250, top=15, trusted=True, offload=True):
                 cport.tx_burst(pending)
             pending = []
             clock[0] += 10e-6
-            shard.run_once()
+            shard.run_turns(1)
             for f in cport.rx_burst(1 << 16):
                 r = cl.arp_reply(f)
                 if r:

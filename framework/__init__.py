@@ -3,11 +3,19 @@
 The user-facing API is re-exported here; it is imported on first use so that
 ``import framework.master.netns`` (or the supervisor) does not pay for the web layer.
 """
-__all__ = ["App", "RequestHandler", "StreamHandler", "HTTPError", "load_app"]
+_WEB = ("App", "RequestHandler", "StreamHandler", "HTTPError", "load_app")
+_CONTEXT = ("ShardContext", "ShardUnavailable", "ShardTimeout", "current_shard")
+__all__ = list(_WEB + _CONTEXT + ("StreamConnection",))
 
 
 def __getattr__(name):
-    if name in __all__:
+    if name in _WEB:
         from . import web
         return getattr(web, name)
+    if name in _CONTEXT:
+        from . import context
+        return getattr(context, name)
+    if name == "StreamConnection":
+        from .connection import StreamConnection
+        return StreamConnection
     raise AttributeError(f"module 'framework' has no attribute {name!r}")
