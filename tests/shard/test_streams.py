@@ -1,7 +1,25 @@
 """streams.py: TCP connection events -> asyncio-style protocols, with a fake TCP layer."""
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
+import pytest
+
+from framework.context import ShardContext
 from framework.shard import streams as S
+from framework.vtime import VirtualClockLoop
+
+
+_loops = []
+
+
+@pytest.fixture(autouse=True)
+def _close_loops():
+    yield
+    while _loops:
+        _loops.pop().close()
+
+
+def vloop():
+    loop = VirtualClockLoop(start=0.0)
+    _loops.append(loop)
+    return loop
 
 
 class Closed(Exception):
@@ -85,7 +103,7 @@ class Recorder:
 def setup(**kw):
     log = []
     tcp = FakeTcp()
-    ctx = ShardContext(Reactor(0.0), 0, 1)
+    ctx = ShardContext(vloop(), 0, 1)
     st = S.Streams(tcp, ctx, {8080: lambda c: Recorder(c, log, **kw)})
     return st, tcp, log, ctx
 
@@ -117,8 +135,8 @@ def test_partial_write_buffers_then_flushes_on_writable_and_closes_after():
     assert c.sent == b"hello world" and t.get_write_buffer_size() == 0
     assert c.calls == ["close"]
     st.deliver([(S.EV_CLOSED, c)])
-    assert st.open == 0 and log[-1][0] != "lost"   # delivered later, by the reactor
-    st.reactor.run_once(0.0)
+    assert st.open == 0 and log[-1][0] != "lost"   # delivered later, by the loop
+    st.loop.run_ready()
     assert log[-1] == ("lost", None)
 
 
@@ -158,14 +176,14 @@ def test_connection_lost_exactly_once():
     c = FakeConn()
     c.error = "reset by peer"
     st.deliver([(S.EV_ACCEPT, c), (S.EV_RESET, c), (S.EV_CLOSED, c), (S.EV_READABLE, c)])
-    st.reactor.run_once(0.0)
+    st.loop.run_ready()
     assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError")]
     c2 = FakeConn()
     st.deliver([(S.EV_ACCEPT, c2)])
     c2.user.abort()
     assert log[-1][0] == "made", "connection_lost must not run inside abort()"
     st.deliver([(S.EV_CLOSED, c2), (S.EV_RESET, c2)])
-    st.reactor.run_once(0.0)
+    st.loop.run_ready()
     assert c2.calls == ["abort"]
     assert [e for e in log if e[0] == "lost"] == [("lost", "ConnectionResetError"), ("lost", None)]
     assert st.open == 0
@@ -177,7 +195,7 @@ def test_send_on_closed_connection_is_lost_not_raised():
     st.deliver([(S.EV_ACCEPT, c)])
     c.closed = True
     c.user.write(b"x")
-    st.reactor.run_once(0.0)
+    st.loop.run_ready()
     assert log[-1] == ("lost", "Closed")
 
 
@@ -190,7 +208,7 @@ def test_pause_reading_keeps_data_in_tcp_until_resumed():
     st.deliver([(S.EV_READABLE, c)])
     assert c.rx == b"later" and log[-1][0] == "made"
     c.user.resume_reading()
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert log[-1] == ("data", b"later")
 
 
@@ -205,11 +223,11 @@ def test_eof_while_reading_paused_waits_for_the_buffered_data():
     t.pause_reading()
     c.rx = b"pipelined requests"
     st.deliver([(S.EV_READABLE, c), (S.EV_EOF, c)])
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert c.rx == b"pipelined requests", "data must stay in TCP while paused"
     assert log[-1][0] == "made" and c.calls == [], "no EOF (and no close) before the data"
     t.resume_reading()
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert log[1:] == [("data", b"pipelined requests"), ("eof",)]
     assert c.calls == ["close"]
 
@@ -217,7 +235,7 @@ def test_eof_while_reading_paused_waits_for_the_buffered_data():
 def test_eof_held_again_when_the_protocol_pauses_on_the_last_data():
     log = []
     tcp = FakeTcp()
-    ctx = ShardContext(Reactor(0.0), 0, 1)
+    ctx = ShardContext(vloop(), 0, 1)
 
     class Pauser(Recorder):
         def data_received(self, data):
@@ -233,10 +251,10 @@ def test_eof_held_again_when_the_protocol_pauses_on_the_last_data():
     st.deliver([(S.EV_EOF, c)])
     assert log[1:] == [("data", b"first")] and c.calls == []
     c.user.resume_reading()
-    ctx.reactor.run_once(0.0)                 # delivers "second", which pauses again
+    ctx.loop.run_ready()                 # delivers "second", which pauses again
     assert log[1:] == [("data", b"first"), ("data", b"second")] and c.calls == []
     c.user.resume_reading()
-    ctx.reactor.run_once(0.0)                 # nothing left: now the EOF
+    ctx.loop.run_ready()                 # nothing left: now the EOF
     assert log[1:] == [("data", b"first"), ("data", b"second"), ("eof",)]
     assert c.calls == ["close"]
 
@@ -249,7 +267,7 @@ def test_lingering_close_after_a_held_eof_closes():
     c.rx = b"unwanted body"
     st.deliver([(S.EV_EOF, c)])
     c.user.lingering_close()
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert c.calls == ["shutdown", "close"] and c.rx == b""
     assert not [e for e in log if e[0] in ("data", "eof")]
 
@@ -271,7 +289,7 @@ def test_close_with_unread_input_lingers_instead_of_resetting():
     c.room = 100
     st.deliver([(S.EV_WRITABLE, c)])
     assert c.sent == b"responses" and c.calls == ["shutdown"], "close with unread input: RST"
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert c.rx == b"" and not [e for e in log if e[0] == "data"]
     st.deliver([(S.EV_EOF, c)])
     assert c.calls == ["shutdown", "close"]
@@ -283,7 +301,7 @@ def test_close_with_unread_input_lingers_instead_of_resetting():
     st.deliver([(S.EV_EOF, c3)])
     c3.user.close()
     assert c3.calls == ["shutdown"]
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert c3.calls == ["shutdown", "close"] and c3.rx == b""
     # nothing unread: an ordinary close
     c2 = FakeConn()
@@ -294,24 +312,24 @@ def test_close_with_unread_input_lingers_instead_of_resetting():
 
 def test_eof_next_turn_follows_the_data_a_turn_later():
     """With eof_next_turn (the shard loop), a FIN that came with data is delivered in the
-    next turn, after the reactor ran what the data caused: on a kernel socket recv()
+    next turn, after the loop ran what the data caused: on a kernel socket recv()
     reports the EOF only on a later call, so an async handler that answers at once
     answers before it learns of the EOF on both stacks (same response bytes)."""
     log = []
     tcp = FakeTcp()
-    ctx = ShardContext(Reactor(0.0), 0, 1)
+    ctx = ShardContext(vloop(), 0, 1)
     st = S.Streams(tcp, ctx, {8080: lambda c: Recorder(c, log)}, eof_next_turn=True)
     st.new_turn()
     c = FakeConn()
     st.deliver([(S.EV_ACCEPT, c)])
     c.rx = b"GET / HTTP/1.1\r\n\r\n"
     st.deliver([(S.EV_READABLE, c), (S.EV_EOF, c)])
-    ctx.reactor.call_soon(log.append, ("reactor",))   # what the data caused
-    ctx.reactor.run_once(0.0)
-    assert [e[0] for e in log[1:]] == ["data", "reactor"] and c.calls == []
+    ctx.loop.call_soon(log.append, ("loop",))   # what the data caused
+    ctx.loop.run_ready()
+    assert [e[0] for e in log[1:]] == ["data", "loop"] and c.calls == []
     assert st.eofs_waiting()
     assert st.new_turn() is True
-    assert [e[0] for e in log[1:]] == ["data", "reactor", "eof"] and c.calls == ["close"]
+    assert [e[0] for e in log[1:]] == ["data", "loop", "eof"] and c.calls == ["close"]
     assert st.new_turn() is False
     # no data in the EOF's turn: delivered at once
     c2 = FakeConn()
@@ -324,7 +342,7 @@ def test_eof_next_turn_follows_the_data_a_turn_later():
 def test_failing_handler_aborts_only_its_connection():
     log = []
     tcp = FakeTcp()
-    ctx = ShardContext(Reactor(0.0), 0, 1)
+    ctx = ShardContext(vloop(), 0, 1)
 
     class Bad(Recorder):
         def data_received(self, data):
@@ -334,7 +352,7 @@ def test_failing_handler_aborts_only_its_connection():
     a, b = FakeConn(8080), FakeConn(9000)
     a.rx = b.rx = b"x"
     st.deliver([(S.EV_ACCEPT, a), (S.EV_ACCEPT, b), (S.EV_READABLE, a), (S.EV_READABLE, b)])
-    ctx.reactor.run_once(0.0)
+    ctx.loop.run_ready()
     assert a.calls == ["abort"] and b.calls == []
     assert ("data", b"x") in log and ("lost", None) in log
 
@@ -370,9 +388,9 @@ def test_lingering_close_gives_up_after_linger_time():
     st.deliver([(S.EV_ACCEPT, c)])
     c.user.lingering_close()
     assert c.calls == ["shutdown"]
-    ctx.reactor.run_once(S.LINGER_TIME - 0.1)
+    ctx.loop.advance(S.LINGER_TIME - 0.1)
     assert c.calls == ["shutdown"]
-    ctx.reactor.run_once(S.LINGER_TIME + 0.01)
+    ctx.loop.advance(0.11)             # now LINGER_TIME + 0.01
     assert c.calls == ["shutdown", "close"]
 
 
