@@ -1,19 +1,19 @@
 """A small HTTP reverse proxy: each request is fetched from a backend over an outbound
-connection of the shard that received it (the user-level stack; --stack user).
+connection of the shard that received it, through the shard's own stack (the user-level
+stack, or kernel sockets on the link with --stack kernel).
 
     FRAMEWORK_PROXY_BACKEND=198.18.0.1:8000 framework serve examples/proxy.py:app
     python3 -m http.server 8000 --bind 198.18.0.1     # a backend on the host side
     curl http://198.18.0.2:8080/some/file
 
-The outbound connection's source port is picked so that the backend's replies are
-steered to the same shard (framework/shard/connect.py); the handler just awaits.
+On the user stack the outbound connection's source port is picked so that the backend's
+replies are steered to the same shard; the handler just awaits.
 One backend connection per request (HTTP/1.0, Connection: close): short and obviously
 correct, not the fastest.
 """
 import os
 
 from framework import App, HTTPError, RequestHandler
-from framework.shard.connect import open_connection
 
 BACKEND = os.environ.get("FRAMEWORK_PROXY_BACKEND", "198.18.0.1:8000")
 TIMEOUT = 10.0
@@ -35,7 +35,7 @@ class Proxy(RequestHandler):
         host, port = backend()
         req = self.request
         try:
-            conn = await open_connection(host, port, timeout=TIMEOUT)
+            conn = await self.ctx.open_connection(host, port, timeout=TIMEOUT)
         except OSError as e:
             raise HTTPError(502, f"backend {host}:{port}: {e}")
         lines = [f"{req.method} {req.uri} HTTP/1.0", f"Host: {host}:{port}",

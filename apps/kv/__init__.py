@@ -9,15 +9,14 @@ Key ``k`` lives on shard ``crc32(k) % N`` (a stable hash: Python's ``hash`` of a
 changes between processes started apart). A request that lands on another shard, as any
 connection may, is served there through ``ctx.submit_to(owner, fn, ...)``: the function
 runs on the owner's loop against the owner's dict and the answer comes back over the shm
-rings. With one shard, or where cross-shard calls are not available, every key is local.
+rings. With one shard the same call runs locally (it still returns an awaitable).
 
 The response carries ``X-Shard`` (who answered the connection) and ``X-Owner`` (who
 holds the key).
 """
 import zlib
 
-from framework import App, HTTPError, RequestHandler
-from framework.shard import xshard
+from framework import App, HTTPError, RequestHandler, current_shard
 
 MAX_KEY = 250
 
@@ -35,7 +34,7 @@ def owner_of(key, n):
 
 # --- run on the owner shard (module level: cross-shard calls send them by name) -------
 def _store():
-    return xshard.context().state
+    return current_shard().state
 
 
 def kv_get(key):
@@ -59,33 +58,12 @@ def kv_keys():
 
 class _Sharded(RequestHandler):
     def _call(self, key, fn, *args):
-        """fn(*args) on the key's owner: a value (local) or a Future (remote)."""
+        """An awaitable of fn(*args) run on the key's owner shard."""
         ctx = self.ctx
-        n = ctx.shard_count
-        owner = owner_of(key, n)
+        owner = owner_of(key, ctx.shard_count)
         self.set_header("X-Shard", str(ctx.shard_id))
         self.set_header("X-Owner", str(owner))
-        submit = getattr(ctx, "submit_to", None)
-        if owner == ctx.shard_id or submit is None:
-            return _local(self.state, fn, *args)
-        return submit(owner, fn, *args)
-
-
-def _local(store, fn, *args):
-    # the same functions, against this shard's dict, without the cross-shard hop
-    if fn is kv_get:
-        return store.get(args[0])
-    if fn is kv_put:
-        created = args[0] not in store
-        store[args[0]] = args[1]
-        return created
-    if fn is kv_delete:
-        return store.pop(args[0], None) is not None
-    raise ValueError(fn)
-
-
-async def _value(x):
-    return (await x) if hasattr(x, "__await__") else x
+        return ctx.submit_to(owner, fn, *args)
 
 
 @app.route("/kv/{key}")
@@ -95,18 +73,18 @@ class Item(_Sharded):
             raise HTTPError(400, "key too long")
 
     async def get(self, key):
-        value = await _value(self._call(key, kv_get, key))
+        value = await self._call(key, kv_get, key)
         if value is None:
             raise HTTPError(404)
         self.set_header("Content-Type", "application/octet-stream")
         self.write(value)
 
     async def put(self, key):
-        created = await _value(self._call(key, kv_put, key, self.request.body))
+        created = await self._call(key, kv_put, key, self.request.body)
         self.set_status(201 if created else 204)
 
     async def delete(self, key):
-        if not await _value(self._call(key, kv_delete, key)):
+        if not await self._call(key, kv_delete, key):
             raise HTTPError(404)
         self.set_status(204)
 
@@ -115,10 +93,8 @@ class Item(_Sharded):
 class Keys(RequestHandler):
     async def get(self):
         ctx = self.ctx
-        if self.get_argument("all", None) and getattr(ctx, "submit_to", None) is not None:
-            from framework.shard.xshard import current
-            xs = current()
-            keys = await xs.map_reduce(kv_keys, _concat) if xs is not None else sorted(self.state)
+        if self.get_argument("all", None):
+            keys = await ctx.map_reduce(kv_keys, _concat)
             self.write({"keys": sorted(keys), "shards": ctx.shard_count})
             return
         self.write({"keys": sorted(self.state), "shard": self.shard.id})
