@@ -10,7 +10,8 @@ asyncio loop (``ctx.loop``):
 """
 import inspect
 
-from .http1 import HttpConfig, HttpProtocol, HttpShared
+from .http1 import HttpProtocol
+from .httpserver import HttpConfig, HttpShared
 from .routing import Router
 from .stream import StreamHandler, stream_factory
 

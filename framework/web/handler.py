@@ -1,25 +1,24 @@
-"""RequestHandler, the request object, case-insensitive headers, HTTPError.
+"""RequestHandler and HTTPError (the request itself: framework.web.httputil).
 
 A handler instance lives for one request. The connection (``framework.web.http1``)
-builds it, calls ``_execute`` and gets the response bytes back through
-``conn._send`` / ``conn._send_chunk``. Sync handlers run straight through; a
-handler whose method is ``async def`` runs as an asyncio Task on the shard's loop (only
-then), so it may use asyncio freely: sleep, wait_for, gather, queues, executors.
+builds it and calls ``_execute``; the handler answers through the connection's public
+interface, as Tornado's RequestHandler does through its HTTPConnection:
+``write_headers(status, reason, headers, chunk, last)``, ``write(chunk)``,
+``finish(chunk)``, ``drain()``, ``abort()`` and ``closed``. Sync handlers run straight
+through; a handler whose method is ``async def`` runs as an asyncio Task on the shard's
+loop (only then), so it may use asyncio freely: sleep, wait_for, gather, queues,
+executors.
 """
-import http.client
+import asyncio
 import json
 import logging
 import re
 from email.utils import formatdate
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote
+
+from .h1writer import REASONS
 
 log = logging.getLogger("framework.web")
-
-# Reason phrases, the complete status line bytes (precomputed: the hot path only joins).
-REASONS = dict(http.client.responses)
-REASONS.setdefault(431, "Request Header Fields Too Large")
-STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason.encode("latin-1"))
-                for code, reason in REASONS.items()}
 
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -49,247 +48,6 @@ class MissingArgumentError(HTTPError):
     def __init__(self, arg_name):
         super().__init__(400, f"Missing argument {arg_name}")
         self.arg_name = arg_name
-
-
-class HTTPHeaders(dict):
-    """Request headers: a dict keyed by lower-case name, case-insensitive lookups.
-
-    Repeated headers are joined with ", " (RFC 9110 5.3); values are str (latin-1).
-    """
-
-    __slots__ = ()
-
-    def __getitem__(self, name):
-        return dict.__getitem__(self, name.lower())
-
-    def get(self, name, default=None):
-        return dict.get(self, name.lower(), default)
-
-    def __contains__(self, name):
-        return dict.__contains__(self, name.lower())
-
-    def __setitem__(self, name, value):
-        dict.__setitem__(self, name.lower(), value)
-
-    def __delitem__(self, name):
-        dict.__delitem__(self, name.lower())
-
-    def add(self, name, value):
-        key = name.lower()
-        old = dict.get(self, key)
-        dict.__setitem__(self, key, value if old is None else f"{old}, {value}")
-
-
-# remote_ip not looked up yet: most handlers never read it, and the lookup (peername,
-# address formatting) costs ~1 us per connection
-PEER_LAZY = object()
-
-
-class Request:
-    """What the client asked: method, uri, path, query, version, headers, body, remote_ip."""
-
-    __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
-                 "body", "_remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
-                 "expect_continue", "body_stream", "_body_taken", "start_time")
-
-    def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
-        self.method = method
-        self.uri = uri
-        self.path = path
-        self.query = query
-        self.version = version
-        # [(name bytes, value bytes)] as received; decoded into HTTPHeaders on first use
-        # (most handlers never look at a header, so parsing pays nothing for them)
-        self.raw_headers = raw_headers
-        self._headers = None
-        self.body = body
-        self._remote_ip = remote_ip   # PEER_LAZY: ask self.connection on first use
-        self.keep_alive = True
-        self._query_args = None
-        self._body_args = None
-        self.connection = None
-        self.expect_continue = False
-        self.body_stream = None     # a BodyStream while the body is still arriving
-        self._body_taken = False
-        self.start_time = 0.0       # the shard's clock when the headers were complete
-
-    @property
-    def remote_ip(self):
-        """The client's address (str), or None if unknown."""
-        ip = self._remote_ip
-        if ip is PEER_LAZY:
-            ip = self._remote_ip = self.connection.remote_ip
-        return ip
-
-    @remote_ip.setter
-    def remote_ip(self, value):
-        self._remote_ip = value
-
-    @property
-    def headers(self):
-        """Case-insensitive request headers (HTTPHeaders)."""
-        h = self._headers
-        if h is None:
-            h = self._headers = HTTPHeaders()
-            setitem = dict.__setitem__
-            for name, value in self.raw_headers:
-                key = name.decode("latin-1").lower()
-                value = value.decode("latin-1")
-                old = dict.get(h, key)
-                setitem(h, key, value if old is None else f"{old}, {value}")
-        return h
-
-    @property
-    def query_arguments(self):
-        """{name: [str, ...]} from the query string (parsed on first use)."""
-        if self._query_args is None:
-            self._query_args = parse_qs(self.query, keep_blank_values=True) if self.query else {}
-        return self._query_args
-
-    @property
-    def body_arguments(self):
-        """{name: [str, ...]} from an application/x-www-form-urlencoded body."""
-        if self._body_args is None:
-            ctype = self.headers.get("content-type", "")
-            if self.body and ctype.split(";", 1)[0].strip().lower() == \
-                    "application/x-www-form-urlencoded":
-                self._body_args = parse_qs(self.body.decode("utf-8", "replace"),
-                                           keep_blank_values=True)
-            else:
-                self._body_args = {}
-        return self._body_args
-
-    @property
-    def arguments(self):
-        """Query and form-body arguments together."""
-        q = self.query_arguments
-        b = self.body_arguments
-        if not b:
-            return q
-        merged = {k: list(v) for k, v in q.items()}
-        for k, v in b.items():
-            merged.setdefault(k, []).extend(v)
-        return merged
-
-    @property
-    def cookies(self):
-        """{name: value} from the Cookie header(s)."""
-        out = {}
-        raw = self.headers.get("cookie")
-        if raw:
-            for part in raw.replace(",", ";").split(";"):
-                name, sep, value = part.strip().partition("=")
-                if sep and name:
-                    value = value.strip()
-                    if len(value) >= 2 and value[0] == value[-1] == '"':
-                        value = value[1:-1]
-                    out.setdefault(name, unquote(value))
-        return out
-
-    def read(self):
-        """An asyncio future of the next body chunk; ``b""`` once the body is complete.
-
-        With ``stream_request_body = True`` on the handler, chunks arrive while the
-        handler runs; otherwise the whole (already received) body comes as one chunk.
-        """
-        stream = self.body_stream
-        if stream is not None:
-            return stream.get()
-        fut = self.connection.shared.loop.create_future()
-        fut.set_result(b"" if self._body_taken else self.body)
-        self._body_taken = True
-        return fut
-
-    async def stream(self):
-        """``async for chunk in self.request.stream(): ...``"""
-        while True:
-            chunk = await self.read()
-            if not chunk:
-                return
-            yield chunk
-
-    @property
-    def host(self):
-        return self.headers.get("host", "")
-
-    protocol = "http"
-
-    def full_url(self):
-        return f"http://{self.host}{self.uri}"
-
-    def __repr__(self):
-        return f"Request({self.method} {self.uri} from {self.remote_ip})"
-
-
-class BodyStream:
-    """Body chunks of a streamed request, from the parser to an awaiting handler.
-
-    Reading is paused on the transport while more than ``high`` bytes wait unread, so
-    a slow consumer slows the client down (TCP's own back-pressure).
-    """
-
-    __slots__ = ("_loop", "_chunks", "_waiter", "_done", "_exc", "_size", "_conn",
-                 "_high", "_paused", "closed")
-
-    def __init__(self, loop, conn, high=256 * 1024):
-        self._loop = loop
-        self._conn = conn
-        self._chunks = []
-        self._waiter = None
-        self._done = False
-        self._exc = None
-        self._size = 0
-        self._high = high
-        self._paused = False
-        self.closed = False     # the reader is gone: drop what still arrives
-
-    def put(self, chunk):
-        if self.closed:
-            return
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():    # else the reader gave up waiting: keep the chunk for it
-                w.set_result(chunk)
-                return
-        self._chunks.append(chunk)
-        self._size += len(chunk)
-        if self._size > self._high and not self._paused:
-            self._paused = True
-            self._conn._pause_body()
-
-    def finish(self, exc=None):
-        if self._done:
-            return
-        self._done = True
-        self._exc = exc
-        w = self._waiter
-        if w is not None and not w.done():
-            self._waiter = None
-            if exc is None:
-                w.set_result(b"")
-            else:
-                w.set_exception(exc)
-
-    def get(self):
-        fut = self._loop.create_future()
-        if self._chunks:
-            chunk = self._chunks.pop(0)
-            self._size -= len(chunk)
-            if self._paused and self._size <= self._high // 4:
-                self._paused = False
-                self._conn._resume_body()
-            fut.set_result(chunk)
-        elif self._done:
-            if self._exc is None:
-                fut.set_result(b"")
-            else:
-                fut.set_exception(self._exc)
-        elif self._waiter is not None and not self._waiter.done():
-            raise RuntimeError("concurrent reads of one request body")
-        else:
-            self._waiter = fut
-        return fut
 
 
 class ShardInfo:
@@ -332,8 +90,8 @@ class RequestHandler:
     """Base class of HTTP handlers: define ``get``/``post``/... (sync or ``async def``)."""
 
     __slots__ = ("app", "request", "path_kwargs", "shard", "state", "_conn", "_status",
-                 "_reason", "_headers", "_buf", "_finished", "_headers_written",
-                 "_chunked", "_ctx", "_remaining", "__dict__")
+                 "_reason", "_headers", "_buf", "_finished", "_headers_written", "_ctx",
+                 "__dict__")
 
     def __init__(self, app, request, conn, ctx, shard_info):
         self.app = app
@@ -349,8 +107,6 @@ class RequestHandler:
         self._buf = []
         self._finished = False
         self._headers_written = False
-        self._chunked = False
-        self._remaining = None      # body bytes still due after a flush with Content-Length
 
     # ---- hooks -----------------------------------------------------------------------
     def initialize(self, **kwargs):
@@ -379,33 +135,17 @@ class RequestHandler:
     # ---- request helpers ---------------------------------------------------------------
     def get_argument(self, name, default=_ARG_DEFAULT, strip=True):
         """Last value of argument ``name`` (query or form body); 400 if missing and no default."""
-        values = self.request.arguments.get(name)
-        if not values:
-            if default is _ARG_DEFAULT:
-                raise MissingArgumentError(name)
-            return default
-        value = values[-1]
-        return value.strip() if strip else value
+        return _last_value(self.request.arguments, name, default, strip)
 
     def get_arguments(self, name, strip=True):
         values = self.request.arguments.get(name, [])
         return [v.strip() for v in values] if strip else list(values)
 
     def get_query_argument(self, name, default=_ARG_DEFAULT, strip=True):
-        values = self.request.query_arguments.get(name)
-        if not values:
-            if default is _ARG_DEFAULT:
-                raise MissingArgumentError(name)
-            return default
-        return values[-1].strip() if strip else values[-1]
+        return _last_value(self.request.query_arguments, name, default, strip)
 
     def get_body_argument(self, name, default=_ARG_DEFAULT, strip=True):
-        values = self.request.body_arguments.get(name)
-        if not values:
-            if default is _ARG_DEFAULT:
-                raise MissingArgumentError(name)
-            return default
-        return values[-1].strip() if strip else values[-1]
+        return _last_value(self.request.body_arguments, name, default, strip)
 
     def get_json(self):
         """The body parsed as JSON; 400 if it is not JSON."""
@@ -507,9 +247,14 @@ class RequestHandler:
         client's pace (the transport's write buffer high/low water marks).
         """
         if not self._finished:
-            self._conn._send_chunk(self, b"".join(self._buf), False)
+            chunk = b"".join(self._buf)
             self._buf = []
-        return self._conn._drain()
+            if self._headers_written:
+                self._conn.write(chunk)
+            else:
+                self._headers_written = True
+                self._conn.write_headers(self._status, self._reason, self._headers, chunk)
+        return self._conn.drain()
 
     def finish(self, chunk=None):
         """Complete the response; called for you after the method returns."""
@@ -521,9 +266,10 @@ class RequestHandler:
         body = b"".join(self._buf) if len(self._buf) != 1 else self._buf[0]
         self._buf = None
         if self._headers_written:
-            self._conn._send_chunk(self, body, True)
+            self._conn.finish(body)
         else:
-            self._conn._send(self, body)
+            self._headers_written = True
+            self._conn.write_headers(self._status, self._reason, self._headers, body, last=True)
         if type(self).on_finish is not RequestHandler.on_finish:
             try:
                 self.on_finish()
@@ -544,7 +290,7 @@ class RequestHandler:
             log.error("cannot send error %d: response already started", status_code)
             if not self._finished:
                 self._finished = True
-                self._conn._abort()
+                self._conn.abort()
             return
         self._buf = []
         self._headers = None
@@ -568,6 +314,52 @@ class RequestHandler:
         self.finish(f"{status_code}: {self._reason or REASONS.get(status_code, 'Unknown')}\n")
 
     # ---- execution (called by the connection) ------------------------------------------
+    def _execute(self, route, method_name, args, kwargs):
+        """Run this handler: None once it has answered, or a coroutine (the rest of an
+        async handler) that the connection runs as a Task."""
+        self.path_kwargs = kwargs
+        try:
+            if route.kwargs:
+                self.initialize(**route.kwargs)
+            if route.has_defaults:
+                self.set_default_headers()
+            pending = self.prepare() if route.has_prepare else None
+            method = getattr(self, method_name)
+            if pending is not None:   # async prepare()
+                return self._run_async(pending, method, args, kwargs)
+            if self._finished:
+                return None
+            if route.is_async[self.request.method]:
+                return self._run_async(None, method, args, kwargs)
+            r = method(*args, **kwargs)
+            if r is not None and hasattr(r, "__await__"):
+                # a plain def that returned an awaitable: finish when it is done
+                return self._run_async(None, lambda: r, (), {})
+            if not self._finished:
+                self.finish()
+        except Exception as e:
+            self._handle_exception(e)
+        return None
+
+    async def _run_async(self, pending, method, args, kwargs):
+        try:
+            if pending is not None:
+                await pending
+            if not self._finished:
+                r = method(*args, **kwargs)
+                if r is not None and hasattr(r, "__await__"):
+                    await r
+                if not self._finished:
+                    self.finish()
+        except Exception as e:
+            self._handle_exception(e)
+        except asyncio.CancelledError as e:
+            # something the handler awaited was cancelled under it, or this task was
+            # (the loop shutting down): no response will come, so answer 500 and go on
+            self._handle_exception(e)
+            if asyncio.current_task().cancelling():
+                raise
+
     def _handle_exception(self, exc):
         if isinstance(exc, HTTPError):
             if exc.log_message:
@@ -575,7 +367,7 @@ class RequestHandler:
             status = exc.status_code if exc.status_code in REASONS or exc.reason else 500
             if not self._finished:
                 self.send_error(status, reason=exc.reason)
-        elif isinstance(exc, ConnectionError) and self._conn._closed:
+        elif isinstance(exc, ConnectionError) and self._conn.closed:
             log.debug("%s %s: client went away", self.request.method, self.request.uri)
         else:
             self.log.error("uncaught exception in %s %s", self.request.method,
@@ -587,5 +379,11 @@ class RequestHandler:
         return f"<{type(self).__name__} {self.request!r}>"
 
 
-def unquote_kwargs(groupdict):
-    return {k: unquote(v) for k, v in groupdict.items()}
+def _last_value(arguments, name, default, strip):
+    values = arguments.get(name)
+    if not values:
+        if default is _ARG_DEFAULT:
+            raise MissingArgumentError(name)
+        return default
+    value = values[-1]
+    return value.strip() if strip else value

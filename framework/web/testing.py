@@ -130,6 +130,7 @@ class TestClient:
         self.app = app
         self.loop = TestLoop(0.0)
         self.ctx = ShardContext(self.loop, shard_id, shard_count)
+        self.ctx.install()      # current_shard(), as in a real shard
         self.loop.run_until_complete(app.start_shard(self.ctx))
         self.port = port
         self._wall0 = wall_clock

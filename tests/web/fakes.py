@@ -55,6 +55,7 @@ class Harness:
         self.app = app
         self.loop = TestLoop(now)
         self.ctx = ShardContext(self.loop, 0, 1)
+        self.ctx.install()      # current_shard(), as in a real shard
         self.loop.run_until_complete(app.start_shard(self.ctx))
         self.factories = app.listeners(port)
         self.port = port

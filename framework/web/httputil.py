@@ -1,0 +1,281 @@
+"""What a request is, apart from how it is answered: ``Request``, its case-insensitive
+``HTTPHeaders`` and the ``BodyStream`` of a body read while it arrives (Tornado keeps
+these in httputil.py too, apart from web.py).
+
+``Request.connection`` is the HTTP connection it came on (framework.web.http1); a
+Request asks it only for ``remote_ip`` and ``loop``, a BodyStream for ``pause_body()``
+and ``resume_body()``.
+"""
+from urllib.parse import parse_qs, unquote
+
+import httptools
+from httptools import HttpParserError
+
+
+class HTTPHeaders(dict):
+    """Request headers: a dict keyed by lower-case name, case-insensitive lookups.
+
+    Repeated headers are joined with ", " (RFC 9110 5.3); values are str (latin-1).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, name):
+        return dict.__getitem__(self, name.lower())
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name.lower())
+
+    def __setitem__(self, name, value):
+        dict.__setitem__(self, name.lower(), value)
+
+    def __delitem__(self, name):
+        dict.__delitem__(self, name.lower())
+
+    def add(self, name, value):
+        key = name.lower()
+        old = dict.get(self, key)
+        dict.__setitem__(self, key, value if old is None else f"{old}, {value}")
+
+
+def split_target(url):
+    """(path, query) as str of a request target (bytes), or None if it is malformed."""
+    if url[:1] != b"/":
+        if url == b"*":
+            return "*", ""
+        try:    # absolute-form (a proxy-style request line)
+            u = httptools.parse_url(url)
+        except HttpParserError:
+            return None
+        return (u.path or b"/").decode("latin-1"), (u.query or b"").decode("latin-1")
+    q = url.find(b"?")
+    if q < 0:
+        path, query = url.decode("latin-1"), ""
+    else:
+        path, query = url[:q].decode("latin-1"), url[q + 1:].decode("latin-1")
+    f = path.find("#")
+    if f >= 0:
+        path = path[:f]
+    return path, query
+
+
+# remote_ip not looked up yet: most handlers never read it, so the peername lookup and
+# address formatting are left until one does
+PEER_LAZY = object()
+
+
+class Request:
+    """What the client asked: method, uri, path, query, version, headers, body, remote_ip."""
+
+    __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
+                 "body", "_remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
+                 "expect_continue", "body_stream", "_body_taken", "start_time")
+
+    def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
+        self.method = method
+        self.uri = uri
+        self.path = path
+        self.query = query
+        self.version = version
+        # [(name bytes, value bytes)] as received; decoded into HTTPHeaders on first use
+        # (most handlers never look at a header, so parsing pays nothing for them)
+        self.raw_headers = raw_headers
+        self._headers = None
+        self.body = body
+        self._remote_ip = remote_ip   # PEER_LAZY: ask self.connection on first use
+        self.keep_alive = True
+        self._query_args = None
+        self._body_args = None
+        self.connection = None
+        self.expect_continue = False
+        self.body_stream = None     # a BodyStream while the body is still arriving
+        self._body_taken = False
+        self.start_time = 0.0       # the shard's clock when the headers were complete
+
+    @property
+    def remote_ip(self):
+        """The client's address (str), or None if unknown."""
+        ip = self._remote_ip
+        if ip is PEER_LAZY:
+            ip = self._remote_ip = self.connection.remote_ip
+        return ip
+
+    @remote_ip.setter
+    def remote_ip(self, value):
+        self._remote_ip = value
+
+    @property
+    def headers(self):
+        """Case-insensitive request headers (HTTPHeaders)."""
+        h = self._headers
+        if h is None:
+            h = self._headers = HTTPHeaders()
+            setitem = dict.__setitem__
+            for name, value in self.raw_headers:
+                key = name.decode("latin-1").lower()
+                value = value.decode("latin-1")
+                old = dict.get(h, key)
+                setitem(h, key, value if old is None else f"{old}, {value}")
+        return h
+
+    @property
+    def query_arguments(self):
+        """{name: [str, ...]} from the query string (parsed on first use)."""
+        if self._query_args is None:
+            self._query_args = parse_qs(self.query, keep_blank_values=True) if self.query else {}
+        return self._query_args
+
+    @property
+    def body_arguments(self):
+        """{name: [str, ...]} from an application/x-www-form-urlencoded body."""
+        if self._body_args is None:
+            ctype = self.headers.get("content-type", "")
+            if self.body and ctype.split(";", 1)[0].strip().lower() == \
+                    "application/x-www-form-urlencoded":
+                self._body_args = parse_qs(self.body.decode("utf-8", "replace"),
+                                           keep_blank_values=True)
+            else:
+                self._body_args = {}
+        return self._body_args
+
+    @property
+    def arguments(self):
+        """Query and form-body arguments together."""
+        q = self.query_arguments
+        b = self.body_arguments
+        if not b:
+            return q
+        merged = {k: list(v) for k, v in q.items()}
+        for k, v in b.items():
+            merged.setdefault(k, []).extend(v)
+        return merged
+
+    @property
+    def cookies(self):
+        """{name: value} from the Cookie header(s)."""
+        out = {}
+        raw = self.headers.get("cookie")
+        if raw:
+            for part in raw.replace(",", ";").split(";"):
+                name, sep, value = part.strip().partition("=")
+                if sep and name:
+                    value = value.strip()
+                    if len(value) >= 2 and value[0] == value[-1] == '"':
+                        value = value[1:-1]
+                    out.setdefault(name, unquote(value))
+        return out
+
+    def read(self):
+        """An asyncio future of the next body chunk; ``b""`` once the body is complete.
+
+        With ``stream_request_body = True`` on the handler, chunks arrive while the
+        handler runs; otherwise the whole (already received) body comes as one chunk.
+        """
+        stream = self.body_stream
+        if stream is not None:
+            return stream.get()
+        fut = self.connection.loop.create_future()
+        fut.set_result(b"" if self._body_taken else self.body)
+        self._body_taken = True
+        return fut
+
+    async def stream(self):
+        """``async for chunk in self.request.stream(): ...``"""
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                return
+            yield chunk
+
+    @property
+    def host(self):
+        return self.headers.get("host", "")
+
+    protocol = "http"
+
+    def full_url(self):
+        return f"http://{self.host}{self.uri}"
+
+    def __repr__(self):
+        return f"Request({self.method} {self.uri} from {self.remote_ip})"
+
+
+class BodyStream:
+    """Body chunks of a streamed request, from the parser to an awaiting handler.
+
+    Reading is paused on the transport while more than ``high`` bytes wait unread, so
+    a slow consumer slows the client down (TCP's own back-pressure).
+    """
+
+    __slots__ = ("_loop", "_chunks", "_waiter", "_done", "_exc", "_size", "_conn",
+                 "_high", "_paused", "_closed")
+
+    def __init__(self, loop, conn, high=256 * 1024):
+        self._loop = loop
+        self._conn = conn
+        self._chunks = []
+        self._waiter = None
+        self._done = False
+        self._exc = None
+        self._size = 0
+        self._high = high
+        self._paused = False
+        self._closed = False    # the reader is gone: drop what still arrives
+
+    def close(self):
+        """The reader is done (its handler answered): drop the rest of the body."""
+        self._closed = True
+        if self._paused:
+            self._paused = False
+            self._conn.resume_body()
+
+    def put(self, chunk):
+        if self._closed:
+            return
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():    # else the reader gave up waiting: keep the chunk for it
+                w.set_result(chunk)
+                return
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > self._high and not self._paused:
+            self._paused = True
+            self._conn.pause_body()
+
+    def finish(self, exc=None):
+        if self._done:
+            return
+        self._done = True
+        self._exc = exc
+        w = self._waiter
+        if w is not None and not w.done():
+            self._waiter = None
+            if exc is None:
+                w.set_result(b"")
+            else:
+                w.set_exception(exc)
+
+    def get(self):
+        fut = self._loop.create_future()
+        if self._chunks:
+            chunk = self._chunks.pop(0)
+            self._size -= len(chunk)
+            if self._paused and self._size <= self._high // 4:
+                self._paused = False
+                self._conn.resume_body()
+            fut.set_result(chunk)
+        elif self._done:
+            if self._exc is None:
+                fut.set_result(b"")
+            else:
+                fut.set_exception(self._exc)
+        elif self._waiter is not None and not self._waiter.done():
+            raise RuntimeError("concurrent reads of one request body")
+        else:
+            self._waiter = fut
+        return fut
