@@ -100,6 +100,11 @@ class Stack:
         self._counters["tx.frames"] += len(out)
         return out
 
+    def output_pending(self) -> bool:
+        """Frames queued or TCP output waiting (what the next ``dispatch`` would send,
+        timers aside): cheap, for a loop deciding whether to dispatch now."""
+        return bool(self._tx) or self.tcp.output_pending()
+
     def poll_at(self):
         """The next absolute deadline (ARP retries, TCP timers), or None."""
         a = self.arp.poll_at()

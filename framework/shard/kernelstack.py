@@ -308,6 +308,9 @@ class KernelProvider:
     def input(self, now):
         return False        # the sockets' events were handled as epoll reported them
 
+    def has_output(self):
+        return bool(self.dirty)
+
     def output(self, now):
         dirty = self.dirty
         if not dirty:

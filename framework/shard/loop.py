@@ -6,8 +6,8 @@ kernel-socket clients a handler opens with ``asyncio.open_connection``); the sha
 I/O never goes through asyncio's callback queue. Every ``select(timeout)`` asyncio makes
 is one turn, in the order of the map (DESIGN.md):
 
-    stack output   the provider sends what the callbacks of the last turn wrote, fires its
-                   own timers (TCP retransmit, delayed ACK, ...) and transmits: tx_burst
+    (output)       if the callbacks asyncio ran since the last turn wrote anything, the
+                   provider sends it first
     sleep          only when nothing moved: epoll on the NIC fd, the doorbell (every shm
                    ring into this shard rings it) and the kernel fds, until the earliest
                    of asyncio's next timer, the provider's and the cross-shard deadline,
@@ -15,9 +15,11 @@ is one turn, in the order of the map (DESIGN.md):
     input          rx_burst, stack input, the batch of connection events to the protocols
                    (kernel provider: its sockets' readiness, handled as epoll reports it)
     rings          cross-shard calls and replies
+    output         stack output (TCP output, the stack's timers: retransmit, delayed ACK,
+                   ...) and tx_burst: a synchronous handler's response leaves in the turn
+                   that brought its request
     (asyncio)      then asyncio fires its due timers and runs what is ready: handlers'
-                   coroutines and callbacks; what they write leaves in the next turn's
-                   stack output
+                   coroutines and callbacks
 
 The loop also owns what both stacks share: the graceful stop (the provider refuses new
 connections, protocols finish, at most ``grace`` seconds, then what is left is reset),
@@ -109,6 +111,9 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self._sel = ShardSelector(self)
         super().__init__(self._sel)
         self._clock = clock
+        # the shard's clock is asyncio's clock: one time for timers, protocols and stack
+        # (an instance attribute: protocols call loop.time() several times a request)
+        self.time = clock
         self.provider = None
         self.ctx = None
         self.grace = grace
@@ -124,10 +129,6 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self._next_stats = 0.0
         self._stat_names = None
         self._never_sleep = False
-
-    def time(self):
-        # the shard's clock is asyncio's clock: one time for timers, protocols and stack
-        return self._clock()
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self, provider, ctx):
@@ -185,7 +186,9 @@ class ShardLoop(asyncio.SelectorEventLoop):
     def _turn(self, timeout):
         provider = self.provider
         now = self._clock()
-        busy = provider.output(now) or self._busy
+        busy = self._busy
+        if provider.has_output() and provider.output(now):
+            busy = True
         if self.draining and not self._stopped:
             self._drain_step(now)
         if now >= self._next_stats:
@@ -217,6 +220,8 @@ class ShardLoop(asyncio.SelectorEventLoop):
         busy = provider.input(now)
         xs = self.xs
         if xs is not None and (xs.drain(now) or xs.busy()):
+            busy = True
+        if provider.output(now):
             busy = True
         self._busy = busy or provider.busy()
         self.turns += 1

@@ -83,6 +83,9 @@ class UserStackProvider:
                     break
         return busy
 
+    def has_output(self):
+        return bool(self.tx_backlog) or self.stack.output_pending()
+
     def output(self, now):
         out = self.stack.dispatch(now)
         backlog = self.tx_backlog

@@ -242,6 +242,10 @@ class TcpLayer:
             if conn.state:
                 conn.output(now)
 
+    def output_pending(self) -> bool:
+        """A connection has data, FIN or ACK waiting for ``flush``."""
+        return bool(self._pending)
+
     def poll_at(self):
         """The next deadline, exact: stale heap entries and entries whose connection moved
         its deadline later are fixed up here, so an idle loop sleeps until a real timer."""
