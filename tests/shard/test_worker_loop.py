@@ -1,5 +1,6 @@
-"""The user-stack shard loop (worker.UserShard) with a fake port and a fake stack:
-frames in -> stack -> frames out, events delivered, timers wake the loop, idle sleeps."""
+"""The user-stack shard loop (ShardLoop + UserStackProvider) with a fake port and a fake
+stack: frames in -> stack -> frames out, events delivered, timers wake the loop, idle
+sleeps."""
 import os
 import socket
 import threading
@@ -7,9 +8,9 @@ import time
 
 import pytest
 
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
-from framework.shard.worker import UserShard
+from framework.context import ShardContext
+from framework.shard.loop import ShardLoop
+from framework.shard.userstack import PortGone, UserStackProvider
 from framework.shard import streams as S
 
 
@@ -81,12 +82,15 @@ class EchoStack:
         out, self.queue = self.queue, []
         return out
 
+    def output_pending(self):
+        return bool(self.queue)
+
     def poll_at(self):
         return self.timer
 
 
-_opened = []     # sockets and fds a test made; closed after it (a long session must not
-                 # accumulate descriptors: forked servers in later tests inherit them)
+_opened = []     # sockets, fds and loops a test made; closed after it (a long session must
+                 # not accumulate descriptors: forked servers in later tests inherit them)
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +100,7 @@ def _close_what_the_test_opened():
         x = _opened.pop()
         try:
             x.close() if hasattr(x, "close") else os.close(x)
-        except OSError:
+        except (OSError, RuntimeError):   # RuntimeError: a loop a failed test left running
             pass
 
 
@@ -106,22 +110,34 @@ def socketpair():
     return a, b
 
 
+def build(port, stack, listeners=(), grace=None):
+    """A ShardLoop serving ``stack`` over ``port`` (closed after the test)."""
+    loop = ShardLoop() if grace is None else ShardLoop(grace=grace)
+    _opened.append(loop)
+    ctx = ShardContext(loop, 0, 1)
+    provider = UserStackProvider(port, stack)
+    loop.attach(provider, ctx)
+    for p, factory in dict(listeners).items():
+        provider.listen(p, factory)
+    return loop, provider
+
+
 def make(room=None):
     a, b = socketpair()
     port = SockPort(a, room)
     stack = EchoStack()
-    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
-    shard = UserShard(port, stack, ctx, {})
-    r, w = os.pipe2(os.O_NONBLOCK)
-    _opened.extend((r, w))
-    shard.add_wakeup_fd(r)
-    th = threading.Thread(target=shard.run, daemon=True)
-    return shard, stack, b, th, w
+    loop, provider = build(port, stack)
+    th = threading.Thread(target=loop.serve, daemon=True)
+    return loop, provider, stack, b, th
 
 
-def stop(shard, th, w):
-    shard.stopping = True
-    os.write(w, b"x")
+def wake(loop):
+    """Wake a sleeping loop from another thread (it recomputes its sleep afterwards)."""
+    loop.call_soon_threadsafe(lambda: None)
+
+
+def stop(loop, th):
+    loop.call_soon_threadsafe(loop.request_stop, False)
     th.join(2)
     assert not th.is_alive()
 
@@ -143,68 +159,68 @@ def wait_for(cond, timeout=5.0):
 
 
 def test_frames_in_frames_out_and_stop():
-    shard, stack, peer, th, w = make()
+    loop, provider, stack, peer, th = make()
     th.start()
     for i in range(200):
         peer.send(b"frame%d" % i)
     got = [recv(peer) for _ in range(200)]
     assert got == [b"FRAME%d" % i for i in range(200)]
-    stop(shard, th, w)
+    stop(loop, th)
 
 
 def test_idle_loop_sleeps():
-    shard, stack, peer, th, w = make()
+    loop, provider, stack, peer, th = make()
     th.start()
     time.sleep(0.1)
-    turns = shard.turns
+    turns = loop.turns
     t0 = time.thread_time()
     time.sleep(1.0)
-    # nothing to do: the loop is parked in poll(), not spinning
-    assert shard.turns - turns <= 2
-    stop(shard, th, w)
+    # nothing to do: the loop is parked in epoll, not spinning
+    assert loop.turns - turns <= 2
+    stop(loop, th)
     assert time.thread_time() - t0 < 0.2
 
 
 def test_stack_timer_wakes_the_loop():
-    shard, stack, peer, th, w = make()
+    loop, provider, stack, peer, th = make()
     th.start()
     time.sleep(0.05)
     due = time.monotonic() + 0.15
     stack.timer = due
-    os.write(w, b"x")  # the loop recomputes its sleep after any wake-up
+    wake(loop)  # the loop recomputes its sleep after any wake-up
     assert recv(peer) == b"timer"
-    # not before it is due; and long before the idle sleep (MAX_SLEEP_MS = 1 s) would have
+    # not before it is due; and long before the idle sleep (MAX_SLEEP = 1 s) would have
     # ended by itself (margin for a loaded machine)
     assert due <= stack.fired[0] < due + 0.5
-    stop(shard, th, w)
+    stop(loop, th)
 
 
-def test_reactor_timer_wakes_the_loop():
-    shard, stack, peer, th, w = make()
+def test_asyncio_timer_wakes_the_loop():
+    loop, provider, stack, peer, th = make()
     fired = []
-    shard.reactor.call_later(0.2, lambda: fired.append(time.monotonic()))
+    loop.call_later(0.2, lambda: fired.append(time.monotonic()))
     t0 = time.monotonic()
     th.start()
     assert wait_for(lambda: fired)
     time.sleep(0.05)
-    # on time, once; an idle loop deaf to reactor timers would sleep 1 s (MAX_SLEEP_MS)
+    # on time, once; an idle loop deaf to asyncio's timers would sleep 1 s (MAX_SLEEP)
     assert len(fired) == 1 and 0.19 <= fired[0] - t0 < 0.7
-    stop(shard, th, w)
+    stop(loop, th)
 
 
 def test_tx_backlog_is_retried():
-    shard, stack, peer, th, w = make(room=3)
+    loop, provider, stack, peer, th = make(room=3)
     th.start()
     for i in range(5):
         peer.send(b"f%d" % i)
     got = [recv(peer) for _ in range(3)]
     # f3 and f4 may arrive in a later rx batch: wait until the loop has them queued
-    wait_for(lambda: shard.tx_backlog == [b"F3", b"F4"])
-    assert shard.tx_backlog == [b"F3", b"F4"]
-    shard.port.room = 10
+    wait_for(lambda: provider.tx_backlog == [b"F3", b"F4"])
+    assert provider.tx_backlog == [b"F3", b"F4"]
+    provider.port.room = 10
     got += [recv(peer) for _ in range(2)]
     assert got == [b"F0", b"F1", b"F2", b"F3", b"F4"]
-    stop(shard, th, w)
+    stop(loop, th)
 
 
 def test_events_reach_protocols_and_writes_go_out_same_turn():
@@ -244,11 +260,10 @@ def test_events_reach_protocols_and_writes_go_out_same_turn():
         stack.tcp.events += [(S.EV_ACCEPT, conn), (S.EV_READABLE, conn)]
 
     stack.process = process
-    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
-    shard = UserShard(SockPort(a), stack, ctx, {7: lambda c: Echo()})
+    loop, provider = build(SockPort(a), stack, {7: lambda c: Echo()})
     assert stack.tcp.listening == [7]
     b.send(b"ping")
-    assert shard.run_once() is True
+    loop.run_turns(1)
     assert recv(b) == b"seg:ping"
     assert conn.user is not None
 
@@ -267,9 +282,6 @@ class _Conn:
     def recv(self, max=-1):
         return b""
 
-    def readable(self):
-        return 0
-
     def send(self, data):
         return len(data)
 
@@ -284,16 +296,15 @@ class _Conn:
         self.calls.append("abort")
 
 
-def _graceful_shard(proto):
+def _graceful_shard(proto, grace=None):
     a, b = socketpair()
     stack = EchoStack()
-    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
-    shard = UserShard(SockPort(a), stack, ctx, {7: lambda c: proto})
+    loop, provider = build(SockPort(a), stack, {7: lambda c: proto}, grace=grace)
     conn = _Conn(stack.tcp)
     stack.tcp.events.append((S.EV_ACCEPT, conn))
-    shard.run_once()
-    assert shard.streams.open == 1
-    return shard, conn, b
+    loop.run_turns(1)
+    assert provider.streams.open == 1
+    return loop, conn, b
 
 
 def test_graceful_stop_lets_protocols_finish():
@@ -308,17 +319,15 @@ def test_graceful_stop_lets_protocols_finish():
             self.lost = True
 
     p = P()
-    shard, conn, _ = _graceful_shard(p)
-    shard.request_stop()
+    loop, conn, _ = _graceful_shard(p)
+    loop.request_stop()
     t0 = time.monotonic()
-    shard.run()
+    loop.serve()
     assert time.monotonic() - t0 < 1.0
     assert conn.calls == ["close"] and p.lost
 
 
-def test_graceful_stop_is_bounded_and_fast_stop_is_immediate(monkeypatch):
-    from framework.shard import worker
-
+def test_graceful_stop_is_bounded_and_fast_stop_is_immediate():
     class Stubborn:
         def connection_made(self, t):
             pass
@@ -326,19 +335,18 @@ def test_graceful_stop_is_bounded_and_fast_stop_is_immediate(monkeypatch):
         def shutdown(self):
             pass  # never finishes
 
-    monkeypatch.setattr(worker, "GRACE", 0.3)
-    shard, conn, _ = _graceful_shard(Stubborn())
-    shard.request_stop()
+    loop, conn, _ = _graceful_shard(Stubborn(), grace=0.3)
+    loop.request_stop()
     t0 = time.monotonic()
-    shard.run()
+    loop.serve()
     assert 0.25 < time.monotonic() - t0 < 1.0
 
-    shard, conn, _ = _graceful_shard(Stubborn())
-    shard.request_stop()
-    shard.request_stop()
-    shard.request_stop(graceful=False)
+    loop, conn, _ = _graceful_shard(Stubborn(), grace=0.3)
+    loop.request_stop()
+    loop.request_stop()
+    loop.request_stop(graceful=False)
     t0 = time.monotonic()
-    shard.run()
+    loop.serve()
     assert time.monotonic() - t0 < 0.25     # not the 0.3 s grace (margin for a busy machine)
 
 
@@ -346,9 +354,6 @@ def test_port_fd_that_keeps_failing_ends_the_loop_instead_of_spinning():
     """The device went away under the port (its fd polls POLLHUP forever, nothing to
     read): the loop gives up (the supervisor restarts or stops) instead of burning its
     core."""
-    import pytest
-    from framework.shard import worker
-
     class DeadPort(SockPort):
         def __init__(self):
             self.r, w = os.pipe()
@@ -362,9 +367,8 @@ def test_port_fd_that_keeps_failing_ends_the_loop_instead_of_spinning():
         def fileno(self):
             return self.r
 
-    ctx = ShardContext(Reactor(time.monotonic()), 0, 1)
-    shard = UserShard(DeadPort(), EchoStack(), ctx, {})
+    loop, provider = build(DeadPort(), EchoStack())
     t0 = time.thread_time()
-    with pytest.raises(worker.PortGone):
-        shard.run()
+    with pytest.raises(PortGone):
+        loop.serve()
     assert time.thread_time() - t0 < 0.5
