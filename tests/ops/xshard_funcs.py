@@ -1,24 +1,26 @@
 """Module-level functions and scenarios for the cross-shard tests (pickled by name)."""
-import select
+import asyncio
 import time
 
+from framework import current_shard
+from framework.context import ShardContext
 from framework.shard import xshard
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
+from framework.shard.kernelstack import KernelProvider
+from framework.shard.loop import ShardLoop
 
 
 # --- functions run on the target shard -------------------------------------------------
 def put(key, value):
-    xshard.context().state[key] = value
-    return xshard.context().shard_id
+    current_shard().state[key] = value
+    return current_shard().shard_id
 
 
 def get(key):
-    return xshard.context().state.get(key)
+    return current_shard().state.get(key)
 
 
 def whoami():
-    return xshard.context().shard_id
+    return current_shard().shard_id
 
 
 def boom(msg):
@@ -30,7 +32,7 @@ def unpicklable_result():
 
 
 async def slow_double(x, delay):
-    await xshard.context().reactor.sleep(delay)
+    await asyncio.sleep(delay)
     return 2 * x
 
 
@@ -47,83 +49,71 @@ def add(a, b):
 
 # --- the loop of a test shard ------------------------------------------------------------
 def shard_main(mesh, k, scenario=None, conn=None, timeout=10.0, args=()):
-    reactor = Reactor(time.monotonic())
-    ctx = ShardContext(reactor, k, mesh.n, state={})
+    """Shard k of ``mesh``: a ShardLoop (over a kernel provider with no listeners: the
+    rings are all it serves) with the mesh attached. With a scenario, run it, report
+    through ``conn`` and stop; without, serve calls until killed."""
+    loop = ShardLoop()
+    asyncio.set_event_loop(loop)
+    ctx = ShardContext(loop, k, mesh.n, state={})
+    ctx.install()
+    loop.attach(KernelProvider("127.0.0.1"), ctx)
     xs = xshard.XShard(mesh, k, ctx, timeout=timeout)
-    done = []
+    loop.attach_mesh(xs)
     if scenario is not None:
-        task = reactor.create_task(scenario(xs, ctx, *args))
+        task = loop.create_task(scenario(ctx, *args))
 
         def finished(f):
             e = f.exception()
             conn.send(("error", repr(e)) if e is not None else ("ok", f.result(), xs.counters))
-            done.append(True)
+            loop.request_stop(graceful=False)   # the loop's finish lets owed replies go out
         task.add_done_callback(finished)
-    poller = select.poll()
-    poller.register(xs.fileno(), select.POLLIN)
-    while not done:
-        now = time.monotonic()
-        reactor.run_once(now)
-        busy = xs.drain(now) or reactor.has_ready()
-        if busy or done:
-            continue
-        d = [x for x in (reactor.next_deadline(), xs.next_deadline(now)) if x is not None]
-        timeout_ms = int(max(0.0, min(d) - now) * 1000) + 1 if d else 1000
-        if xs.prepare_sleep():
-            poller.poll(min(timeout_ms, 1000))
-        xs.awake()
-    # let replies we owe go out
-    for _ in range(100):
-        reactor.run_once(time.monotonic())
-        xs.drain()
-        if not xs.busy():
-            break
+    loop.serve()
 
 
 # --- scenarios (coroutines run on shard 0) ---------------------------------------------
-async def many_puts(xs, ctx, n):
-    futs = [xs.submit_to(1, put, f"k{i}", i) for i in range(n)]
+async def many_puts(ctx, n):
+    futs = [ctx.submit_to(1, put, f"k{i}", i) for i in range(n)]
     owners = [await f for f in futs]
-    vals = [await xs.submit_to(1, get, f"k{i}") for i in range(0, n, 97)]
+    vals = [await ctx.submit_to(1, get, f"k{i}") for i in range(0, n, 97)]
     return owners.count(1), vals
 
 
-async def collectives(xs, ctx):
-    ids = await xs.broadcast(whoami)
-    total = await xs.map_reduce(add, lambda a, b: a + b, 10, 5)
-    local = await xs.submit_to(0, whoami)
-    doubled = await xs.submit_to(1, slow_double, 21, 0.05)
+async def collectives(ctx):
+    ids = await ctx.broadcast(whoami)
+    total = await ctx.map_reduce(add, lambda a, b: a + b, 10, 5)
+    local = await ctx.submit_to(0, whoami)
+    doubled = await ctx.submit_to(1, slow_double, 21, 0.05)
     return ids, total, local, doubled
 
 
-async def errors(xs, ctx):
+async def errors(ctx):
     out = []
     try:
-        await xs.submit_to(1, boom, "nope")
+        await ctx.submit_to(1, boom, "nope")
     except KeyError as e:
         out.append(("KeyError", e.args[0]))
     try:
-        await xs.submit_to(1, unpicklable_result)
+        await ctx.submit_to(1, unpicklable_result)
     except xshard.RemoteError as e:
         out.append(("RemoteError", "cannot pickle" in str(e)))
     try:
-        xs.submit_to(1, lambda: 1)
+        ctx.submit_to(1, lambda: 1)
     except TypeError as e:
         out.append(("TypeError", "module-level" in str(e)))
     return out
 
 
-async def call_stuck(xs, ctx, mark=None):
+async def call_stuck(ctx, mark=None):
     t0 = time.monotonic()
     try:
-        await xs.submit_to(1, spin, 30, mark)
+        await ctx.submit_to(1, spin, 30, mark)
         return ("answered", 0)
     except Exception as e:
         return (type(e).__name__, time.monotonic() - t0, str(e))
 
 
-async def call_then_report(xs, ctx):
+async def call_then_report(ctx):
     try:
-        return ("ok", await xs.submit_to(1, whoami))
+        return ("ok", await ctx.submit_to(1, whoami))
     except Exception as e:
         return (type(e).__name__, str(e))
