@@ -5,7 +5,8 @@ stack is started; add a stack here and to the ``server`` fixture's params. The s
 namespace ``ns`` holds one veth end (conftest.Net: ``server_if``); for a stack other
 than "kernel" the kernel has no address on it, the stack takes ``ip`` itself.
 
-- "kernel": ``run_kernel_worker`` in a forked child that entered ``ns``.
+- "kernel": ``framework.shard.run.run_kernel_worker`` in a forked child that entered
+  ``ns``.
 - "user": the way a user starts it: ``ip netns exec NS framework serve APP --cores 1
   --iface IFACE --ip IP/24`` (supervisor + one user-stack worker on an AF_PACKET port
   attached to the veth end), stopped with SIGTERM (graceful, like the kernel one).
@@ -74,7 +75,7 @@ def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_cou
         import resource
         os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    from framework.shard.kernel import run_kernel_worker
+    from framework.shard.run import run_kernel_worker
     from framework.web.loader import load_app
     netns.setns(ns)            # before any socket exists
     app = load_app(app_spec)
@@ -231,9 +232,153 @@ def connect(ns, ip, port, timeout=5.0):
         return socket.create_connection((ip, port), timeout=timeout)
 
 
-def curl(ns, *args, timeout=10):
-    return subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5", *args],
-                          capture_output=True, timeout=timeout)
+class HttpResult:
+    """One HTTP exchange as a client saw it. ``head``: the final response's status line
+    and headers as received (no blank line); ``body``: its body (chunked decoded);
+    ``interim``: the raw heads of 1xx responses before it; ``raw``: every byte received."""
+
+    def __init__(self, status, head, headers, body, interim, raw):
+        self.status = status
+        self.head = head
+        self.headers = headers          # {lower-case name: value}
+        self.body = body
+        self.interim = interim
+        self.raw = raw
+
+
+def _read_head(sock, buf, deadline):
+    """(head bytes, rest) once a blank line arrived; None at EOF."""
+    while b"\r\n\r\n" not in buf:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        b = sock.recv(65536)
+        if not b:
+            return None
+        buf += b
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def http_request(ns, url, method="GET", headers=(), body=None, timeout=5.0):
+    """What the tests used ``curl`` for, in Python: one request on a fresh connection
+    from namespace ``ns``, the path sent exactly as written (curl --path-as-is), the
+    request headers curl sends (Host, User-Agent, Accept; Content-Type for a body, as
+    curl --data-binary). With an ``Expect: 100-continue`` header the body waits for the
+    interim response (at most 1 s, as curl does; not sent after a final answer).
+    Raises on a connection problem or a body shorter than its Content-Length (where
+    curl exited non-zero)."""
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    host, port = u.hostname, u.port or 80
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    hdrs = {"Host": u.netloc, "User-Agent": "pytest-http/1", "Accept": "*/*"}
+    if body is not None:
+        hdrs["Content-Length"] = str(len(body))
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    for name, value in dict(headers).items():
+        for k in [k for k in hdrs if k.lower() == name.lower()]:
+            del hdrs[k]
+        hdrs[name] = value
+    expect = any(k.lower() == "expect" and "100-continue" in v.lower()
+                 for k, v in hdrs.items())
+    req = (f"{method} {path} HTTP/1.1\r\n"
+           + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n").encode("latin-1")
+    deadline = time.monotonic() + timeout
+    s = connect(ns, host, port, timeout=timeout)
+    raw = bytearray()
+    try:
+        interim = []
+        buf = b""
+        if body is not None and expect:
+            s.sendall(req)
+            p = select.poll()
+            p.register(s, select.POLLIN)
+            if p.poll(1000):
+                got = _read_head(s, buf, deadline)
+                if got is None:
+                    raise ConnectionError("closed before a response")
+                head, buf = got
+                if head.split(b" ", 2)[1:2] == [b"100"]:
+                    interim.append(head)
+                    raw += head + b"\r\n\r\n"
+                    s.sendall(body)
+                else:
+                    buf = head + b"\r\n\r\n" + buf    # a final answer: no body sent
+            else:
+                s.sendall(body)
+        else:
+            s.sendall(req + (body or b""))
+        while True:
+            got = _read_head(s, buf, deadline)
+            if got is None:
+                raise ConnectionError("closed before a response")
+            head, buf = got
+            raw += head + b"\r\n\r\n"
+            status = int(head.split(b" ", 2)[1])
+            if 100 <= status < 200:
+                interim.append(head)
+                continue
+            break
+        fields = {}
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.decode("latin-1").partition(":")
+            fields[k.strip().lower()] = v.strip()
+
+        def more():
+            s.settimeout(max(deadline - time.monotonic(), 0.001))
+            b = s.recv(1 << 20)
+            raw.extend(b)
+            return b
+        raw += buf
+        data = bytearray(buf)
+        if method == "HEAD" or status in (204, 304):
+            out = b""
+        elif "chunked" in fields.get("transfer-encoding", "").lower():
+            out = bytearray()
+            while True:
+                while b"\r\n" not in data:
+                    b = more()
+                    if not b:
+                        raise ConnectionError("chunked body cut short")
+                    data += b
+                line, _, rest = bytes(data).partition(b"\r\n")
+                n = int(line.split(b";")[0], 16)
+                while len(rest) < n + 2:
+                    b = more()
+                    if not b:
+                        raise ConnectionError("chunked body cut short")
+                    rest += b
+                if n == 0:
+                    # trailers end with a blank line; the last CRLF is already here
+                    data = bytearray(rest)
+                    while not (data.startswith(b"\r\n") or b"\r\n\r\n" in data):
+                        b = more()
+                        if not b:
+                            break
+                        data += b
+                    break
+                out += rest[:n]
+                data = bytearray(rest[n + 2:])
+            out = bytes(out)
+        elif "content-length" in fields:
+            n = int(fields["content-length"])
+            while len(data) < n:
+                b = more()
+                if not b:
+                    raise ConnectionError(f"body cut short: {len(data)} of {n} bytes")
+                data += b
+            out = bytes(data[:n])
+        else:                               # the body ends at the server's close
+            while True:
+                b = more()
+                if not b:
+                    break
+                data += b
+            out = bytes(data)
+        return HttpResult(status, head, fields, out, interim, bytes(raw))
+    finally:
+        s.close()
 
 
 def recv_until_closed(sock, limit=1 << 22):

@@ -1,4 +1,5 @@
-"""Real clients (curl, http.client, urllib, raw sockets) against a served app."""
+"""Real clients (a curl-like raw HTTP client, http.client, urllib, raw sockets) against a
+served app. No curl binary: servers.http_request does what the tests used curl for."""
 import http.client
 import json
 import socket
@@ -9,13 +10,12 @@ import pytest
 
 from .conftest import STACKS
 from .fakes import parse_responses
-from .servers import connect, curl, in_netns, recv_responses, recv_until_closed
+from .servers import connect, http_request, in_netns, recv_responses, recv_until_closed
 
 
-def test_curl_hello(server):
-    r = curl(server.ns, "-i", server.url + "/")
-    assert r.returncode == 0, r.stderr
-    head, body = r.stdout.split(b"\r\n\r\n", 1)
+def test_hello_raw_response(server):
+    r = http_request(server.ns, server.url + "/")      # (was curl -i: head, blank, body)
+    head, body = r.raw.split(b"\r\n\r\n", 1)
     assert body == b"Hello, World!"
     assert b"Content-Length: 13" in head and b"Content-Type: text/plain" in head
     assert head.startswith(b"HTTP/1.1 200 OK")
@@ -148,16 +148,16 @@ def test_chunked_request_and_response(server):
         assert body == b"part0\npart1\npart2\nend\n"
     finally:
         s.close()
-    r = curl(server.ns, "-N", server.url + "/stream")
-    assert r.stdout == b"part0\npart1\npart2\nend\n"
+    r = http_request(server.ns, server.url + "/stream")
+    assert r.body == b"part0\npart1\npart2\nend\n"
 
 
 def test_expect_100_continue(server):
     body = "z" * 5000
-    r = curl(server.ns, "-v", "-H", "Expect: 100-continue", "--data-binary", body,
-             server.url + "/echo")
-    assert r.stdout == body.encode()
-    assert b"HTTP/1.1 100 Continue" in r.stderr
+    r = http_request(server.ns, server.url + "/echo", "POST", body=body.encode(),
+                     headers={"Expect": "100-continue"})
+    assert r.body == body.encode()
+    assert b"HTTP/1.1 100 Continue" in r.interim[0]
     s = connect(server.ns, server.ip, server.port)
     try:
         s.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -265,10 +265,10 @@ def test_many_connections(server):
 
 @pytest.mark.app("apps.hello:app")
 def test_apps_hello(server):
-    r = curl(server.ns, server.url + "/")
-    assert r.stdout == b"Hello, World!"
-    r = curl(server.ns, server.url + "/json")
-    assert json.loads(r.stdout) == {"message": "Hello, World!"}
+    r = http_request(server.ns, server.url + "/")
+    assert r.body == b"Hello, World!"
+    r = http_request(server.ns, server.url + "/json")
+    assert json.loads(r.body) == {"message": "Hello, World!"}
 
 
 def test_graceful_stop_finishes_inflight(server, tmp_path):
@@ -380,19 +380,18 @@ def test_static_over_the_wire(lab, tmp_path, stack):
                      ifname=net.server_if)
     try:
         url = f"http://{SERVER_IP}:8080"
-        r = curl(net.client_ns, url + "/big.bin", "-o", str(tmp_path / "out"))
-        assert r.returncode == 0 and (tmp_path / "out").read_bytes() == data
-        r = curl(net.client_ns, "-r", "1000-1999", url + "/big.bin")
-        assert r.stdout == data[1000:2000]
-        r = curl(net.client_ns, "-i", url + "/index.txt")
-        etag = [l.split(b": ", 1)[1] for l in r.stdout.split(b"\r\n") if l.lower().startswith(b"etag:")][0]
-        r = curl(net.client_ns, "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                 "If-None-Match: " + etag.decode(), url + "/index.txt")
-        assert r.stdout == b"304"
+        r = http_request(net.client_ns, url + "/big.bin")    # (raises if cut short)
+        assert r.body == data
+        r = http_request(net.client_ns, url + "/big.bin", headers={"Range": "bytes=1000-1999"})
+        assert r.body == data[1000:2000]
+        r = http_request(net.client_ns, url + "/index.txt")
+        etag = [l.split(b": ", 1)[1] for l in r.raw.split(b"\r\n") if l.lower().startswith(b"etag:")][0]
+        r = http_request(net.client_ns, url + "/index.txt",
+                         headers={"If-None-Match": etag.decode()})
+        assert r.status == 304
         for path in ("/../secret", "/%2e%2e/secret", "/..%2Fsecret"):
-            r = curl(net.client_ns, "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
-                     url + path)
-            assert r.stdout == b"404", path
+            r = http_request(net.client_ns, url + path)     # the path as is (--path-as-is)
+            assert r.status == 404, path
     finally:
         assert h.stop() == 0
 

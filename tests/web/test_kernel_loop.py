@@ -1,9 +1,10 @@
-"""run_kernel_worker itself: SO_REUSEPORT shards, SIGTERM, bind errors.
+"""run_kernel_worker (framework/shard/run.py) itself: SO_REUSEPORT shards, SIGTERM, bind
+errors.
 
 Kernel only, on purpose: these test the kernel-socket loop's own machinery. The user
 stack's counterparts are elsewhere: shards on one port (RSS steering) and SIGTERM in
 tests/integration (``framework serve --cores 2``), a bad --iface/--ip in
-test_serve.test_bad_flags_exit_2_one_line_nothing_left, the loop's hooks in
+test_serve.test_bad_flags_exit_2_one_line_nothing_left, the user-stack loop in
 tests/shard/test_worker_loop.py. Running out of file descriptors is kernel-specific: a
 user-stack connection holds no descriptor. The HTTP behaviour itself runs on both
 stacks (test_kernel_http.py, test_stacks_identical.py).
@@ -61,13 +62,16 @@ def test_bind_error_is_reported(lab):
 
 
 def test_loop_extension_hooks(lab):
-    """setup/add_reader/turn/deadline/sleep hooks, with the loop in a thread of this process."""
+    """Extra per-shard machinery joins the shard loop (framework/shard/loop.py) before the
+    app starts: an fd reader (asyncio's add_reader), a per-turn hook and a deadline (the
+    provider's output/deadline), sleep/wake hooks (the doorbell's prepare_sleep/awake);
+    the loop served by serve_shard in a thread of this process."""
     import threading
     import time as _time
 
     from framework import App, RequestHandler
-    from framework.master import netns as _netns
-    from framework.shard.kernel import KernelLoop
+    from framework.shard.kernelstack import KernelProvider
+    from framework.shard.run import serve_shard
 
     net = Net(lab)
     app = App()
@@ -83,15 +87,40 @@ def test_loop_extension_hooks(lab):
             self.write(str(self.state["ext"]))
 
     r, w = os.pipe()
+    bell_r, bell_w = os.pipe()
     wake_at = [None]
+
+    class Bell:
+        """The loop's doorbell interface: announced sleeps and wake-ups are counted."""
+
+        def fileno(self):
+            return bell_r
+
+        def drain(self):
+            os.read(bell_r, 100)
+
+        def prepare_sleep(self):
+            seen["sleeps"] += 1
+
+        def awake(self):
+            seen["wakes"] += 1
 
     def setup(loop):
         seen["setup_before_start"] = loop.ctx.state is None
         loop.add_reader(r, lambda: seen["reads"].append(os.read(r, 100)))
-        loop.add_turn_hook(lambda now: seen.__setitem__("turns", seen["turns"] + 1))
-        loop.add_deadline_hook(lambda now: wake_at[0])
-        loop.add_sleep_hooks(lambda: seen.__setitem__("sleeps", seen["sleeps"] + 1),
-                             lambda: seen.__setitem__("wakes", seen["wakes"] + 1))
+        loop.use_doorbell(Bell())
+
+    class HookedProvider(KernelProvider):
+        def start(self, loop, ctx):
+            super().start(loop, ctx)
+            setup(loop)
+
+        def output(self, now):          # once per turn
+            seen["turns"] += 1
+            return super().output(now)
+
+        def deadline(self):
+            return wake_at[0]
 
     stop = threading.Event()
     ready = threading.Event()
@@ -99,15 +128,15 @@ def test_loop_extension_hooks(lab):
 
     def run():
         try:
-            _netns.setns(net.server_ns)
-            KernelLoop(app, SERVER_IP, 8080, 0, 1, stop_event=stop, setup=setup).run(ready)
+            serve_shard(app, HookedProvider(SERVER_IP, netns=net.server_ns), 8080,
+                        stop_event=stop, ready=ready)
         except Exception as e:      # surfaced below
             errors.append(e)
             ready.set()
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
-    assert ready.wait(5) and not errors
+    assert ready.wait(5) and not errors, errors
     try:
         os.write(w, b"ping")
         s = connect(net.client_ns, SERVER_IP, 8080)
@@ -118,8 +147,8 @@ def test_loop_extension_hooks(lab):
         wake_at[0] = _time.monotonic() + 0.05          # a hook deadline wakes the loop ...
         turns = seen["turns"]
         os.write(w, b"x")                              # ... once it recomputes its timeout
-        _time.sleep(0.12)       # without the hook: one turn (idle polls last up to 0.2 s)
-        wake_at[0] = None       # (a past deadline means "poll without sleeping")
+        _time.sleep(0.12)       # without the hook: one or two turns (idle sleeps last
+        wake_at[0] = None       # up to 0.5 s); a past deadline means "poll without sleeping"
         assert seen["turns"] - turns >= 3
         assert seen["reads"][0] == b"ping"
         assert seen["setup_before_start"] is True
@@ -129,7 +158,10 @@ def test_loop_extension_hooks(lab):
         th.join(5)
         os.close(r)
         os.close(w)
+        os.close(bell_r)
+        os.close(bell_w)
     assert not th.is_alive()
+    assert not errors, errors
 
 
 def test_out_of_file_descriptors_backs_off_and_recovers(lab):
