@@ -25,7 +25,7 @@ import struct
 import _socket
 
 from framework.nic.nsenter import netns as in_netns
-from framework.shard.transport import FlowControl, LINGER_BYTES, LINGER_TIME
+from framework.shard.transport import ShardTransport, LINGER_BYTES, LINGER_TIME
 
 log = logging.getLogger("framework.kernel")
 
@@ -40,93 +40,69 @@ _ACCEPT_BATCH = 64
 _LINGER_OFF = struct.pack("ii", 1, 0)
 
 
-class KernelTransport(FlowControl):
+class KernelTransport(ShardTransport):
     """One connected socket as a Transport (CONTRACTS section 5)."""
 
     __slots__ = ("sock", "fd", "provider", "_protocol", "_high", "_low", "_write_paused",
-                 "wbuf", "wlen", "closing", "closed", "reading", "out_registered", "peer",
-                 "lingering", "eof", "eof_after_write", "discarded", "linger_handle")
+                 "_pending", "_pending_len", "_closing", "_lost", "reading", "out_registered",
+                 "peer", "lingering", "eof", "_eof_after_write", "discarded", "linger_handle")
 
     def __init__(self, sock, provider, peer):
         self._init_flow(None)
         self.sock = sock
         self.fd = sock.fileno()
         self.provider = provider
-        self.wbuf = []
-        self.wlen = 0
-        self.closing = False
-        self.closed = False
+        self._pending = []
+        self._pending_len = 0
+        self._closing = False
+        self._lost = False
         self.reading = True
         self.out_registered = False
         self.peer = peer
         self.lingering = False
         self.eof = False
-        self.eof_after_write = False
+        self._eof_after_write = False
         self.discarded = 0
         self.linger_handle = None
 
-    # ---- Transport interface -----------------------------------------------------------
-    def write(self, data):
-        if self.closing or self.closed or not data:
-            return
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
-        if not self.wbuf:
+    # ---- Transport interface (the guards are ShardTransport's) ------------------------
+    def _write(self, data):
+        if not self._pending:
             self.provider.dirty.append(self)
-        self.wbuf.append(data)
-        self.wlen += len(data)
+        self._pending.append(data)
+        self._pending_len += len(data)
         self._maybe_pause_writing()
 
-    def writelines(self, chunks):
-        for c in chunks:
-            self.write(c)
-
-    def write_eof(self):
-        if self.closing or self.closed:
-            return
-        self.eof_after_write = True
-        if not self.wbuf:
+    def _write_eof(self):
+        self._eof_after_write = True
+        if not self._pending:
             self.provider.shutdown_write(self)
 
-    def can_write_eof(self):
-        return True
-
-    def close(self):
+    def _close(self):
         """Close after pending data is sent; linger if the peer may still be sending."""
-        if self.closing or self.closed:
-            return
-        self.closing = True
-        linger = False
         try:
-            linger = bool(self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            self.lingering = bool(self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except OSError:
-            pass
-        self.lingering = linger
-        if not self.wbuf:
+            self.lingering = False
+        if not self._pending:
             self.provider.finish_close(self)
 
-    def lingering_close(self):
+    def _lingering_close(self):
         """Close after an error response: the peer is probably still sending."""
-        if self.closing or self.closed:
-            return
-        self.closing = True
         self.lingering = True
-        if not self.wbuf:
+        if not self._pending:
             self.provider.finish_close(self)
 
     def abort(self):
-        if self.closed:
+        if self._lost:
             return
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
         except OSError:
             pass
-        self.wbuf = []
-        self.wlen = 0
+        self._pending = []
+        self._pending_len = 0
         self.provider.finalize(self, None)
-
-    def is_closing(self):
-        return self.closing or self.closed
 
     def get_extra_info(self, name, default=None):
         if name == "peername":
@@ -141,12 +117,12 @@ class KernelTransport(FlowControl):
         return default
 
     def pause_reading(self):
-        if self.reading and not self.closed:
+        if self.reading and not self._lost:
             self.reading = False
             self.provider.update_events(self)
 
     def resume_reading(self):
-        if not self.reading and not self.closed and not self.eof:   # (EOF: nothing left)
+        if not self.reading and not self._lost and not self.eof:   # (EOF: nothing left)
             self.reading = True
             self.provider.update_events(self)
 
@@ -154,7 +130,7 @@ class KernelTransport(FlowControl):
         return self.reading
 
     def get_write_buffer_size(self):
-        return self.wlen
+        return self._pending_len
 
     def on_event(self, ev):
         self.provider.event(self, ev)
@@ -317,7 +293,7 @@ class KernelProvider:
             return False
         self.dirty = []
         for t in dirty:
-            if not t.closed and t.wbuf:
+            if not t._lost and t._pending:
                 self.send(t)
         return True
 
@@ -343,11 +319,11 @@ class KernelProvider:
                 self.finalize(t, ConnectionResetError("connection closed"))
             else:
                 self.readable(t)
-        if ev & _EPOLLOUT and not t.closed and t.wbuf:
+        if ev & _EPOLLOUT and not t._lost and t._pending:
             self.send(t)
 
     def update_events(self, t):
-        if t.closed:
+        if t._lost:
             return
         mask = ((_EPOLLIN if t.reading or (t.lingering and not t.eof) else 0)
                 | (_EPOLLOUT if t.out_registered else 0))
@@ -364,7 +340,7 @@ class KernelProvider:
         except OSError as e:
             self.finalize(t, e)
             return
-        if t.closing:           # lingering: discard, wait for the peer's EOF
+        if t._closing:           # lingering: discard, wait for the peer's EOF
             t.discarded += len(data)
             if not data or t.discarded > LINGER_BYTES:
                 self.finalize(t, None)
@@ -389,34 +365,34 @@ class KernelProvider:
             t.close()
 
     def send(self, t):
-        wbuf = t.wbuf
+        wbuf = t._pending
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         try:
             n = t.sock.send(data)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as e:
-            t.wbuf = []
-            t.wlen = 0
+            t._pending = []
+            t._pending_len = 0
             self.finalize(t, e)
             return
         if n == len(data):
-            t.wbuf = []
-            t.wlen = 0
+            t._pending = []
+            t._pending_len = 0
             if t.out_registered:
                 t.out_registered = False
                 self.update_events(t)
-            if t.closing:
+            if t._closing:
                 self.finish_close(t)
-            elif t.eof_after_write:
+            elif t._eof_after_write:
                 self.shutdown_write(t)
         else:
-            t.wbuf = [memoryview(data)[n:]] if n else [data]
-            t.wlen = len(data) - n
+            t._pending = [memoryview(data)[n:]] if n else [data]
+            t._pending_len = len(data) - n
             if not t.out_registered:
                 t.out_registered = True
                 self.update_events(t)
-        if not t.closed:
+        if not t._lost:
             t._maybe_resume_writing()
 
     def shutdown_write(self, t):
@@ -427,7 +403,7 @@ class KernelProvider:
 
     def finish_close(self, t):
         """All data sent and close() was asked: close now or linger."""
-        if t.closed:
+        if t._lost:
             return
         if not t.lingering:
             self.finalize(t, None)
@@ -444,10 +420,10 @@ class KernelProvider:
         t.linger_handle = self.loop.call_later(LINGER_TIME, self.finalize, t, None)
 
     def finalize(self, t, exc):
-        if t.closed:
+        if t._lost:
             return
-        t.closed = True
-        t.closing = True
+        t._lost = True
+        t._closing = True
         if t.linger_handle is not None:
             t.linger_handle.cancel()
             t.linger_handle = None

@@ -26,7 +26,7 @@ import logging
 import socket
 
 from framework.shard.connect import Connector, failure_for
-from framework.shard.transport import FlowControl, LINGER_TIME
+from framework.shard.transport import ShardTransport, LINGER_TIME
 from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_EOF,
                                EV_CLOSED, EV_RESET, EV_ERROR, CLOSED, FIN_WAIT_2, TIME_WAIT)
 
@@ -40,7 +40,7 @@ def ip_str(addr):
     return socket.inet_ntoa(addr.to_bytes(4, "big")) if isinstance(addr, int) else str(addr)
 
 
-class StreamTransport(FlowControl):
+class StreamTransport(ShardTransport):
     __slots__ = ("_conn", "_protocol", "_streams", "_pending", "_pending_len", "_closing",
                  "_lost", "_paused_reading", "_write_paused", "_high", "_low", "_eof",
                  "_linger", "_linger_timer", "_eof_held", "_data_turn")
@@ -61,14 +61,8 @@ class StreamTransport(FlowControl):
         #                             after the data still in the receive buffer
         self._data_turn = -1        # the loop turn that last delivered data (EOF timing)
 
-    # --- asyncio.Transport ----------------------------------------------------------
-    def write(self, data):
-        if self._closing or self._lost:
-            return
-        if not data:
-            return
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+    # --- asyncio.Transport (the guards are ShardTransport's) ----------------------------
+    def _write(self, data):
         if not self._pending:
             try:
                 n = self._conn.send(data)
@@ -84,24 +78,12 @@ class StreamTransport(FlowControl):
         self._pending_len += len(data)
         self._maybe_pause_writing()
 
-    def writelines(self, chunks):
-        for c in chunks:
-            self.write(c)
-
-    def write_eof(self):
-        if self._closing or self._lost:
-            return
+    def _write_eof(self):
         self._eof = True
         if not self._pending:
             self._conn.shutdown()
 
-    def can_write_eof(self):
-        return True
-
-    def close(self):
-        if self._closing or self._lost:
-            return
-        self._closing = True
+    def _close(self):
         self._paused_reading = False
         if not self._pending:
             self._close_now()
@@ -122,10 +104,7 @@ class StreamTransport(FlowControl):
         else:
             self._conn.close()
 
-    def lingering_close(self):
-        if self._closing or self._lost:
-            return
-        self._closing = True
+    def _lingering_close(self):
         self._linger = True
         self._paused_reading = False
         self._eof = True
@@ -152,9 +131,6 @@ class StreamTransport(FlowControl):
             log.debug("abort failed", exc_info=True)
         # asyncio calls connection_lost soon after abort(); do the same, once
         self._streams._lost(self, None)
-
-    def is_closing(self):
-        return self._closing or self._lost
 
     def get_extra_info(self, name, default=None):
         if name == "peername":
@@ -336,25 +312,19 @@ class Streams:
             if out is not None:
                 out.failed(ConnectionError("the shard is stopping"))
             return
+        t = None
         try:
             proto = factory(self.ctx)
-        except Exception as e:
-            log.exception("protocol factory failed; resetting the connection")
-            conn.abort()
-            if out is not None:
-                out.failed(e)
-            return
-        t = StreamTransport(conn, proto, self)
-        conn.user = t
-        self.open += 1
-        if out is None:
-            self.accepted += 1
-        self.transports.add(t)
-        try:
+            t = StreamTransport(conn, proto, self)
+            conn.user = t
+            self.open += 1
+            if out is None:
+                self.accepted += 1
+            self.transports.add(t)
             proto.connection_made(t)
         except Exception as e:
-            log.exception("connection_made failed; aborting the connection")
-            t.abort()
+            log.exception("protocol setup failed; resetting the connection")
+            t.abort() if t is not None else conn.abort()
             if out is not None:
                 out.failed(e)
             return

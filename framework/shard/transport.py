@@ -19,11 +19,40 @@ LINGER_TIME = 2.0
 LINGER_BYTES = 64 << 20
 
 
-class FlowControl:
-    """Mixin for a transport: ``_protocol``, ``_high``, ``_low``, ``_write_paused`` are
-    slots of the transport; ``get_write_buffer_size()`` is its own."""
+class ShardTransport:
+    """Base of both providers' transports: the asyncio.Transport methods' guards and
+    flow control. ``_protocol``, ``_high``, ``_low``, ``_write_paused``, ``_closing`` and
+    ``_lost`` are slots of the transport; it implements ``_write``, ``_write_eof``,
+    ``_close``, ``_lingering_close`` and ``get_write_buffer_size``."""
 
     __slots__ = ()
+
+    def write(self, data):
+        if self._closing or self._lost or not data:
+            return
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        self._write(data)
+
+    def write_eof(self):
+        if not (self._closing or self._lost):
+            self._write_eof()
+
+    def close(self):
+        """FIN after everything written (lingering if the peer may still be sending)."""
+        if not (self._closing or self._lost):
+            self._closing = True
+            self._close()
+
+    def lingering_close(self):
+        """Close after an error response: FIN after our data, then discard the peer's
+        input until its EOF or the linger limits."""
+        if not (self._closing or self._lost):
+            self._closing = True
+            self._lingering_close()
+
+    def is_closing(self):
+        return self._closing or self._lost
 
     def _init_flow(self, protocol):
         self._protocol = protocol
@@ -48,6 +77,13 @@ class FlowControl:
                 fn()
             except Exception:
                 log.exception("protocol %s() failed", name)
+
+    def writelines(self, chunks):
+        for c in chunks:
+            self.write(c)
+
+    def can_write_eof(self):
+        return True
 
     def get_write_buffer_limits(self):
         return (self._low, self._high)

@@ -85,51 +85,6 @@ def _prctl_setup(shard_id, supervisor_pid):
         os._exit(1)  # the supervisor died before prctl took effect
 
 
-def pin_to(core):
-    import psutil
-    psutil.Process().cpu_affinity([core])
-
-
-def open_port(link, shard_id, shard_count, device=None):
-    """The port of shard ``shard_id`` on the link (CONTRACTS §2).
-
-    afpacket: a socket of its own with the shard's steering filter (restart-safe).
-    tap: a dup of queue ``shard_id`` of the TapDevice the supervisor holds (inherited)."""
-    if link.port_type == "afpacket":
-        from framework.nic.afpacket import AfPacketPort
-        return AfPacketPort(link.ifname, shard_id, shard_count)
-    if link.port_type == "tap":
-        if device is None:
-            raise RuntimeError("tap port: the supervisor's TapDevice was not passed down")
-        return device.port(shard_id)
-    raise ValueError(f"unknown port type {link.port_type!r}")
-
-
-def load_app(spec):
-    """framework.web.loader.load_app (module:attr or file.py:attr)."""
-    from framework.web.loader import load_app as _load
-    return _load(spec)
-
-
-def _setup_logging(level, shard_id, path=None):
-    from framework.master import logs
-    logs.setup(level, shard_id, path)
-
-    def reopen(signum, frame):  # SIGUSR1, forwarded by the supervisor
-        logs.reopen()
-
-    signal.signal(signal.SIGUSR1, reopen)
-
-
-def _prctl_setup(shard_id, supervisor_pid):
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"fw-shard-{shard_id}".encode()[:15]), 0, 0, 0)
-    # a worker must not outlive a supervisor killed with SIGKILL
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if supervisor_pid and os.getppid() != supervisor_pid:
-        os._exit(1)  # the supervisor died before prctl took effect
-
-
 def open_port(link, shard_id, shard_count, device=None):
     """The port of shard ``shard_id`` on the link (CONTRACTS section 2).
 
