@@ -80,8 +80,8 @@ def test_log_lines_name_the_shard_and_files_reopen(tmp_path):
 
 def kernel_worker(runid, ns, ready, spin_after):
     from framework.master import netns
-    from framework.shard.kernel import KernelLoop
-    from framework.master.watchdog import kernel_heartbeat_setup
+    from framework.shard.kernelstack import KernelProvider
+    from framework.shard.run import serve_shard
     from framework.web import App, RequestHandler
     netns.setns(ns)
     app = App()
@@ -92,12 +92,12 @@ def kernel_worker(runid, ns, ready, spin_after):
                 pass
     app.add_route("/spin", Spin)
     block = StatsBlock.attach(runid, 0)
-    loop = KernelLoop(app, "127.0.0.1", 8080, 0, 1, setup=kernel_heartbeat_setup(block))
-    loop.run(ready)
+    serve_shard(app, KernelProvider("127.0.0.1"), 8080, stats=block, ready=ready)
 
 
 def test_kernel_loop_heartbeats(lab, runid):
-    """An idle KernelLoop keeps its heartbeat fresh; a spinning handler lets it age."""
+    """An idle kernel-stack shard keeps its heartbeat fresh; a spinning handler lets it
+    age."""
     import http.client
     from .conftest import in_netns
     ns = lab.netns()
@@ -108,7 +108,7 @@ def test_kernel_loop_heartbeats(lab, runid):
     p.start()
     try:
         assert ready.wait(10)
-        time.sleep(1.5)                     # idle: the deadline hook still turns the loop
+        time.sleep(1.5)                     # idle: the loop still turns (and publishes)
         info = [(0, p.pid, started, True)]
         assert stuck(info, blocks, 1.2, time.monotonic()) == []
         assert blocks[0].snapshot()["pid"] == p.pid

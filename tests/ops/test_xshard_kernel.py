@@ -1,6 +1,7 @@
-"""Cross-shard calls on the kernel-socket loop: two KernelLoop processes serving apps.kv
-with SO_REUSEPORT (connections land on either) inside a test namespace; every key
-written through one is read back through any."""
+"""Cross-shard calls on the kernel-socket stack: two shard processes (serve_shard over a
+KernelProvider, the mesh attached) serving apps.kv with SO_REUSEPORT (connections land
+on either) inside a test namespace; every key written through one is read back through
+any."""
 import http.client
 import os
 import random
@@ -10,7 +11,7 @@ import time
 import multiprocess
 
 from framework.master import netns
-from framework.shard.xshard import Mesh, kernel_setup
+from framework.shard.xshard import Mesh
 
 from .conftest import in_netns
 
@@ -20,11 +21,11 @@ PORT = 8080
 
 def shard_proc(mesh, k, ns, ready):
     netns.setns(ns)
-    from framework.shard.kernel import KernelLoop
+    from framework.shard.kernelstack import KernelProvider
+    from framework.shard.run import serve_shard
     from framework.web.loader import load_app
     app = load_app("apps.kv:app")
-    loop = KernelLoop(app, "127.0.0.1", PORT, k, 2, setup=kernel_setup(mesh, k))
-    loop.run(ready)
+    serve_shard(app, KernelProvider("127.0.0.1"), PORT, k, 2, mesh=mesh, ready=ready)
 
 
 def test_kv_on_two_kernel_loops(lab, runid):
