@@ -69,9 +69,7 @@ class KernelTransport(ShardTransport):
     def _write(self, data):
         if not self._pending:
             self.provider.dirty.append(self)
-        self._pending.append(data)
-        self._pending_len += len(data)
-        self._maybe_pause_writing()
+        self._buffer(data)
 
     def _write_eof(self):
         self._eof_after_write = True

@@ -74,9 +74,7 @@ class StreamTransport(ShardTransport):
             data = bytes(data[n:])
         else:
             data = bytes(data)
-        self._pending.append(data)
-        self._pending_len += len(data)
-        self._maybe_pause_writing()
+        self._buffer(data)
 
     def _write_eof(self):
         self._eof = True
@@ -339,14 +337,8 @@ class Streams:
             if t._eof_held:     # lingering_close() after a held EOF: done reading
                 self._eof(t)
             return  # discarded: the response is out, the request body is not wanted
-        if data:
-            t._data_turn = self._turn
-            try:
-                t._protocol.data_received(data)
-            except Exception:
-                log.exception("data_received failed; aborting the connection")
-                t.abort()
-                return
+        if data and not self._data(t, data):
+            return
         # an EOF held back while reading was paused follows the last data, as on a
         # kernel socket (recv() returns b"" only after everything was read)
         if t._eof_held and not t._paused_reading and not t._lost:
@@ -393,12 +385,18 @@ class Streams:
         data = t._conn.recv()
         if t._linger or not data:
             return
+        self._data(t, data)
+
+    def _data(self, t, data):
+        """Hand data to the protocol; False if that failed (the connection is aborted)."""
         t._data_turn = self._turn
         try:
             t._protocol.data_received(data)
         except Exception:
             log.exception("data_received failed; aborting the connection")
             t.abort()
+            return False
+        return True
 
     def _lost(self, t, exc):
         if t._lost:

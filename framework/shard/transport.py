@@ -21,8 +21,8 @@ LINGER_BYTES = 64 << 20
 
 class ShardTransport:
     """Base of both providers' transports: the asyncio.Transport methods' guards and
-    flow control. ``_protocol``, ``_high``, ``_low``, ``_write_paused``, ``_closing`` and
-    ``_lost`` are slots of the transport; it implements ``_write``, ``_write_eof``,
+    flow control. ``_protocol``, ``_high``, ``_low``, ``_write_paused``, ``_closing``,
+    ``_lost``, ``_pending`` and ``_pending_len`` are slots of the transport; it implements ``_write``, ``_write_eof``,
     ``_close``, ``_lingering_close`` and ``get_write_buffer_size``."""
 
     __slots__ = ()
@@ -59,6 +59,12 @@ class ShardTransport:
         self._high = HIGH_WATER
         self._low = LOW_WATER
         self._write_paused = False
+
+    def _buffer(self, data):
+        """Keep what cannot be sent now (``_pending``) and apply the high-water mark."""
+        self._pending.append(data)
+        self._pending_len += len(data)
+        self._maybe_pause_writing()
 
     def _maybe_pause_writing(self):
         if not self._write_paused and self.get_write_buffer_size() > self._high:
