@@ -1,14 +1,14 @@
-"""Outbound connections from a shard (framework/shard/connect.py) through Streams and a
-user-level stack, against a second stack over an in-memory wire."""
+"""Outbound connections from a shard (framework/shard/connect.py, reached through
+``ctx.open_connection``) through Streams and a user-level stack, against a second stack
+over an in-memory wire."""
 import pytest
 
+from framework.context import ShardContext
 from framework.nic import memory
 from framework.nic.steer import shard_of
 from framework.net.stack import Stack
-from framework.shard import connect
-from framework.shard.context import ShardContext
-from framework.shard.reactor import Reactor
 from framework.shard.streams import Streams
+from framework.vtime import VirtualClockLoop
 
 A, B = "198.18.9.1", "198.18.9.2"
 
@@ -25,6 +25,7 @@ def _close_rigs():
         rig = _rigs.pop()
         rig.pa.close()
         rig.pb.close()
+        rig.loop.close()
 
 
 def ip_int(s):
@@ -32,8 +33,8 @@ def ip_int(s):
 
 
 class Rig:
-    """Client shard k of n (Stack + Streams + reactor) <-> a server Stack that echoes
-    upper-cased data on port 7 and closes after ``bye``."""
+    """Client shard k of n (Stack + Streams + an asyncio loop on a virtual clock) <-> a
+    server Stack that echoes upper-cased data on port 7 and closes after ``bye``."""
 
     def __init__(self, shard=0, n=1):
         self.pa, self.pb = memory.pair()
@@ -41,20 +42,21 @@ class Rig:
         self.client = Stack(mac=b"\x02\0\0\0\0\x01", ip=A, prefix=24)
         self.server = Stack(mac=b"\x02\0\0\0\0\x02", ip=B, prefix=24)
         self.server.tcp.listen(7)
-        self.now = 100.0
-        self.reactor = Reactor(self.now)
-        self.ctx = ShardContext(self.reactor, shard, n)
+        self.loop = VirtualClockLoop(start=100.0)
+        self.ctx = ShardContext(self.loop, shard, n)
         self.streams = Streams(self.client.tcp, self.ctx, {})
+        # what a shard loop does at attach: ctx.open_connection goes through this stack
+        self.ctx.bind(connector=self.streams.connector.create_connection)
         self.server_alive = True
 
     def turn(self):
-        self.now += 0.002
-        self.reactor.now = self.now
+        self.loop.advance(0.002)          # the clock moves on; due timers fire
+        self.now = self.loop.time()
         self.client.process(self.pa.rx_burst(), self.now)
         ev = self.client.tcp.events[:]
         del self.client.tcp.events[:]
         self.streams.deliver(ev)
-        self.reactor.run_once(self.now)
+        self.loop.run_ready()
         self.pa.tx_burst(self.client.dispatch(self.now))
         frames = self.pb.rx_burst()
         if self.server_alive:
@@ -69,7 +71,7 @@ class Rig:
             self.pb.tx_burst(self.server.dispatch(self.now))
 
     def run(self, task, turns=3000):
-        t = self.reactor.create_task(task)
+        t = self.loop.create_task(task)
         for _ in range(turns):
             self.turn()
             if t.done():
@@ -81,7 +83,7 @@ def test_echo_over_an_outbound_connection():
     rig = Rig()
 
     async def main():
-        conn = await connect.open_connection(B, 7)
+        conn = await rig.ctx.open_connection(B, 7)
         assert conn.get_extra_info("peername") == (B, 7)
         conn.write(b"hello\n")
         line = await conn.readuntil(b"\n")
@@ -100,7 +102,7 @@ def test_refused_and_timeout():
 
     async def refused():
         try:
-            await connect.open_connection(B, 8)   # nobody listens: RST
+            await rig.ctx.open_connection(B, 8)   # nobody listens: RST
         except ConnectionRefusedError as e:
             return "refused", str(e)
 
@@ -109,7 +111,7 @@ def test_refused_and_timeout():
 
     async def silent():
         try:
-            await connect.open_connection(B, 7, timeout=0.5)
+            await rig.ctx.open_connection(B, 7, timeout=0.5)
         except TimeoutError as e:
             return str(e)
 
@@ -125,7 +127,7 @@ def test_source_port_steers_back_to_the_caller(shard, n):
 
     async def main():
         for _ in range(20):
-            conn = await connect.open_connection(B, 7)
+            conn = await rig.ctx.open_connection(B, 7)
             ports.append(conn.get_extra_info("sockname")[1])
             conn.write(b"bye")
             await conn.read_until_eof()

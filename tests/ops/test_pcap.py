@@ -5,7 +5,8 @@ import struct
 
 from scapy.all import IP, TCP, Ether, rdpcap
 
-from framework.nic import memory, vnet
+from framework.net.wire import vnet
+from framework.nic import memory
 from framework.net.stack import Stack
 from framework.net.tcp.consts import ESTABLISHED
 from framework.pcap import FILE_HDR_LEN, MAGIC_US, PcapWriter
