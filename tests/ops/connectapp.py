@@ -3,7 +3,6 @@ server (c at a time) and reports how many worked; /shard says who answered."""
 import json
 
 from framework import App, RequestHandler
-from framework.shard.connect import open_connection
 
 app = App()
 
@@ -14,8 +13,8 @@ class Shard(RequestHandler):
         self.write(str(self.shard.id))
 
 
-async def one(host, port, i):
-    conn = await open_connection(host, port, timeout=10)
+async def one(ctx, host, port, i):
+    conn = await ctx.open_connection(host, port, timeout=10)   # through the shard's stack
     msg = f"hello {i}\n".encode()
     conn.write(msg)
     got = await conn.read_until_eof()       # the server echoes one line and closes
@@ -32,9 +31,9 @@ class Fanout(RequestHandler):
         c = int(self.get_argument("c", "50"))
         ok = failed = 0
         errors = []
-        reactor = self.reactor
+        loop = self.ctx.loop
         for start in range(0, n, c):
-            tasks = [reactor.create_task(one(host, port, i))
+            tasks = [loop.create_task(one(self.ctx, host, port, i))
                      for i in range(start, min(n, start + c))]
             for t in tasks:
                 try:

@@ -1,5 +1,6 @@
 """The app of the supervisor-level ops tests: a version read at import time (to see a
 HUP's fresh import), a handler that spins (heartbeat timeout), a slow async one."""
+import asyncio
 import os
 
 from framework import App, RequestHandler
@@ -29,5 +30,5 @@ class Slow(RequestHandler):
         mark = self.get_argument("mark", None)
         if mark:                 # tells a test the request is in flight in the server
             open(mark, "w").close()
-        await self.reactor.sleep(float(self.get_argument("s", "1")))
+        await asyncio.sleep(float(self.get_argument("s", "1")))
         self.write("slow done\n")
