@@ -147,7 +147,7 @@ def parse_args(argv):
                         "machine shared with other work; default 0)")
     p.add_argument("--client-rps", action="store_true",
                    help="also steer the client side's receive work to core 1 (off: it runs "
-                        "on the sender's core, as in BENCHMARKING.md)")
+                        "on the sender's core, as bench/README.md explains)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
                    help="directory of the report and chart")
     p.add_argument("--no-save", action="store_true", help="stdout only")

@@ -13,10 +13,9 @@ nothing collides with a server someone else runs. The uvloop baseline gets the s
 shape of link, made here. Every server runs under ``taskset -c 0`` (the framework pins
 its worker to core 0 as well).
 
-RPS (BENCHMARKING.md): the server-side veth's receive work goes to core 0, inside the
+RPS (bench/README.md): the server-side veth's receive work goes to core 0, inside the
 server's namespace. With ``--client-rps`` the client side's receive work is also
-steered, to core 1 (for TAP: the TAP's kernel side). Off by default, as in
-BENCHMARKING.md: measured here, steering it made the kernel-socket servers' cost per
+steered, to core 1 (for TAP: the TAP's kernel side). Off by default: measured here, steering it made the kernel-socket servers' cost per
 keep-alive request higher (uvloop 12.7-13.3 us vs 7.7-8.3 us; the user stack's
 unchanged at ~18 us), so the default is the stronger baseline. For TAP the server's
 receive is the worker's own read() on core 0.

@@ -7,7 +7,7 @@ Each server sits in its own namespace pair joined by a veth; the clients (uvloop
 subprocess) run in the peer namespace. Bulk: one connection, N MB each way (discard /
 zero source, no hashing). cps: connect, send 64 B, receive the 64 B echo, close, with 32
 clients in parallel for a fixed time. Server on core 0 (RPS of its veth too), clients on
-core 1, as bench/BENCHMARKING.md asks."""
+core 1, as bench/README.md asks."""
 import argparse
 import json
 import os
@@ -94,7 +94,7 @@ KERNEL_SERVER = textwrap.dedent('''
 ''')
 
 
-SERVER_CORE, CLIENT_CORE = 0, 1     # BENCHMARKING.md: server on core 0, load on core 1
+SERVER_CORE, CLIENT_CORE = 0, 1     # bench/README.md: server on core 0, load on core 1
 
 
 def client(ns, host, mb, secs):

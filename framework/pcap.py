@@ -22,10 +22,11 @@ import os
 import struct
 import time
 
+from framework.net.wire.vnet import VNET_LEN
+
 MAGIC_US = 0xA1B2C3D4
 LINKTYPE_ETHERNET = 1
 SNAPLEN = 262144            # GSO frames reach 64 KiB + headers
-VNET_LEN = 10
 _FILE_HDR = struct.Struct("<IHHiIII")
 _REC_HDR = struct.Struct("<IIII")
 FILE_HDR_LEN = _FILE_HDR.size   # 24

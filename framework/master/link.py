@@ -7,8 +7,9 @@ veth (port type ``afpacket``)::
 
 The stack's end lives in a namespace of its own with no kernel address on it, so the
 kernel there never answers for the stack's address (no RST, no ICMP, no ARP) and, with
-ip_forward on, never forwards the stack's frames back out (FIELD-NOTES). Workers enter
-the namespace (``netns.setns``) before opening their AF_PACKET socket.
+ip_forward on, never forwards the stack's frames back out. Workers open their AF_PACKET
+socket inside the namespace (framework/nic/nsenter.py) and otherwise stay where the
+supervisor runs.
 
 tap (port type ``tap``): a multi-queue TAP device ``fw<id>t`` on the host with
 198.18.0.1/24; its user side is the stack's end, so no namespace is needed (the host

@@ -75,7 +75,7 @@ def del_link(ifname, netns=None):
 
 
 def set_rps(ifname, cpumask, netns=None):
-    """Steer a veth's receive work to the given cores (see BENCHMARKING.md)."""
+    """Steer a veth's receive work to the given cores (RPS: a fair two-core benchmark, bench/README.md)."""
     cmd = f"echo {cpumask:x} > /sys/class/net/{ifname}/queues/rx-0/rps_cpus"
     if netns:
         run_in(netns, ["sh", "-c", cmd], check=True)

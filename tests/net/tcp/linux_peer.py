@@ -1,6 +1,6 @@
 """Integration helpers: a Stack + TcpLayer served over a real AF_PACKET port in a thread,
 small raw TCP apps on top of it, and a seeded fault-injecting port wrapper (no netem on
-this kernel: FIELD-NOTES)."""
+this kernel has no netem)."""
 import hashlib
 import queue
 import random
