@@ -202,3 +202,40 @@ def parse_ping(out):
         raise AssertionError(f"unexpected ping output:\n{out}")
     rtts = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
     return int(m.group(1)), int(m.group(2)), rtts, out
+
+
+def assert_idle(procs, limit, settle=0.3, window=2.0):
+    """Each of ``procs`` (psutil.Process) uses under ``limit`` % CPU over ``window`` s."""
+    time.sleep(settle)
+    for p in procs:
+        p.cpu_percent(None)
+    time.sleep(window)
+    for p in procs:
+        pct = p.cpu_percent(None)
+        assert pct < limit, f"{p.name()} (pid {p.pid}) used {pct}% CPU while idle"
+
+
+def assert_stuck_worker_replaced(s, path, url_ok="/", body_ok=b"ok", shard=0,
+                                 lo=0.8, hi=4.0):
+    """A request for ``path`` leaves shard ``shard``'s loop stuck (spinning or blocked):
+    the heartbeat watchdog (--timeout, here about 1 s) kills the worker, a new one takes
+    its core, and the server answers again. Returns the seconds until it was replaced."""
+    import socket
+    import urllib.request
+    old = s.wait_workers(s.cores)[shard].pid
+    with urllib.request.urlopen(f"http://{s.ip}:8080{url_ok}", timeout=5) as r:
+        assert (r.status, r.read()) == (200, body_ok)
+    c = socket.create_connection((s.ip, 8080), timeout=5)
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        t0 = time.monotonic()
+        new = s.wait_workers(s.cores, timeout=5.0, exclude={old})[shard]
+        took = time.monotonic() - t0
+    finally:
+        c.close()
+    assert lo < took < hi, f"stuck worker replaced after {took:.2f} s"
+    assert new.cpu_affinity() == [shard]
+    time.sleep(0.3)
+    with urllib.request.urlopen(f"http://{s.ip}:8080{url_ok}", timeout=5) as r:
+        assert (r.status, r.read()) == (200, body_ok)
+    return took
