@@ -452,3 +452,48 @@ def test_kernel_stack_watchdog(serve):
     assert_stuck_worker_replaced(s, "/spin")
     assert s.stop() == 0
     assert s.leftovers() == []
+
+
+@pytest.mark.parametrize("stack", ["user", "kernel"])
+def test_graceful_timeout_cuts_a_long_request(serve, stack, tmp_path):
+    """--graceful-timeout 1 on either stack: after SIGTERM a short request in flight
+    still finishes, one that would take 10 s is reset when the second is over, and the
+    server is gone about 1 s after the signal (not 10 s)."""
+    import http.client
+    s = serve(app="asyncioapp:app", cores=1,
+              extra=("--stack", stack, "--graceful-timeout", "1"))
+    out = {}
+
+    def slow(secs, key):
+        c = http.client.HTTPConnection(s.ip, 8080, timeout=8)
+        try:
+            c.request("GET", f"/slow?s={secs}&mark={tmp_path / key}")
+            r = c.getresponse()
+            out[key] = (r.status, r.read())
+        except OSError as e:
+            out[key] = e
+        finally:
+            c.close()
+
+    a = threading.Thread(target=slow, args=(0.5, "short"))
+    b = threading.Thread(target=slow, args=(10, "long"))
+    a.start()
+    b.start()
+    # SIGTERM once both requests are in their handlers (each marks a file)
+    deadline = time.monotonic() + 10
+    while not ((tmp_path / "short").exists() and (tmp_path / "long").exists()):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    assert s.stop(signal.SIGTERM) == 0, s.stderr()
+    took = time.monotonic() - t0
+    a.join(5)
+    b.join(10)
+    cut = time.monotonic() - t0
+    print(f"\n{stack}: exited {took:.2f} s after SIGTERM (--graceful-timeout 1)")
+    assert out["short"] == (200, b"slow done\n")      # in flight, finished in time
+    # the one still running at the end of the grace period is reset, not left hanging
+    assert isinstance(out["long"], ConnectionResetError), out["long"]
+    assert 0.9 <= took < 3.0, took                    # the grace period, not the 10 s
+    assert cut < 4.0, cut
+    assert s.leftovers() == []
