@@ -27,6 +27,8 @@ plain frames, the stack verifies every checksum; ``--no-offload``: the stack com
 its own checksums.
 """
 import argparse
+import functools
+import operator
 import os
 import cProfile
 import io
@@ -157,8 +159,8 @@ def build_shard(offload=True):
     cport, sport = memory.pair(csum_offload=offload, gso=offload)
     t = [100.0]
 
-    def clock():
-        return t[0]
+    # a C-level callable: a fake clock as cheap to read as time.monotonic
+    clock = functools.partial(operator.getitem, t, 0)
 
     stack = Stack(mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=offload, gso=offload)
     loop = ShardLoop(clock=clock)

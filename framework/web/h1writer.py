@@ -125,6 +125,16 @@ class Http10Writer(BodyWriter):
     closes = True
 
 
+class _WholeBodyWriter(BodyWriter):
+    """A body given whole with the headers: its Content-Length is its own length, so
+    there is nothing to count."""
+
+    __slots__ = ()
+
+
+WHOLE_BODY = _WholeBodyWriter()
+
+
 class _NoBodyWriter(BodyWriter):
     __slots__ = ()
 
@@ -152,7 +162,7 @@ def body_framing(method, status, version, declared, whole=None):
     if declared is not None:
         return line, ContentLengthWriter(int(declared))
     if whole is not None:
-        return line, ContentLengthWriter(len(whole))
+        return line, WHOLE_BODY
     if version == "HTTP/1.1":
         return _CHUNKED, ChunkedWriter()
     return b"", Http10Writer()

@@ -23,7 +23,8 @@ def test_response_head():
 
 def test_body_framing_picks_the_writer():
     line, w = body_framing("GET", 200, "HTTP/1.1", None, b"abc")
-    assert line == b"Content-Length: 3\r\n" and isinstance(w, ContentLengthWriter)
+    assert line == b"Content-Length: 3\r\n" and w is h1writer.WHOLE_BODY
+    assert w.data(b"abc") == b"abc" and w.end() == b"" and not w.closes
     line, w = body_framing("HEAD", 200, "HTTP/1.1", None, b"abc")
     assert line == b"Content-Length: 3\r\n" and w.data(b"abc") == b""
     line, w = body_framing("GET", 200, "HTTP/1.1", None)
