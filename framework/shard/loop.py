@@ -129,6 +129,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self._next_stats = 0.0
         self._stat_names = None
         self._never_sleep = False
+        self._provider_failed = False
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self, provider, ctx):
@@ -184,6 +185,8 @@ class ShardLoop(asyncio.SelectorEventLoop):
 
     # ---- the turn -----------------------------------------------------------------------
     def _turn(self, timeout):
+        if self._provider_failed:
+            return self._sel.poll(0)
         provider = self.provider
         now = self._clock()
         busy = self._busy
@@ -232,8 +235,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
         deadlines and the next stats publication, at most MAX_SLEEP."""
         wait = MAX_SLEEP if timeout is None else min(timeout, MAX_SLEEP)
         for d in (self.provider.deadline(),
-                  self.xs.next_deadline(now) if self.xs is not None else None,
-                  self._next_stats):
+                  self.xs.next_deadline(now) if self.xs is not None else None):
             if d is not None and d - now < wait:
                 wait = d - now
         if self.draining:
@@ -281,6 +283,12 @@ class ShardLoop(asyncio.SelectorEventLoop):
         provider sends what the last closes queued and closes its port/sockets."""
         try:
             self.run_forever()
+        except BaseException:
+            # the provider failed (e.g. PortGone): finishing must not turn it again
+            self._provider_failed = True
+            for fd in list(self._sel.native):
+                self._sel.remove_native(fd)
+            raise
         finally:
             self._finish()
 
@@ -311,6 +319,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
             t.cancel()
         if tasks:
             self.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        self.provider.output(self._clock())   # the FINs and RSTs the last closes queued
+        if not self._provider_failed:
+            self.provider.output(self._clock())   # the FINs and RSTs the last closes queued
         self.run_until_complete(self.shutdown_asyncgens())
         self.run_until_complete(self.shutdown_default_executor())

@@ -69,8 +69,8 @@ def response_head(status, reason, headers, framing, keep_alive, version, prefix,
         connection = _KEEP_ALIVE     # 1.0 closes by default: say that we keep it
     else:
         connection = b""
-    return b"".join((status_line(status, reason), prefix, block, framing, connection,
-                     b"\r\n"))
+    line = (STATUS_LINES.get(status) if reason is None else None) or status_line(status, reason)
+    return b"".join((line, prefix, block, framing, connection, b"\r\n"))
 
 
 class BodyWriter:

@@ -455,6 +455,11 @@ class HttpProtocol:
         shared = self.shared
         head = h1writer.response_head(status, reason, headers, framing, keep, req.version,
                                       shared.prefix(), shared.ctype_line)
+        if writer is h1writer.WHOLE_BODY:       # the usual response: nothing to frame
+            self.transport.write(head + chunk if chunk else head)
+            self._status = status
+            self._response_done(status, len(chunk))
+            return
         self._writer = writer
         self._status = status
         self._body_out(head, chunk, last, len(chunk) if last else -1)
