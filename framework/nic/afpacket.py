@@ -35,6 +35,7 @@ Ethernet frames over 65,535 bytes.
 """
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import select
@@ -501,7 +502,6 @@ class FanoutGroup:
 def _get_mtu(sock, ifname):
     """SIOCGIFMTU through the port's own socket (it lives in the interface's namespace;
     /sys/class/net shows the namespace /sys was mounted in)."""
-    import fcntl
     try:
         r = fcntl.ioctl(sock.fileno(), 0x8921, struct.pack("16si12x", ifname.encode(), 0))
         return struct.unpack_from("i", r, 16)[0]

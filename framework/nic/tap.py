@@ -79,7 +79,7 @@ class TapDevice:
             raise
 
     def _set_steering(self):
-        from . import ebpf
+        from . import ebpf      # (start-up cost: the assembler is loaded only for TAP)
         self._prog_fd = ebpf.load_steering(self.nqueues)
         fcntl.ioctl(self.fds[0], TUNSETSTEERINGEBPF, struct.pack("i", self._prog_fd))
         self.steering = "shard_of"

@@ -14,6 +14,7 @@ its doorbell, which the loop polls next to the NIC fd when it goes to sleep; a b
 pair of shards makes no syscalls for this (see framework/shm/doorbell.py).
 """
 from framework.nic.steer import NON_IP, classify
+from framework.shm import Doorbell, Ring
 
 MODE_NON_IP = 1      # only non-IPv4 frames are copied to every other shard
 MODE_CLASSIFY = 2    # every frame is classified (steering not predictable)
@@ -95,14 +96,12 @@ class Forwarder:
 def create_bells(run_id, n):
     """One doorbell per shard, shared by every ring into that shard (forwarded frames,
     cross-shard calls): the loop sleeps on one fd for all of them."""
-    from framework.shm import Doorbell
     return {k: Doorbell.create(run_id, f"bell.{k}") for k in range(n)}
 
 
 def create_all(run_id, n, mode, capacity=1 << 18, bells=None):
     """Supervisor side: one ring per ordered pair (and the doorbells unless given).
     Returns (bells, rings) with rings[(src, dst)]; the caller owns (and removes) them."""
-    from framework.shm import Ring
     if bells is None:
         bells = create_bells(run_id, n)
     rings = {}

@@ -19,6 +19,7 @@ clients reach what the server's host reaches.
 import errno
 import logging
 import os
+import resource
 import select
 import socket
 import struct
@@ -489,11 +490,10 @@ def _connect_error(err, host, port):
 def raise_nofile_limit():
     """Soft RLIMIT_NOFILE up to the hard limit: one fd per connection adds up fast."""
     try:
-        import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard == resource.RLIM_INFINITY:
             hard = 1 << 20
         if soft != resource.RLIM_INFINITY and soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
+    except (ValueError, OSError):
         pass

@@ -33,8 +33,9 @@ import asyncio
 import logging
 import math
 import os
-import selectors
 import select
+import selectors
+import signal
 import time
 
 log = logging.getLogger("framework.shard")
@@ -308,7 +309,6 @@ class ShardLoop(asyncio.SelectorEventLoop):
         """SIGTERM: graceful stop; SIGQUIT: stop now. SIGINT is ignored: Ctrl-C reaches
         the whole process group, and the supervisor decides what it means for the workers
         (it sends SIGQUIT for a fast stop); a repeated SIGTERM stays graceful."""
-        import signal
         self.add_signal_handler(signal.SIGTERM, self.request_stop, True)
         self.add_signal_handler(signal.SIGQUIT, self.request_stop, False)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

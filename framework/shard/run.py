@@ -18,6 +18,7 @@ import logging
 import threading
 
 from framework.context import ShardContext
+from framework.shard.kernelstack import KernelProvider, raise_nofile_limit
 from framework.shard.loop import GRACE, ShardLoop
 from framework.shard.xshard import XShard
 
@@ -75,7 +76,6 @@ def _watch(loop, stop_event):
 def run_kernel_worker(app, host, http_port, shard_id=0, shard_count=1, stop_event=None,
                       ready=None, grace=GRACE):
     """Serve ``app`` on kernel sockets at ``host`` in this thread until stopped."""
-    from framework.shard.kernelstack import KernelProvider, raise_nofile_limit
     raise_nofile_limit()
     serve_shard(app, KernelProvider(host), http_port, shard_id, shard_count, grace=grace,
                 ready=ready, stop_event=stop_event)

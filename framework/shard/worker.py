@@ -17,7 +17,9 @@ import psutil
 
 from framework.master import logs
 from framework.net.stack import Stack, counter_names
+from framework.nic.afpacket import AfPacketPort
 from framework.nic.nsenter import netns as in_netns
+from framework.pcap import PcapPort, PcapWriter
 from framework.shard.forward import ForwardingPort, for_shard
 from framework.shard.kernelstack import KernelProvider, raise_nofile_limit
 from framework.shard.loop import GRACE, LOOP_STATS, XSHARD_STATS
@@ -92,7 +94,6 @@ def open_port(link, shard_id, shard_count, device=None):
     inside the link's namespace. tap: a dup of queue ``shard_id`` of the TapDevice the
     supervisor holds (inherited)."""
     if link.port_type == "afpacket":
-        from framework.nic.afpacket import AfPacketPort
         with in_netns(link.netns):
             return AfPacketPort(link.ifname, shard_id, shard_count)
     if link.port_type == "tap":
@@ -148,7 +149,6 @@ def _user_provider(spec, shard_id):
     link = spec.link
     port = open_port(link, shard_id, spec.shard_count, spec.device)
     if spec.pcap:
-        from framework.pcap import PcapPort, PcapWriter
         directory, max_bytes, max_files = spec.pcap
         port = PcapPort(port, PcapWriter(directory, shard_id, max_bytes, max_files))
     if spec.fwd:

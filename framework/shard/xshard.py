@@ -41,7 +41,8 @@ import time
 from framework.context import (ShardTimeout, ShardUnavailable, run_local, settle,
                                when_ready)
 from framework.shm import Doorbell, Ring
-from framework.shm.segment import map_segment, open_segment
+from framework.shm.naming import shm_path
+from framework.shm.segment import map_segment, open_segment, unlink_quiet
 
 log = logging.getLogger("framework.xshard")
 
@@ -135,8 +136,6 @@ class Mesh:
             self._ctl.close()
 
     def unlink(self):
-        from framework.shm.naming import shm_path
-        from framework.shm.segment import unlink_quiet
         for r in self.rings.values():
             r.unlink()
         if self._own_bells:

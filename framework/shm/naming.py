@@ -11,6 +11,8 @@ import os
 import re
 import secrets
 
+import psutil
+
 PREFIX = "framework"
 SHM_DIR = "/dev/shm"
 
@@ -110,7 +112,6 @@ def _started_after(pid, files):
     """True if process ``pid`` started after the oldest of ``files`` was made:
     then it is not the supervisor that made them (the pid was reused)."""
     try:
-        import psutil
         started = psutil.Process(pid).create_time()
     except Exception:
         return False

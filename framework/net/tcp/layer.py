@@ -24,7 +24,7 @@ from .config import TcpConfig
 from .bits import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M
 from .connection import Connection
 from .cookies import check_cookie, send_cookie
-from .consts import EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
+from .consts import EV_ACCEPT, STATE_NAMES, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
 _unpack = TCP_HDR.unpack_from
 _pack = TCP_HDR.pack
@@ -391,7 +391,6 @@ class TcpLayer:
     # ------------------------------------------------------------------ introspection
     def stats(self):
         """Connections per state name (for /metrics and tests)."""
-        from .consts import STATE_NAMES
         out = {}
         for conn in self.flows.values():
             n = STATE_NAMES[conn.state]
