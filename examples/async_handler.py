@@ -27,7 +27,7 @@ class Slow(RequestHandler):
     async def get(self):
         delay = float_arg(self, "delay", "0.2")
         await asyncio.sleep(min(delay, 10.0))
-        self.write({"slept": delay, "shard": self.shard.id})
+        self.write({"slept": delay, "shard": self.ctx.shard_id})
 
 
 @app.route("/countdown")

@@ -18,4 +18,4 @@ class Index(RequestHandler):
 class Hello(RequestHandler):
     def get(self, name):
         greeting = self.get_argument("greeting", "hello")
-        self.write(f"{greeting} {name} (shard {self.shard.id} of {self.shard.count})\n")
+        self.write(f"{greeting} {name} (shard {self.ctx.shard_id} of {self.ctx.shard_count})\n")

@@ -97,7 +97,7 @@ class Keys(RequestHandler):
             keys = await ctx.map_reduce(kv_keys, _concat)
             self.write({"keys": sorted(keys), "shards": ctx.shard_count})
             return
-        self.write({"keys": sorted(self.state), "shard": self.shard.id})
+        self.write({"keys": sorted(self.state), "shard": self.ctx.shard_id})
 
 
 def _concat(a, b):

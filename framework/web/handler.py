@@ -50,19 +50,6 @@ class MissingArgumentError(HTTPError):
         self.arg_name = arg_name
 
 
-class ShardInfo:
-    """``handler.shard``: which shard runs this handler."""
-
-    __slots__ = ("id", "count")
-
-    def __init__(self, id, count):
-        self.id = id
-        self.count = count
-
-    def __repr__(self):
-        return f"ShardInfo(id={self.id}, count={self.count})"
-
-
 _ARG_DEFAULT = object()
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
@@ -89,16 +76,15 @@ def _check_header_value(value):
 class RequestHandler:
     """Base class of HTTP handlers: define ``get``/``post``/... (sync or ``async def``)."""
 
-    __slots__ = ("app", "request", "path_kwargs", "shard", "state", "_conn", "_status",
+    __slots__ = ("app", "request", "path_kwargs", "state", "_conn", "_status",
                  "_reason", "_headers", "_buf", "_finished", "_headers_written", "_ctx",
                  "__dict__")
 
-    def __init__(self, app, request, conn, ctx, shard_info):
+    def __init__(self, app, request, conn, ctx):
         self.app = app
         self.request = request
         self._conn = conn
         self._ctx = ctx
-        self.shard = shard_info
         self.state = ctx.state
         self.path_kwargs = None
         self._status = 200

@@ -407,7 +407,7 @@ class HttpProtocol:
         if name is None:
             self._simple(req, 405, route.allow)
             return
-        h = route.handler(shared.app, req, self, shared.ctx, shared.shard_info)
+        h = route.handler(shared.app, req, self, shared.ctx)
         self._active = h
         self._current = req
         rest = h._execute(route, name, args, kwargs)

@@ -10,7 +10,6 @@ import logging
 import time
 from email.utils import formatdate
 
-from .handler import ShardInfo
 
 
 class HttpConfig:
@@ -33,7 +32,7 @@ class HttpConfig:
 class HttpShared:
     """Per-shard state of the HTTP server: router, config, Date cache, timeout sweep."""
 
-    __slots__ = ("app", "ctx", "loop", "router", "config", "shard_info", "conns",
+    __slots__ = ("app", "ctx", "loop", "router", "config", "conns",
                  "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
                  "clock", "server_line", "access_log")
 
@@ -43,7 +42,6 @@ class HttpShared:
         self.loop = ctx.loop
         self.router = router
         self.config = config
-        self.shard_info = ShardInfo(ctx.shard_id, ctx.shard_count)
         self.conns = set()
         self._sweep_handle = None
         self._tick = min(1.0, max(0.02, min(config.idle_timeout, config.request_timeout) / 4))

@@ -7,13 +7,12 @@ One handler instance per connection. Override ``on_connect``, ``on_data``,
 import logging
 
 from .flow import drain_future, wake_drainers
-from .handler import ShardInfo
 
 log = logging.getLogger("framework.web")
 
 
 class StreamHandler:
-    __slots__ = ("transport", "ctx", "shard", "state", "remote_address", "closed",
+    __slots__ = ("transport", "ctx", "state", "remote_address", "closed",
                  "_wpaused", "_drainers", "__dict__")
 
     # While the peer does not read what we write (the transport's buffer is over its
@@ -21,10 +20,9 @@ class StreamHandler:
     # to buffer without bound. Set False to keep reading (and use ``drain()``).
     flow_control = True
 
-    def __init__(self, transport, ctx, shard_info):
+    def __init__(self, transport, ctx):
         self.transport = transport
         self.ctx = ctx
-        self.shard = shard_info
         self.state = ctx.state
         self.remote_address = transport.get_extra_info("peername")
         self.closed = False
@@ -76,18 +74,17 @@ def _ignore(data):
 class StreamProtocol:
     """Adapts a StreamHandler class to the Protocol interface (CONTRACTS section 5)."""
 
-    __slots__ = ("handler_cls", "ctx", "shard_info", "handler", "on_data")
+    __slots__ = ("handler_cls", "ctx", "handler", "on_data")
 
-    def __init__(self, handler_cls, ctx, shard_info):
+    def __init__(self, handler_cls, ctx):
         self.handler_cls = handler_cls
         self.ctx = ctx
-        self.shard_info = shard_info
         self.handler = None
         self.on_data = None
 
     def connection_made(self, transport):
         try:
-            h = self.handler = self.handler_cls(transport, self.ctx, self.shard_info)
+            h = self.handler = self.handler_cls(transport, self.ctx)
             self.on_data = h.on_data
             h.on_connect()
         except Exception:
@@ -150,13 +147,8 @@ class StreamProtocol:
 
 
 def stream_factory(handler_cls):
-    infos = {}
-
     def factory(ctx):
-        info = infos.get(ctx)
-        if info is None:
-            info = infos[ctx] = ShardInfo(ctx.shard_id, ctx.shard_count)
-        return StreamProtocol(handler_cls, ctx, info)
+        return StreamProtocol(handler_cls, ctx)
 
     factory.handler_cls = handler_cls
     return factory

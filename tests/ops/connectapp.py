@@ -10,7 +10,7 @@ app = App()
 @app.route("/shard")
 class Shard(RequestHandler):
     def get(self):
-        self.write(str(self.shard.id))
+        self.write(str(self.ctx.shard_id))
 
 
 async def one(ctx, host, port, i):
@@ -44,5 +44,5 @@ class Fanout(RequestHandler):
                 except Exception as e:
                     failed += 1
                     errors.append(repr(e))
-        self.write(json.dumps({"shard": self.shard.id, "ok": ok, "failed": failed,
+        self.write(json.dumps({"shard": self.ctx.shard_id, "ok": ok, "failed": failed,
                                "errors": errors[:5]}))

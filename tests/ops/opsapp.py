@@ -14,7 +14,7 @@ app = App()
 @app.route("/")
 class Root(RequestHandler):
     def get(self):
-        self.write(f"{VERSION} shard={self.shard.id}\n")
+        self.write(f"{VERSION} shard={self.ctx.shard_id}\n")
 
 
 @app.route("/spin")

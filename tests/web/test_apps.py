@@ -80,7 +80,7 @@ def test_stream_handler_callbacks_and_errors(caplog):
     @app.stream(9000)
     class S(StreamHandler):
         def on_connect(self):
-            events.append(("connect", self.remote_address[0], self.shard.id))
+            events.append(("connect", self.remote_address[0], self.ctx.shard_id))
 
         def on_data(self, data):
             if data == b"boom":

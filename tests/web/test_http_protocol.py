@@ -164,7 +164,7 @@ def test_request_object_and_arguments():
                         all_a=self.get_arguments("a"), f=self.get_argument("f"),
                         missing=self.get_argument("zz", None), body=r.body,
                         q=self.get_query_argument("a"), bodyarg=self.get_body_argument("f"),
-                        version=r.version, shard=(self.shard.id, self.shard.count))
+                        version=r.version, shard=(self.ctx.shard_id, self.ctx.shard_count))
 
     h = Harness(app)
     body = b"f=%20form+v&a=3"

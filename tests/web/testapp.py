@@ -57,7 +57,7 @@ class Info(RequestHandler):
         self.write({"method": r.method, "path": r.path, "query": r.query,
                     "args": r.arguments, "remote_ip": r.remote_ip,
                     "ua": r.headers.get("user-agent"), "x": r.headers.get("X-Test"),
-                    "version": r.version, "shard": [self.shard.id, self.shard.count],
+                    "version": r.version, "shard": [self.ctx.shard_id, self.ctx.shard_count],
                     "hits": self.state["hits"]})
 
 
