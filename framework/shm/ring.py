@@ -17,10 +17,9 @@ few C calls and no Python loop per record: the producer packs the lengths with
 one Struct and joins the records with one ``bytes.join``; the consumer unpacks
 the lengths with one Struct and cuts all records out of the mmap with one
 ``struct.unpack_from("5s0s12s...")``; both keep the headers of frames seen before
-in a small cache (same lengths -> no packing, no format building). Measured in one
-process, a batch of 32 x 64 B: push_many ~2.0 us, pop_many ~1.3 us, ~100 ns per
-record end to end; a per-record length-prefix walk in Python cost ~450 ns per
-record (the first version of this file). A frame that runs past the end
+in a small cache (same lengths -> no packing, no format building); a per-record
+length-prefix walk in Python would cost several times more per record
+(bench/shm_ring.py measures it). A frame that runs past the end
 of the data area continues at offset 0 (split copy, no wrap marker), so any
 record up to ``capacity - 8`` bytes fits in an empty ring.
 
@@ -83,7 +82,7 @@ def _lens_struct(n):
 
 @functools.lru_cache(maxsize=None)
 def _fmt_template(n):
-    return "%ds" * n       # % lengths -> "64s64s..." (2x faster than joining strs)
+    return "%ds" * n       # % lengths -> "64s64s..." (cheaper than joining strs)
 
 
 # Frame headers seen before (per process): lengths tuple -> header bytes (producer),
@@ -123,8 +122,8 @@ class Ring:
         # The counters are read and written through a memoryview cast to 'Q': its
         # item access is one fixed-size 8-byte memcpy, i.e. a single aligned load
         # or store, atomic on x86-64. struct.pack_into is NOT: it zero-fills the
-        # target before writing, and a reader in the other process was measured
-        # seeing head == 0 (hundreds of thousands of times in 5 s of hammering).
+        # target before writing, so a reader in the other process can see head == 0
+        # (torn reads).
         self._hdr = memoryview(hdr).cast("Q")
         self._data = data
         self.capacity = capacity
