@@ -17,6 +17,7 @@ the worker itself stays where the supervisor runs, so a handler's own kernel-soc
 clients reach what the server's host reaches.
 """
 import errno
+import functools
 import logging
 import os
 import resource
@@ -128,11 +129,6 @@ class KernelTransport(ShardTransport):
     def is_reading(self):
         return self.reading
 
-    def get_write_buffer_size(self):
-        return self._pending_len
-
-    def on_event(self, ev):
-        self.provider.event(self, ev)
 
     def __repr__(self):
         return f"<KernelTransport fd={self.fd} peer={self.peer}>"
@@ -221,7 +217,7 @@ class KernelProvider:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t = KernelTransport(sock, self, peer)
         self.conns[t.fd] = t
-        self.loop.add_native(t.fd, t.on_event)
+        self.loop.add_native(t.fd, functools.partial(self.event, t))
         try:
             proto = t._protocol = make_protocol()
             proto.connection_made(t)
@@ -430,7 +426,8 @@ class KernelProvider:
         self.loop.remove_native(t.fd)
         t.sock.close()
         if t._protocol is not None:
-            self.loop.call_soon(_call_lost, t._protocol, exc)
+            # (asyncio's exception handler logs a protocol's failure)
+            self.loop.call_soon(t._protocol.connection_lost, exc)
 
     # ---- graceful stop ------------------------------------------------------------------
     def shutdown(self):
@@ -469,13 +466,6 @@ class KernelProvider:
         self._close_listeners()
         for t in list(self.conns.values()):
             t.abort()
-
-
-def _call_lost(protocol, exc):
-    try:
-        protocol.connection_lost(exc)
-    except Exception:
-        log.exception("connection_lost failed")
 
 
 def _connect_error(err, host, port):

@@ -131,6 +131,11 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self._stat_names = None
         self._never_sleep = False
         self._provider_failed = False
+        # the shard's own fds (NIC, doorbell, kernel sockets): the selector's methods
+        # themselves, as providers call them once or twice per connection
+        self.add_native = self._sel.add_native          # (fd, fn(events), events=EPOLLIN)
+        self.modify_native = self._sel.modify_native    # (fd, events)
+        self.remove_native = self._sel.remove_native    # (fd)
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self, provider, ctx):
@@ -149,15 +154,6 @@ class ShardLoop(asyncio.SelectorEventLoop):
         if self.bell is None:
             self.bell = bell
             self._sel.add_native(bell.fileno(), lambda ev: bell.drain())
-
-    def add_native(self, fd, fn, events=_EPOLLIN):
-        self._sel.add_native(fd, fn, events)
-
-    def modify_native(self, fd, events):
-        self._sel.modify_native(fd, events)
-
-    def remove_native(self, fd):
-        self._sel.remove_native(fd)
 
     # ---- stopping -----------------------------------------------------------------------
     def request_stop(self, graceful=True):

@@ -153,8 +153,6 @@ class StreamTransport(ShardTransport):
     def is_reading(self):
         return not self._paused_reading
 
-    def get_write_buffer_size(self):
-        return self._pending_len
 
     # --- internals ----------------------------------------------------------------------
     def _flush(self):

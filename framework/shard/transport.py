@@ -23,7 +23,7 @@ class ShardTransport:
     """Base of both providers' transports: the asyncio.Transport methods' guards and
     flow control. ``_protocol``, ``_high``, ``_low``, ``_write_paused``, ``_closing``,
     ``_lost``, ``_pending`` and ``_pending_len`` are slots of the transport; it implements ``_write``, ``_write_eof``,
-    ``_close``, ``_lingering_close`` and ``get_write_buffer_size``."""
+    ``_close`` and ``_lingering_close``."""
 
     __slots__ = ()
 
@@ -64,15 +64,17 @@ class ShardTransport:
         """Keep what cannot be sent now (``_pending``) and apply the high-water mark."""
         self._pending.append(data)
         self._pending_len += len(data)
-        self._maybe_pause_writing()
+        if self._pending_len > self._high and not self._write_paused:
+            self._write_paused = True
+            self._call_protocol("pause_writing")
 
     def _maybe_pause_writing(self):
-        if not self._write_paused and self.get_write_buffer_size() > self._high:
+        if not self._write_paused and self._pending_len > self._high:
             self._write_paused = True
             self._call_protocol("pause_writing")
 
     def _maybe_resume_writing(self):
-        if self._write_paused and self.get_write_buffer_size() <= self._low:
+        if self._write_paused and self._pending_len <= self._low:
             self._write_paused = False
             self._call_protocol("resume_writing")
 
@@ -83,6 +85,9 @@ class ShardTransport:
                 fn()
             except Exception:
                 log.exception("protocol %s() failed", name)
+
+    def get_write_buffer_size(self):
+        return self._pending_len
 
     def writelines(self, chunks):
         for c in chunks:
