@@ -409,5 +409,6 @@ class Streams:
         self.open -= 1
         self.transports.discard(t)
         # later, never from inside the caller's write()/close()/abort()
-        self.loop.call_soon(self._call, t._protocol.connection_lost, exc)
+        # (asyncio's exception handler logs a protocol's failure)
+        self.loop.call_soon(t._protocol.connection_lost, exc)
         # keep conn.user set: later events for this connection find a lost transport
