@@ -13,6 +13,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from integration.serve_helpers import ROOT, Server, free_subnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -181,7 +183,10 @@ def test_thousand_outbound_connections_from_two_shards(tmp_path):
         s.cleanup()
 
 
-def test_reverse_proxy_example(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stack", ["user", "kernel"])
+def test_reverse_proxy_example(tmp_path, monkeypatch, stack):
+    """examples/proxy.py reaches its backend through ctx.open_connection on both stacks
+    (user stack: a steered source port; kernel: a socket in the link's namespace)."""
     (tmp_path / "hello.txt").write_bytes(b"hello from the backend\n" * 100)
     s = None
     backend = None
@@ -190,7 +195,8 @@ def test_reverse_proxy_example(tmp_path, monkeypatch):
         subnet = free_subnet()
         host_ip = subnet[:-len("0/24")] + "1"
         monkeypatch.setenv("FRAMEWORK_PROXY_BACKEND", f"{host_ip}:{port}")
-        s = Server(app="examples/proxy.py:app", cores=2, cwd=ROOT, subnet=subnet)
+        s = Server(app="examples/proxy.py:app", cores=2, cwd=ROOT, subnet=subnet,
+                   extra=("--stack", stack))
         assert s.host_ip == host_ip
         handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
             *a, directory=str(tmp_path), **k)
