@@ -71,6 +71,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def _process_self_data(self, data):
         pass
 
+    def defer(self, fn, arg):
+        """ShardLoop.defer: later, in call_soon's order."""
+        self.call_soon(fn, arg)
+
     def run_ready(self):
         """Run everything that is ready at the current time, until nothing is."""
         while True:

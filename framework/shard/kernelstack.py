@@ -426,8 +426,7 @@ class KernelProvider:
         self.loop.remove_native(t.fd)
         t.sock.close()
         if t._protocol is not None:
-            # (asyncio's exception handler logs a protocol's failure)
-            self.loop.call_soon(t._protocol.connection_lost, exc)
+            self.loop.defer(t._protocol.connection_lost, exc)
 
     # ---- graceful stop ------------------------------------------------------------------
     def shutdown(self):

@@ -131,6 +131,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self._stat_names = None
         self._never_sleep = False
         self._provider_failed = False
+        self._deferred = []         # (fn, arg): see defer()
         # the shard's own fds (NIC, doorbell, kernel sockets): the selector's methods
         # themselves, as providers call them once or twice per connection
         self.add_native = self._sel.add_native          # (fd, fn(events), events=EPOLLIN)
@@ -154,6 +155,20 @@ class ShardLoop(asyncio.SelectorEventLoop):
         if self.bell is None:
             self.bell = bell
             self._sel.add_native(bell.fileno(), lambda ev: bell.drain())
+
+    def defer(self, fn, arg):
+        """Call ``fn(arg)`` later: at the start of the next turn, i.e. after the callbacks
+        asyncio runs in this iteration, as ``call_soon`` would order it, without making
+        an asyncio Handle (providers defer ``connection_lost`` for every connection)."""
+        self._deferred.append((fn, arg))
+
+    def _run_deferred(self):
+        deferred, self._deferred = self._deferred, []
+        for fn, arg in deferred:
+            try:
+                fn(arg)
+            except Exception:
+                log.exception("%r failed", fn)
 
     # ---- stopping -----------------------------------------------------------------------
     def request_stop(self, graceful=True):
@@ -185,8 +200,11 @@ class ShardLoop(asyncio.SelectorEventLoop):
         if self._provider_failed:
             return self._sel.poll(0)
         provider = self.provider
-        now = self._clock()
         busy = self._busy
+        if self._deferred:
+            self._run_deferred()
+            busy = True
+        now = self._clock()
         if provider.has_output() and provider.output(now):
             busy = True
         if self.draining and not self._stopped:
@@ -194,7 +212,8 @@ class ShardLoop(asyncio.SelectorEventLoop):
         if now >= self._next_stats:
             self.publish(now)
         wait = 0.0
-        if not busy and timeout != 0 and not self._stopped and not self._never_sleep:
+        if (not busy and timeout != 0 and not self._ready and not self._stopped
+                and not self._never_sleep):
             wait = self._sleep_timeout(now, timeout)
         bell = self.bell
         if wait > 0 and bell is not None:
@@ -223,7 +242,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
             busy = True
         if provider.output(now):
             busy = True
-        self._busy = busy or provider.busy()
+        self._busy = busy or provider.busy() or bool(self._deferred)
         self.turns += 1
         return ready
 

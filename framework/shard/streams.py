@@ -12,7 +12,7 @@ Rules kept here (asyncio's meanings):
 - ``close`` sends FIN after everything written (lingering if input is still unread, so
   TCP does not answer it with an RST); ``abort`` sends RST at once.
 - ``connection_lost`` is called exactly once, whatever the order of events, and always
-  later through ``loop.call_soon`` (never from inside ``write``/``close``/``abort``).
+  later through ``loop.defer`` (ordered as ``call_soon``) (never from inside ``write``/``close``/``abort``).
 - ``lingering_close`` (after an error response): FIN after the pending data, then read
   and discard until the peer's EOF or LINGER_TIME, then close, so no RST (which a TCP
   sends when closing with unread data) destroys the response in flight.
@@ -409,6 +409,5 @@ class Streams:
         self.open -= 1
         self.transports.discard(t)
         # later, never from inside the caller's write()/close()/abort()
-        # (asyncio's exception handler logs a protocol's failure)
-        self.loop.call_soon(t._protocol.connection_lost, exc)
+        self.loop.defer(t._protocol.connection_lost, exc)
         # keep conn.user set: later events for this connection find a lost transport
