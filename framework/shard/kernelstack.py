@@ -71,7 +71,10 @@ class KernelTransport(ShardTransport):
     def _write(self, data):
         if not self._pending:
             self.provider.dirty.append(self)
-        self._buffer(data)
+        self._pending.append(data)       # corked: the turn's output sends it
+        self._pending_len += len(data)
+        if self._pending_len > self._high:
+            self._maybe_pause_writing()
 
     def _write_eof(self):
         self._eof_after_write = True
@@ -202,7 +205,7 @@ class KernelProvider:
                 sock.close()
                 continue
             self.accepted += 1
-            self._adopt(sock, peer, lambda: factory(self.ctx))
+            self._adopt(sock, peer, factory, self.ctx)
 
     def _rearm(self, lfd, fn):
         if lfd in self.listeners and fn is not None:
@@ -211,20 +214,22 @@ class KernelProvider:
             except OSError:
                 pass
 
-    def _adopt(self, sock, peer, make_protocol):
-        """A connected socket becomes a transport with its protocol."""
+    def _adopt(self, sock, peer, factory, *args):
+        """A connected socket becomes a transport with the protocol ``factory(*args)``
+        makes; (transport, protocol), or the exception the protocol's setup raised (the
+        connection is then aborted)."""
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t = KernelTransport(sock, self, peer)
         self.conns[t.fd] = t
         self.loop.add_native(t.fd, functools.partial(self.event, t))
         try:
-            proto = t._protocol = make_protocol()
+            proto = t._protocol = factory(*args)
             proto.connection_made(t)
-        except Exception:
+        except Exception as e:
             log.exception("protocol setup failed")
             t.abort()
-            raise
+            return e
         return t, proto
 
     def connect(self, factory, host, port, timeout):
@@ -261,13 +266,11 @@ class KernelProvider:
                 give_up(None)
                 return
             loop.remove_native(fd)
-            try:
-                t, proto = self._adopt(s, s.getpeername(), factory)
-            except Exception as exc:
-                if not fut.done():
-                    fut.set_exception(exc)
-                return
-            fut.set_result((t, proto))
+            made = self._adopt(s, s.getpeername(), factory)
+            if isinstance(made, Exception):
+                fut.set_exception(made)
+            else:
+                fut.set_result(made)
 
         loop.add_native(fd, writable, _EPOLLOUT)
         if timeout:
@@ -304,19 +307,6 @@ class KernelProvider:
     def idle(self):
         pass
 
-    def event(self, t, ev):
-        if ev & _EPOLLIN:
-            self.readable(t)
-        elif ev & _EPOLLERR_HUP:
-            # error or both directions gone (reported even when not asked for): read
-            # once for the error / EOF; after EOF it is final
-            if t.eof:
-                self.finalize(t, ConnectionResetError("connection closed"))
-            else:
-                self.readable(t)
-        if ev & _EPOLLOUT and not t._lost and t._pending:
-            self.send(t)
-
     def update_events(self, t):
         if t._lost:
             return
@@ -327,7 +317,20 @@ class KernelProvider:
         except OSError:
             pass
 
-    def readable(self, t):
+    def event(self, t, ev):
+        """What epoll reported for ``t`` (its native handler, one frame for the usual
+        case, readable): writable (send what waits), error or hang-up (read once for
+        the error / EOF; after EOF it is final), readable."""
+        if ev & _EPOLLOUT and t._pending:
+            self.send(t)
+            if t._lost:
+                return
+        if not ev & _EPOLLIN:
+            if not ev & _EPOLLERR_HUP:
+                return
+            if t.eof:
+                self.finalize(t, ConnectionResetError("connection closed"))
+                return
         try:
             data = t.sock.recv(_RECV)
         except (BlockingIOError, InterruptedError):
