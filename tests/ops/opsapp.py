@@ -1,6 +1,5 @@
 """The app of the supervisor-level ops tests: a version read at import time (to see a
 HUP's fresh import), a handler that spins (heartbeat timeout), a slow async one."""
-import asyncio
 import os
 
 from framework import App, RequestHandler
@@ -22,13 +21,3 @@ class Spin(RequestHandler):
     def get(self):
         while True:      # a handler stuck in a loop: the shard's loop stops turning
             pass
-
-
-@app.route("/slow")
-class Slow(RequestHandler):
-    async def get(self):
-        mark = self.get_argument("mark", None)
-        if mark:                 # tells a test the request is in flight in the server
-            open(mark, "w").close()
-        await asyncio.sleep(float(self.get_argument("s", "1")))
-        self.write("slow done\n")
