@@ -49,7 +49,8 @@ class StreamTransport(ShardTransport):
         self._init_flow(protocol)
         self._conn = conn
         self._streams = streams
-        self._pending = []          # bytes the TCP send buffer did not take yet
+        self._pending = None        # bytes the TCP send buffer did not take yet (a list
+        #                             while there are any)
         self._pending_len = 0
         self._closing = False
         self._lost = False
@@ -121,7 +122,7 @@ class StreamTransport(ShardTransport):
         if self._lost:
             return
         self._closing = True
-        self._pending.clear()
+        self._pending = None
         self._pending_len = 0
         try:
             self._conn.abort()
@@ -172,7 +173,8 @@ class StreamTransport(ShardTransport):
                 break
             pending.pop(0)
         self._maybe_resume_writing()
-        if not pending:
+        if not self._pending:       # (resume_writing may have written more)
+            self._pending = None
             if self._eof:          # write_eof() or lingering close: FIN, keep reading
                 conn.shutdown()
             elif self._closing:
@@ -401,7 +403,7 @@ class Streams:
             return
         t._lost = True
         t._closing = True
-        t._pending.clear()
+        t._pending = None
         t._pending_len = 0
         if t._linger_timer is not None:
             t._linger_timer.cancel()

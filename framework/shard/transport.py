@@ -61,8 +61,13 @@ class ShardTransport:
         self._write_paused = False
 
     def _buffer(self, data):
-        """Keep what cannot be sent now (``_pending``) and apply the high-water mark."""
-        self._pending.append(data)
+        """Keep what cannot be sent now (``_pending``, None while empty on the user stack)
+        and apply the high-water mark."""
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+        else:
+            pending.append(data)
         self._pending_len += len(data)
         if self._pending_len > self._high and not self._write_paused:
             self._write_paused = True

@@ -55,16 +55,14 @@ class _Stop(Exception):
 
 
 class HttpProtocol:
-    __slots__ = ("shared", "transport", "parser", "_remote_ip", "deadline", "_closed",
-                 "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_in_hdrs",
-                 "_url", "_headers", "_body", "_body_size", "_hdr_size", "_partial",
-                 "_req", "_task", "_clen", "_expect", "_max_hdr", "_wpaused", "_drainers", "_inbox",
-                 "_body_limit", "_rpaused", "_llhttp_closed", "_current", "_writer", "_status")
+    __slots__ = ("shared", "transport", "_reader", "_remote_ip", "deadline", "_closed",
+                 "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_task",
+                 "_wpaused", "_drainers", "_inbox", "_rpaused", "_current", "_writer", "_status")
 
     def __init__(self, shared):
         self.shared = shared
         self.transport = None
-        self.parser = httptools.HttpRequestParser(self)
+        self._reader = None       # a _RequestReader while requests arrive (data_received)
         self._remote_ip = None
         self.deadline = 0.0
         self._closed = False
@@ -73,25 +71,12 @@ class HttpProtocol:
         self._active = None       # the handler currently producing a response
         self._queue = None        # pipelined requests (or error statuses) waiting their turn
         self._paused = False
-        self._in_msg = False
-        self._in_hdrs = False
-        self._url = b""
-        self._headers = None
-        self._body = None
-        self._body_size = 0
-        self._hdr_size = 0
-        self._partial = 0
-        self._req = None
+        self._in_msg = False      # a request is being parsed
         self._task = None
-        self._clen = None
-        self._expect = None
-        self._max_hdr = shared.config.max_header_size
         self._wpaused = False
         self._drainers = None
         self._inbox = None        # BodyStream of the request being streamed to its handler
-        self._body_limit = shared.config.max_body_size
         self._rpaused = 0         # reasons reading is paused (pipelining, body stream)
-        self._llhttp_closed = False   # the parser finished a non-keep-alive message
         self._current = None      # the request being answered
         self._writer = None       # its body's framing (h1writer), once the headers are out
         self._status = 200
@@ -121,8 +106,11 @@ class HttpProtocol:
     def data_received(self, data):
         if self._stopped or self._closed:
             return
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = _RequestReader(self)
         try:
-            self.parser.feed_data(data)
+            reader.parser.feed_data(data)
         except HttpParserCallbackError as e:
             cause = e.__context__
             if isinstance(cause, _Stop):
@@ -136,8 +124,8 @@ class HttpProtocol:
         except HttpParserUpgrade:
             # Upgrade/CONNECT: we speak no other protocol; answer the request, then close
             self._stopped = True
-            if self._req is not None and self._in_msg:
-                req = self._req
+            if reader.req is not None and self._in_msg:
+                req = reader.req
                 req.body = b""
                 req.keep_alive = False
                 self._in_msg = False
@@ -146,21 +134,25 @@ class HttpProtocol:
                 self._close()
             return
         except HttpParserError:
-            if self._llhttp_closed:
+            if reader.llhttp_closed:
                 return      # bytes after a request that closes the connection: ignored
             self._fail(400)
             return
         if self._stopped:
             return
-        if self._in_hdrs:
+        if reader.in_hdrs:
             # A header block still arriving: bound what the parser buffers (431), counting
-            # completed lines in _hdr_size and the unfinished line in _partial.
+            # completed lines in hdr_size and the unfinished line in partial.
             nl = data.rfind(b"\n")
-            self._partial = len(data) - nl - 1 if nl >= 0 else self._partial + len(data)
-            if self._hdr_size + self._partial > self.shared.config.max_header_size:
+            reader.partial = len(data) - nl - 1 if nl >= 0 else reader.partial + len(data)
+            if reader.hdr_size + reader.partial > reader.max_hdr:
                 self._fail(431)
-        elif not self._in_msg and self._active is None and not self._queue:
-            self.deadline = self.shared.loop.time() + self.shared.config.idle_timeout
+        elif not self._in_msg:
+            # between requests llhttp holds nothing a new parser would not: an idle
+            # keep-alive connection keeps no reader, parser or bound methods
+            self._drop_reader()
+            if self._active is None and not self._queue:
+                self.deadline = self.shared.loop.time() + self.shared.config.idle_timeout
 
     def eof_received(self):
         self._eof = True
@@ -179,7 +171,7 @@ class HttpProtocol:
         # break the protocol <-> parser and protocol <-> transport reference cycles: the
         # connection's objects are then freed by reference counting at once, not left
         # for the cyclic GC
-        self.parser = None
+        self._drop_reader()
         if self._remote_ip is PEER_LAZY and self._active is not None:
             self.remote_ip          # a handler still running may ask for it
         self.transport = None
@@ -228,141 +220,11 @@ class HttpProtocol:
         if self._active is None and not self._queue:
             self._close()
 
-    # ---- httptools callbacks -----------------------------------------------------------
-    def on_message_begin(self):
-        self._in_msg = True
-        self._in_hdrs = True
-        self._url = b""
-        self._headers = []
-        self._clen = None
-        self._expect = None
-        self._body = None
-        self._body_limit = self.shared.config.max_body_size
-        self._body_size = 0
-        self._hdr_size = 0
-        self._partial = 0
-        shared = self.shared
-        self.deadline = shared.loop.time() + shared.config.request_timeout
-
-    def on_url(self, url):
-        self._url += url
-        self._hdr_size += len(url)
-
-    def on_header(self, name, value):
-        n = self._hdr_size + len(name) + len(value) + 4
-        self._hdr_size = n
-        if n > self._max_hdr:
-            raise _Reject(431)
-        self._headers.append((name, value))
-        ln = len(name)
-        if ln == 14 or ln == 6:   # the two headers the protocol itself must look at
-            lname = name.lower()
-            if lname == b"content-length":
-                if self._clen is not None and self._clen != value:
-                    raise _Reject(400)
-                self._clen = value
-            elif lname == b"expect":
-                self._expect = value
-
-    def on_headers_complete(self):
-        self._in_hdrs = False
-        self._partial = 0
-        if self._hdr_size > self._max_hdr:
-            raise _Reject(431)
-        config = self.shared.config
-        parser = self.parser
-        url = self._url
-        headers = self._headers
-        target = split_target(url)
-        if target is None:
-            raise _Reject(400)
-        path, query = target
-        version = parser.get_http_version()
-        method = parser.get_method()
-        req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
-                      path, query, _VERSION_STR.get(version) or "HTTP/" + version, headers,
-                      b"", self._remote_ip)
-        req.connection = self
-        req.start_time = self.shared.loop.time()
-        self._req = req
-        stream = False
-        if self.shared.router.early:
-            route = self.shared.router.match(path)[0]
-            if route is not None:
-                if route.max_body_size is not None:
-                    self._body_limit = route.max_body_size
-                # stream only when it is this request's turn; a pipelined one waiting
-                # behind others is buffered and read() gives it in one piece
-                stream = (route.streaming and req.method in route.methods
-                          and self._active is None and not self._queue)
-        cl = self._clen
-        if cl is not None:
-            try:
-                n = int(cl)
-            except ValueError:
-                raise _Reject(400) from None
-            if n > self._body_limit:
-                raise _Reject(413)
-        expect = self._expect
-        if expect is not None:
-            if expect.strip().lower() != b"100-continue":
-                raise _Reject(417)
-            if version == "1.1":
-                if self._active is None and not self._queue:
-                    self.transport.write(h1writer.CONTINUE)
-                else:
-                    # an earlier response is still due: 100 would jump the queue; the
-                    # client sends the body anyway after its own short wait
-                    req.expect_continue = True
-        if stream:
-            req.keep_alive = parser.should_keep_alive()
-            self._inbox = req.body_stream = BodyStream(self.shared.loop, self)
-            self.deadline = self.shared.loop.time() + config.request_timeout
-            self._run(req)
-
-    def on_body(self, body):
-        n = self._body_size + len(body)
-        if n > self._body_limit:
-            raise _Reject(413)
-        self._body_size = n
-        # a body may take long (big uploads); what is limited is a pause in it
-        self.deadline = self.shared.loop.time() + self.shared.config.request_timeout
-        if self._inbox is not None:
-            self._inbox.put(body)
-            return
-        if self._body is None:
-            self._body = [body]
-        else:
-            self._body.append(body)
-
-    def on_message_complete(self):
-        req = self._req
-        self._req = None
-        self._in_msg = False
-        keep = self.parser.should_keep_alive()
-        req.keep_alive = keep
-        self.deadline = 0.0
-        inbox = self._inbox
-        if inbox is not None:       # streamed: its handler is already running
-            self._inbox = None
-            inbox.finish()
-        else:
-            body = self._body
-            if body is not None:
-                req.body = body[0] if len(body) == 1 else b"".join(body)
-                self._body = None
-            self._dispatch(req)
-        if not keep:
-            # llhttp itself stops after a message that does not keep the connection:
-            # any further byte of this feed raises HttpParserError("Data after
-            # `Connection: close`"), which data_received ignores. Not raising _Stop here
-            # spares the common Connection: close request an exception, its traceback
-            # and the reference cycles they would leave for the GC.
-            self._stopped = True
-            self._llhttp_closed = True
-        elif self._closed:   # the handler closed the connection: parse no further
-            self._stopped = True
-            raise _Stop()
+    def _drop_reader(self):
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            reader.parser = None    # the parser holds the reader's bound methods: a cycle
 
     # ---- request execution -------------------------------------------------------------
     def _dispatch(self, req):
@@ -537,7 +399,8 @@ class HttpProtocol:
         """Protocol error (400/408/413/431/...): answer in turn, then close."""
         self._stopped = True
         self._in_msg = False
-        self._in_hdrs = False
+        if self._reader is not None:
+            self._reader.in_hdrs = False
         inbox = self._inbox
         if inbox is not None:
             # the handler reading this body gets the error from read(); it answers
@@ -588,6 +451,168 @@ class HttpProtocol:
             self.deadline = 0.0
             self.shared.untrack(self)
             self.transport.close()
+
+
+class _RequestReader:
+    """The requests of one connection while they arrive: the httptools parser, its
+    callbacks and what they collect of the request being parsed. HttpProtocol makes one
+    when data arrives and drops it between requests, so an idle keep-alive connection
+    holds neither (the parser, its C state and its bound methods are most of what a
+    connection would otherwise keep)."""
+
+    __slots__ = ("conn", "parser", "in_hdrs", "url", "headers", "body", "body_size",
+                 "hdr_size", "partial", "req", "clen", "expect", "max_hdr", "body_limit",
+                 "llhttp_closed")
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.in_hdrs = False
+        self.req = None
+        self.max_hdr = conn.shared.config.max_header_size
+        self.llhttp_closed = False  # the parser finished a non-keep-alive message
+        # the other slots are set by on_message_begin, which llhttp calls first
+        self.parser = httptools.HttpRequestParser(self)
+
+    # ---- httptools callbacks -----------------------------------------------------------
+    def on_message_begin(self):
+        conn = self.conn
+        conn._in_msg = True
+        self.in_hdrs = True
+        self.url = b""
+        self.headers = []
+        self.clen = None
+        self.expect = None
+        self.body = None
+        shared = conn.shared
+        self.body_limit = shared.config.max_body_size
+        self.body_size = 0
+        self.hdr_size = 0
+        self.partial = 0
+        conn.deadline = shared.loop.time() + shared.config.request_timeout
+
+    def on_url(self, url):
+        self.url += url
+        self.hdr_size += len(url)
+
+    def on_header(self, name, value):
+        n = self.hdr_size + len(name) + len(value) + 4
+        self.hdr_size = n
+        if n > self.max_hdr:
+            raise _Reject(431)
+        self.headers.append((name, value))
+        ln = len(name)
+        if ln == 14 or ln == 6:   # the two headers the protocol itself must look at
+            lname = name.lower()
+            if lname == b"content-length":
+                if self.clen is not None and self.clen != value:
+                    raise _Reject(400)
+                self.clen = value
+            elif lname == b"expect":
+                self.expect = value
+
+    def on_headers_complete(self):
+        self.in_hdrs = False
+        self.partial = 0
+        if self.hdr_size > self.max_hdr:
+            raise _Reject(431)
+        conn = self.conn
+        shared = conn.shared
+        parser = self.parser
+        url = self.url
+        target = split_target(url)
+        if target is None:
+            raise _Reject(400)
+        path, query = target
+        version = parser.get_http_version()
+        method = parser.get_method()
+        req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
+                      path, query, _VERSION_STR.get(version) or "HTTP/" + version,
+                      self.headers, b"", conn._remote_ip)
+        req.connection = conn
+        req.start_time = shared.loop.time()
+        self.req = req
+        stream = False
+        if shared.router.early:
+            route = shared.router.match(path)[0]
+            if route is not None:
+                if route.max_body_size is not None:
+                    self.body_limit = route.max_body_size
+                # stream only when it is this request's turn; a pipelined one waiting
+                # behind others is buffered and read() gives it in one piece
+                stream = (route.streaming and req.method in route.methods
+                          and conn._active is None and not conn._queue)
+        cl = self.clen
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                raise _Reject(400) from None
+            if n > self.body_limit:
+                raise _Reject(413)
+        expect = self.expect
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise _Reject(417)
+            if version == "1.1":
+                if conn._active is None and not conn._queue:
+                    conn.transport.write(h1writer.CONTINUE)
+                else:
+                    # an earlier response is still due: 100 would jump the queue; the
+                    # client sends the body anyway after its own short wait
+                    req.expect_continue = True
+        if stream:
+            req.keep_alive = parser.should_keep_alive()
+            conn._inbox = req.body_stream = BodyStream(shared.loop, conn)
+            conn.deadline = shared.loop.time() + shared.config.request_timeout
+            conn._run(req)
+
+    def on_body(self, body):
+        n = self.body_size + len(body)
+        if n > self.body_limit:
+            raise _Reject(413)
+        self.body_size = n
+        conn = self.conn
+        # a body may take long (big uploads); what is limited is a pause in it
+        conn.deadline = conn.shared.loop.time() + conn.shared.config.request_timeout
+        if conn._inbox is not None:
+            conn._inbox.put(body)
+            return
+        if self.body is None:
+            self.body = [body]
+        else:
+            self.body.append(body)
+
+    def on_message_complete(self):
+        conn = self.conn
+        req = self.req
+        self.req = None
+        conn._in_msg = False
+        self.url = b""
+        self.headers = None         # the request has them (raw_headers)
+        keep = self.parser.should_keep_alive()
+        req.keep_alive = keep
+        conn.deadline = 0.0
+        inbox = conn._inbox
+        if inbox is not None:       # streamed: its handler is already running
+            conn._inbox = None
+            inbox.finish()
+        else:
+            body = self.body
+            if body is not None:
+                req.body = body[0] if len(body) == 1 else b"".join(body)
+                self.body = None
+            conn._dispatch(req)
+        if not keep:
+            # llhttp itself stops after a message that does not keep the connection:
+            # any further byte of this feed raises HttpParserError("Data after
+            # `Connection: close`"), which data_received ignores. Not raising _Stop here
+            # spares the common Connection: close request an exception, its traceback
+            # and the reference cycles they would leave for the GC.
+            conn._stopped = True
+            self.llhttp_closed = True
+        elif conn._closed:   # the handler closed the connection: parse no further
+            conn._stopped = True
+            raise _Stop()
 
 
 def _page(status):

@@ -61,7 +61,7 @@ class Connection:
         self.snd_wl1 = 0
         self.snd_wl2 = iss
         self.sbuf_seq = iss + 1             # sequence number of sndbuf[0]
-        self.sndbuf = bytearray()
+        self.sndbuf = _EMPTY                # unacknowledged data: a bytearray while there is any
         self.fin_seq = None                 # sequence number of our FIN once shutdown() was called
         self.rcv_nxt = 0
         self.rcv_adv = 0                    # right edge of the window we advertised
@@ -169,7 +169,10 @@ class Connection:
                 return 0
             data = memoryview(data)[:room]
             n = room
-        buf += data
+        if buf:
+            buf += data
+        else:
+            self.sndbuf = bytearray(data)
         L = self.layer
         if not self.bits & B_PENDING:
             self.bits |= B_PENDING
@@ -665,7 +668,10 @@ class Connection:
             if n > blen:
                 n = blen            # the rest is our FIN
             if n:
-                del buf[:n]
+                if n == blen:
+                    self.sndbuf = _EMPTY    # an idle connection keeps no buffer
+                else:
+                    del buf[:n]
                 self.sbuf_seq += n
         # RTT: timestamps give a sample per ACK (RFC 7323 §4); otherwise one timed segment (Karn)
         if self.bits & B_TS:
@@ -757,7 +763,7 @@ class Connection:
         self.t_rtx = self.t_delack = self.t_ka = None
         self.heap_at = None
         self.ooo = None
-        self.sndbuf = bytearray()
+        self.sndbuf = _EMPTY
         self.bits &= ~B_RECOVERY
         if L.flows.get(self.key) is self:
             if L.tw_count < L.config.max_time_wait:
