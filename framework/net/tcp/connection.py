@@ -617,6 +617,8 @@ class Connection:
             lst.syn_count -= 1
         self.state = ESTABLISHED
         self.bits |= B_ESTAB
+        if self.bits & B_TS:
+            self.rtt_seq = None         # timestamps time every ACK: the SYN's number is moot
         if not syn:
             self.snd_wnd = win << self.snd_ws
             if self.snd_wnd > self.max_sndwnd:
