@@ -3,6 +3,11 @@
 The user-facing API is re-exported here; it is imported on first use so that
 ``import framework.master.netns`` (or the supervisor) does not pay for the web layer.
 """
+from . import native
+
+# before any hot-path module is imported: compiled when the build is current, else source
+native.select()
+
 _WEB = ("App", "RequestHandler", "StreamHandler", "HTTPError", "load_app")
 _CONTEXT = ("ShardContext", "ShardUnavailable", "ShardTimeout", "current_shard")
 __all__ = list(_WEB + _CONTEXT + ("StreamConnection",))

@@ -20,6 +20,7 @@ import time
 import multiprocess
 import psutil
 
+from framework import native
 from framework.nic.tap import TapDevice
 from framework.shard import forward
 from framework.shard.worker import WorkerSpec, stat_names, worker_main
@@ -257,6 +258,11 @@ class Supervisor:
         extra = f", {self.port_type}" if self.stack == "user" else ""
         print(f"serving {self.app_spec} on {self.url()} ({n} {kind}{extra})",
               file=self.out, flush=True)
+        # which hot path the workers run (a stale build falls back to source: a warning)
+        if "rebuild" in native.REASON:
+            log.warning("%s", native.REASON)
+        else:
+            print(f"framework: {native.REASON}", file=self.out, flush=True)
 
     # --- workers ------------------------------------------------------------------------
     def _spec(self):
