@@ -22,6 +22,10 @@ quadruples at a time).
 
 Batches are at most the listen backlog (128), so the handshakes are the usual stateful
 ones; ``--batch 250`` overflows the SYN queue and exercises SYN cookies instead.
+
+With the compiled modules (framework/native.py) tracemalloc sees no line inside them and
+charges their allocations to the nearest Python frame; ``FRAMEWORK_PURE_PYTHON=1`` names
+the sites. The first line says which ran.
 """
 import argparse
 import gc
@@ -123,7 +127,12 @@ def measure(n=5000, batch=100, idle=5.0, top=25, frames=1, offload=True):
     stats = after.compare_to(before, group)
     total = sum(st.size_diff for st in stats)
     per = max(ok, 1)
-    lines = [f"{ok} of {n} connections answered, {still_open} still open after {idle:g} s idle; "
+    try:
+        from framework import native
+        mode = native.MODE
+    except ImportError:
+        mode = "pure"
+    lines = [f"[{mode} modules] {ok} of {n} connections answered, {still_open} still open after {idle:g} s idle; "
              f"Python heap +{total / per:,.0f} bytes per idle connection (tracemalloc, "
              f"{sum(st.count_diff for st in stats) / per:.1f} blocks); top allocation sites "
              f"per connection:"]
