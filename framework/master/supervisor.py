@@ -258,11 +258,12 @@ class Supervisor:
         extra = f", {self.port_type}" if self.stack == "user" else ""
         print(f"serving {self.app_spec} on {self.url()} ({n} {kind}{extra})",
               file=self.out, flush=True)
-        # which hot path the workers run (a stale build falls back to source: a warning)
+        # which hot path the workers run, on stderr: stdout carries only the banner above,
+        # which scripts read and then close (a stale build falls back to source: a warning)
         if "rebuild" in native.REASON:
             log.warning("%s", native.REASON)
         else:
-            print(f"framework: {native.REASON}", file=self.out, flush=True)
+            print(f"framework: {native.REASON}", file=sys.stderr, flush=True)
 
     # --- workers ------------------------------------------------------------------------
     def _spec(self):
