@@ -1,7 +1,8 @@
 """Port measurements: ping RTT through a tiny responder (V2 vs V3, AF_PACKET vs TAP),
-TX rate of send() vs the TX ring, RX cost per frame.
+TX cost per frame (AF_PACKET send() per frame vs the batched TX ring vs TAP write()),
+RX cost per frame.
 
-    python -m bench.ports [rtt|tx|rx|all]
+    python -m bench.ports [rtt|tx|rx|steer|tap|all]
 
 Runs in namespaces of its own (198.18.77.0/24), removes them at exit. Not part of the tests.
 """
@@ -154,32 +155,111 @@ def tap_rtt():
         netns.del_netns(ns)
 
 
-def udp_frame(sport, size=60):
-    """vnet(PLAIN) + a UDP/IPv4 frame from the stack to the client, ``size`` bytes of Ethernet."""
+def _sink_frames(dst_mac, batch, size=60):
+    """``batch`` vnet(PLAIN) + UDP frames of ``size`` Ethernet bytes from the stack to a
+    UDP socket of the client side that never reads (the kernel's receive path, then a
+    full socket queue drops them)."""
     from scapy.all import Ether, IP, UDP, raw
-    pay = b"\0" * max(0, size - 42)
-    return bytes(10) + raw(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff") /
-                           IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=sport, dport=9) / pay)
+    return [bytes(10) + raw(Ether(src="02:00:00:00:00:02", dst=dst_mac) /
+                            IP(src=STACK_IP, dst=HOST_IP) / UDP(sport=1000 + i, dport=9) /
+                            (b"\0" * max(0, size - 42))) for i in range(batch)]
 
 
-def tx(seconds=2.0, batch=64):
-    frames = [udp_frame(1000 + i) for i in range(batch)]
-    for mode in ("send", "ring"):
-        link = Link()
+def _tx_loop(port, frames, seconds):
+    """tx_burst the same batch for ``seconds``; (frames/s, us CPU per frame (user, sys),
+    bursts, frames)."""
+    n = bursts = 0
+    t0 = time.perf_counter()
+    c0 = os.times()
+    while time.perf_counter() - t0 < seconds:
+        n += port.tx_burst(frames)
+        bursts += 1
+    dt = time.perf_counter() - t0
+    c1 = os.times()
+    n = max(n, 1)
+    return n / dt, (c1.user - c0.user) / n * 1e6, (c1.system - c0.system) / n * 1e6, bursts, n
+
+
+def _afpacket_tx(mode, batch, seconds, other_host):
+    link = Link()
+    try:
+        out = netns.ip("-o", "link", "show", link.b, netns=link.C)
+        mac = out.split("link/ether ")[1].split()[0]
+        if other_host:       # not the peer's MAC: its IP layer drops each frame at once
+            mac = "02:00:00:00:00:99"
+        with in_netns(link.C):
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind((HOST_IP, 9))
+        port = AfPacketPort(link.a, 0, 1, netns=link.S, tx=mode)
         try:
-            port = AfPacketPort(link.a, 0, 1, netns=link.S, tx=mode)
-            n = 0
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            while time.perf_counter() - t0 < seconds:
-                n += port.tx_burst(frames)
-            dt = time.perf_counter() - t0
-            dc = time.process_time() - c0
-            print(f"tx {mode}: {n / dt / 1e3:.0f} kframes/s (60 B, batch {batch}), "
-                  f"{dc / n * 1e6:.2f} us CPU/frame, busy {port.stats['tx_busy']}")
-            port.close()
+            rate, user, system, bursts, n = _tx_loop(port, _sink_frames(mac, batch), seconds)
+            calls = port.stats["tx_syscalls"] / bursts
+            held = port.stats["tx_busy"] + port.stats["tx_ring_full"]
         finally:
-            link.close()
+            port.close()
+            sink.close()
+        return rate, user, system, calls, held
+    finally:
+        link.close()
+
+
+def _tap_tx(batch, seconds):
+    from framework.nic.tap import TapDevice
+    u = uuid.uuid4().hex[:6]
+    ns = f"fwpt{u}"
+    netns.add_netns(ns)
+    try:
+        with in_netns(ns):
+            dev = TapDevice(f"fpt{u}", 1)
+        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
+        netns.ip("link", "set", dev.name, "up", netns=ns)
+        mac = netns.ip("-o", "link", "show", dev.name, netns=ns).split("link/ether ")[1].split()[0]
+        with in_netns(ns):
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind((HOST_IP, 9))
+        port = dev.port(0)
+        try:
+            rate, user, system, bursts, n = _tx_loop(port, _sink_frames(mac, batch), seconds)
+            calls = (n + port.stats["tx_busy"]) / bursts      # one write() per frame
+            held = port.stats["tx_busy"]
+        finally:
+            port.close()
+            dev.close()
+            sink.close()
+        return rate, user, system, calls, held
+    finally:
+        netns.del_netns(ns)
+
+
+def tx(seconds=1.0, rounds=5, batches=(1, 8, 64, 256)):
+    """TX cost per 60-byte frame: afpacket tx="send" (a send() per frame) vs tx="ring"
+    (one send() per batch) vs TAP (a write() per frame; no batched write), each into a
+    kernel UDP socket that never reads, and afpacket to a MAC address that is not the
+    peer's (its IP layer drops each frame at once: closer to the port's own cost).
+    Interleaved rounds, median per cell. CPU is this process's user and system time (on
+    a veth the peer's receive work runs in the sender's system time). "stops": bursts
+    that ended early (ENOBUFS/EAGAIN, ring full)."""
+    cases = [("afpacket send", lambda b: _afpacket_tx("send", b, seconds, False)),
+             ("afpacket ring", lambda b: _afpacket_tx("ring", b, seconds, False)),
+             ("tap write", lambda b: _tap_tx(b, seconds)),
+             ("afpacket send, other MAC", lambda b: _afpacket_tx("send", b, seconds, True)),
+             ("afpacket ring, other MAC", lambda b: _afpacket_tx("ring", b, seconds, True))]
+    res = {}
+    for _ in range(rounds):
+        for b in batches:
+            for name, fn in cases:
+                res.setdefault((name, b), []).append(fn(b))
+    print(f"TX, 60-byte frames, {rounds} rounds of {seconds:.1f} s, medians "
+          "(CPU us/frame = user + system)")
+    print(f"{'path':26} {'batch':>5} {'kframes/s':>9} {'CPU us/frame':>12} {'user':>6} "
+          f"{'sys':>6} {'syscalls/batch':>14} {'stops':>6}")
+    for b in batches:
+        for name, _ in cases:
+            rows = res[(name, b)]
+            rate, user, system, calls, held = (statistics.median(r[i] for r in rows)
+                                               for i in range(5))
+            print(f"{name:26} {b:>5} {rate / 1e3:>9.0f} {user + system:>12.2f} {user:>6.2f} "
+                  f"{system:>6.2f} {calls:>14.2f} {held:>6.0f}")
 
 
 def _blaster(ns, ifname, size, stop_fd):

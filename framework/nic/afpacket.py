@@ -28,10 +28,33 @@ every frame waits for the timer -- not worth it for request/response. V2 slots t
 shrink them if the peer's TSO is off or its gso_max_size is lowered). See
 framework/nic/README.md.
 
-TX: ``send()`` per frame on a non-blocking socket with PACKET_QDISC_BYPASS (ENOBUFS /
-EAGAIN = stop the burst, the caller keeps the rest): as cheap as the TX ring without
-a second 34 MB ring; the ring stays available (``tx="ring"``). The kernel refuses
-Ethernet frames over 65,535 bytes.
+TX: ``tx="ring"`` (default): a TPACKET_V2 TX ring on a second, send-only socket of the
+port (protocol 0: it receives nothing), mapped beside the RX ring. ``tx_burst`` copies
+each frame (virtio-net header first: PACKET_VNET_HDR is on for the TX ring too) into the
+next free slot, marks it TP_STATUS_SEND_REQUEST, and one ``send(b"", MSG_DONTWAIT)``
+hands the whole run to the driver (a burst of one frame is a plain ``send()``: one
+syscall either way, with less to do). The slot's vnet ``hdr_len`` is set to the whole
+frame, so the kernel copies the frame into the skb as ``send()`` does instead of lending
+the skb the slot's page (a local receiver copies such pages again, at a higher cost).
+A separate socket because a socket with a TX ring sends only from the ring, and because
+a fresh socket's ring always starts at slot 0 (a ring inherited from a dead worker
+would leave the kernel's position unknown). Slots hold one MTU-sized frame (2 KiB for a
+1500-byte MTU, 512 slots = 1 MiB); a frame that does not fit (a GSO frame, up to
+64 KiB) is sent with a plain ``send()`` on the RX socket, which has no TX ring, right
+after the slots before it were flushed, so frames leave in order. After each flush the
+slots the kernel did not take are looked at: TP_STATUS_WRONG_FORMAT is a malformed
+frame (dropped, counted in ``tx_drops``; the frames after it are written again from
+that slot, where the kernel's position stays); a slot still TP_STATUS_SEND_REQUEST
+after ENOBUFS/EAGAIN means the driver queue or the socket's send buffer is full: the
+burst stops there and the caller keeps the rest, as with ``send()``. No free slot (all
+still TP_STATUS_SENDING: the device has not finished them) also stops the burst
+(``tx_ring_full``): the caller keeps the frames for the next turn instead of dropping
+them, since the device gives slots back as soon as it has sent them while a dropped
+TCP segment would cost a retransmission.
+``tx="send"``: one ``send()`` per frame on the RX socket (QDISC_BYPASS, ENOBUFS/EAGAIN
+end the burst). The kernel refuses Ethernet frames over 65,535 bytes either way.
+``stats["tx_syscalls"]`` counts the syscalls TX made. After ``close()`` a port receives
+nothing and drops (and counts) whatever it is given.
 """
 import ctypes
 import errno
@@ -67,10 +90,20 @@ ETH_P_ALL = 0x0003
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_LOSING = 4
+TP_STATUS_AVAILABLE = 0
 TP_STATUS_SEND_REQUEST = 1
+TP_STATUS_SENDING = 2
+TP_STATUS_WRONG_FORMAT = 4
+TX_OWNED = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING | TP_STATUS_WRONG_FORMAT  # not ours to write
+TX_UNSENT = TP_STATUS_SEND_REQUEST | TP_STATUS_WRONG_FORMAT   # the kernel did not take it
+SO_SNDBUFFORCE = 32
 
 MAX_FRAME = 65536 + 14 + VNET_LEN   # RX slot: a 64 KiB GSO frame (IP total length <= 65535)
 MAX_TX = 65535 + VNET_LEN           # send() refuses (ENOBUFS) Ethernet frames over 65535 bytes
+TX_DATA = 32                        # a TX slot's frame starts after the tpacket2_hdr (aligned)
+TX_HDR_LEN = (TX_DATA + 2) >> 1    # the slot's vnet hdr_len, as a 16-bit index into the slot
+TX_SLOT = 2048                      # smallest TX slot: a 1500-MTU frame + vnet + VLAN tag fits
+TX_SKB_OVERHEAD = 1024              # send-buffer charge of one in-flight frame beyond its bytes
 PAGE = mmap.PAGESIZE
 
 _FPROG = struct.Struct("HxxxxxxQ")
@@ -94,12 +127,11 @@ def set_fanout_program(sock, insns):
 
 
 class RingSpec:
-    """Geometry of the RX (and optional TX) ring of one socket."""
-    __slots__ = ("version", "frame_size", "frames", "block_size", "blocks", "timeout_ms",
-                 "tx_frames", "tx_block_size", "tx_blocks")
+    """Geometry of the RX ring of one socket."""
+    __slots__ = ("version", "frame_size", "frames", "block_size", "blocks", "timeout_ms")
 
     def __init__(self, version=2, frames=512, frame_size=None, blocks=32, block_size=1 << 20,
-                 timeout_ms=1, tx_frames=0):
+                 timeout_ms=1):
         if version not in (2, 3):
             raise ValueError("version must be 2 or 3")
         self.version = version
@@ -118,30 +150,12 @@ class RingSpec:
             self.block_size = max(_align(block_size, PAGE), _align(MAX_FRAME + 256, PAGE) * 2)
             self.blocks = blocks
             self.frames = 0
-        self.tx_frames = tx_frames
-        if tx_frames:
-            per_block = 16
-            self.tx_block_size = _align(fs * per_block, PAGE)
-            self.tx_blocks = max(1, (tx_frames + per_block - 1) // per_block)
-            self.tx_frames = self.tx_blocks * (self.tx_block_size // fs)
-        else:
-            self.tx_block_size = self.tx_blocks = 0
 
     @property
     def rx_bytes(self):
         return self.block_size * self.blocks
 
-    @property
-    def tx_bytes(self):
-        return self.tx_block_size * self.tx_blocks
-
-    def req(self, tx=False):
-        if tx:
-            if self.version == 2:
-                return struct.pack("IIII", self.tx_block_size, self.tx_blocks, self.frame_size,
-                                   self.tx_frames)
-            return struct.pack("IIIIIII", self.tx_block_size, self.tx_blocks, self.frame_size,
-                               self.tx_frames, 0, 0, 0)
+    def req(self):
         if self.version == 2:
             return struct.pack("IIII", self.block_size, self.blocks, self.frame_size, self.frames)
         fs = 2048  # V3 ignores tp_frame_size for packing, but checks frame_nr consistency
@@ -151,18 +165,14 @@ class RingSpec:
 
 def open_socket(ifname, spec: RingSpec, filter_insns=None, qdisc_bypass=True):
     """An AF_PACKET socket configured in the only order the kernel accepts:
-    filter, vnet header, version, rings (all before bind), then bind."""
+    filter, vnet header, version, ring (all before bind), then bind."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing yet
     try:
         if filter_insns is not None:
             attach_filter(s, filter_insns)
         s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)      # before the ring, or EBUSY
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2 if spec.version == 2 else TPACKET_V3)
-        if spec.tx_frames:
-            s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)      # skip a malformed TX frame, don't stall
         s.setsockopt(SOL_PACKET, PACKET_RX_RING, spec.req())
-        if spec.tx_frames:
-            s.setsockopt(SOL_PACKET, PACKET_TX_RING, spec.req(tx=True))
         try:
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # not our own (or siblings') TX
         except OSError:
@@ -177,46 +187,151 @@ def open_socket(ifname, spec: RingSpec, filter_insns=None, qdisc_bypass=True):
         raise
 
 
+def tx_slot_for(mtu):
+    """TX slot for one frame of this MTU: tpacket2_hdr, vnet header, Ethernet + VLAN tag."""
+    return max(TX_SLOT, _align(TX_DATA + VNET_LEN + 18 + mtu, 16))
+
+
+class TxRing:
+    """A send-only AF_PACKET socket (protocol 0, bound to the device) and its TPACKET_V2 TX
+    ring: ``slots`` slots of ``slot_size`` bytes, each a tpacket2_hdr (status at word 0,
+    tp_len at word 1) and the frame at ``TX_DATA``. Open it inside the device's namespace."""
+    __slots__ = ("sock", "mm", "u32", "u16", "words", "head", "capacity", "slot_size", "kick")
+
+    def __init__(self, ifname, slots=512, slot_size=TX_SLOT, qdisc_bypass=True):
+        if slot_size % 16 or slot_size < TX_SLOT:
+            raise ValueError(f"TX slot size must be a multiple of 16, at least {TX_SLOT}")
+        per_block = max(1, PAGE // slot_size)
+        block = _align(slot_size * per_block, PAGE)
+        blocks = max(1, (slots + per_block - 1) // per_block)
+        nslots = blocks * per_block
+        self.slot_size = slot_size
+        self.capacity = slot_size - TX_DATA      # the kernel's limit for tp_len
+        self.head = 0                            # a new ring: the kernel starts at slot 0 too
+        self.mm = self.u32 = self.u16 = None
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.sock = s
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)      # before the ring, or EBUSY
+            s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+            s.setsockopt(SOL_PACKET, PACKET_TX_RING,
+                         struct.pack("IIII", block, blocks, slot_size, nslots))
+            if qdisc_bypass:
+                s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            # a frame in flight is charged to the send buffer until the device is done with
+            # it: room for a whole ring, or the kernel stops a flush halfway (EAGAIN)
+            want = nslots * (slot_size + TX_SKB_OVERHEAD)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, want)
+            except PermissionError:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
+            s.bind((ifname, 0))          # protocol 0: no receive hook, sends on ifname
+            s.setblocking(False)
+            self.mm = mmap.mmap(s.fileno(), block * blocks, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            self.close()
+            raise
+        mv = memoryview(self.mm)
+        self.u32 = mv.cast("I")
+        self.u16 = mv.cast("H")
+        mv.release()
+        self.words = [(b * block + k * slot_size) >> 2 for b in range(blocks)
+                      for k in range(per_block)]
+        self.kick = s.send
+
+    def taken(self, start, run):
+        """How many of the ``run`` slots from ``start`` the kernel took (it takes them in
+        order and stops at the first it cannot send)."""
+        u32, words = self.u32, self.words
+        n = len(words)
+        i = start
+        for k in range(run):
+            if u32[words[i]] & TX_UNSENT:
+                return k
+            i += 1
+            if i == n:
+                i = 0
+        return run
+
+    def rewind(self, at, count):
+        """Give back ``count`` untaken slots from ``at``; the kernel's position is ``at``."""
+        u32, words = self.u32, self.words
+        n = len(words)
+        i = at
+        for _ in range(count):
+            u32[words[i]] = TP_STATUS_AVAILABLE
+            i += 1
+            if i == n:
+                i = 0
+        self.head = at
+
+    def in_flight(self):
+        """Slots the kernel still holds (SEND_REQUEST or SENDING)."""
+        u32 = self.u32
+        return sum(1 for w in self.words if u32[w] & TX_OWNED)
+
+    def close(self):
+        if self.u32 is not None:
+            self.u32.release()
+            self.u16.release()
+            self.u32 = self.u16 = None
+        if self.mm is not None:
+            self.mm.close()    # frames in flight keep their pages: the kernel holds references
+            self.mm = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
 class AfPacketPort:
     """One shard's AF_PACKET port. See the module docstring for steering and rings.
 
     ``AfPacketPort(ifname, queue, nqueues)`` opens its own filtered socket (restart-safe);
     ``FanoutGroup(...).port(k)`` attaches to a fanout member held by the supervisor.
+    ``tx="ring"`` (default) batches a burst into one syscall, ``tx="send"`` sends each frame.
     """
 
     def __init__(self, ifname, queue=0, nqueues=1, fanout_group=None, version=2, *,
                  netns=None, frames=512, frame_size=None, blocks=32, block_size=1 << 20,
-                 timeout_ms=1, tx="send", tx_frames=512, qdisc_bypass=True, mtu=None,
-                 csum_offload=True, gso=True, sock=None, spec=None, non_ip=True):
+                 timeout_ms=1, tx="ring", tx_frames=512, tx_slot_size=None, qdisc_bypass=True,
+                 mtu=None, csum_offload=True, gso=True, sock=None, spec=None, non_ip=True):
         if fanout_group is not None and sock is None:
             raise ValueError("fanout: create a FanoutGroup(...) and call .port(queue)")
         if not 0 <= queue < nqueues:
             raise ValueError("queue out of range")
+        if tx not in ("ring", "send"):
+            raise ValueError('tx must be "ring" or "send"')
         self.ifname = ifname
         self.queue = queue
         self.nqueues = nqueues
         self.csum_offload = csum_offload
         self.gso = gso
+        self.tx_mode = tx
         self.stats = {"rx": 0, "tx": 0, "rx_drops": 0, "tx_drops": 0, "rx_truncated": 0,
-                      "rx_kernel_drops": 0, "tx_busy": 0}
+                      "rx_kernel_drops": 0, "tx_busy": 0, "tx_ring_full": 0, "tx_syscalls": 0}
         self._mm = None
+        self._u32 = self._u16 = None
+        self._txr = None
         self._owns_sock = sock is None
-        if sock is None:
-            spec = RingSpec(version, frames, frame_size, blocks, block_size, timeout_ms,
-                            tx_frames if tx == "ring" else 0)
-            with _in_netns(netns):
-                self.sock = open_socket(ifname, spec, steer.filter_program(nqueues, queue, non_ip),
-                                        qdisc_bypass)
-                self.mtu = mtu or _get_mtu(self.sock, ifname)
-            self._resync = False
-        else:
-            self.sock = sock
-            self.mtu = mtu or 1500
-            self._resync = True  # re-attaching to a ring someone else consumed
-        self.spec = spec
-        self.version = spec.version
-        self._tx_ring = bool(spec.tx_frames)
         try:
+            with _in_netns(netns):
+                if sock is None:
+                    spec = RingSpec(version, frames, frame_size, blocks, block_size, timeout_ms)
+                    self.sock = open_socket(ifname, spec,
+                                            steer.filter_program(nqueues, queue, non_ip),
+                                            qdisc_bypass)
+                    self.mtu = mtu or _get_mtu(self.sock, ifname)
+                    self._resync = False
+                else:
+                    self.sock = sock
+                    self.mtu = mtu or 1500
+                    self._resync = True  # re-attaching to a ring someone else consumed
+                self.spec = spec
+                self.version = spec.version
+                if tx == "ring":
+                    self._txr = TxRing(ifname, tx_frames, tx_slot_size or tx_slot_for(self.mtu),
+                                       qdisc_bypass)
             self._map()
         except BaseException:
             self.close()
@@ -225,7 +340,7 @@ class AfPacketPort:
     # -- setup --------------------------------------------------------------------
     def _map(self):
         spec = self.spec
-        self._mm = mmap.mmap(self.sock.fileno(), spec.rx_bytes + spec.tx_bytes,
+        self._mm = mmap.mmap(self.sock.fileno(), spec.rx_bytes,
                              mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         mv = memoryview(self._mm)
         self._u32 = mv.cast("I")    # index access is cheaper than unpack_from on the mmap
@@ -242,25 +357,19 @@ class AfPacketPort:
             self._blk = 0
             self._pkt_left = 0   # packets left in the current (user-owned) block
             self._pkt_off = 0
-        if self._tx_ring:
-            fpb = spec.tx_block_size // spec.frame_size
-            base = spec.rx_bytes
-            self._txoffs = [base + b * spec.tx_block_size + i * spec.frame_size
-                            for b in range(spec.tx_blocks) for i in range(fpb)]
-            self._txhead = 0
-            if spec.version == 2:
-                self._tx_st, self._tx_len, self._tx_data = 0, 4, 32
-            else:
-                self._tx_st, self._tx_len, self._tx_data = 20, 16, 48
         self._send = self.sock.send
         self.rx_burst = self._rx_v2 if spec.version == 2 else self._rx_v3
-        self.tx_burst = self._tx_ring_burst if self._tx_ring else self._tx_send
+        self.tx_burst = self._tx_ring if self._txr is not None else self._tx_send
 
     # -- interface ----------------------------------------------------------------
     def fileno(self):
         return self.sock.fileno()
 
     def close(self):
+        """Idempotent. Frames already flushed still leave (the kernel holds them); afterwards
+        rx_burst returns nothing and tx_burst drops and counts."""
+        self.rx_burst = self._rx_closed
+        self.tx_burst = self._tx_closed
         for name in ("_u32", "_u16"):
             v = getattr(self, name, None)
             if v is not None:
@@ -269,7 +378,10 @@ class AfPacketPort:
         if self._mm is not None:
             self._mm.close()
             self._mm = None
-        if self.sock is not None:
+        if self._txr is not None:
+            self._txr.close()
+            self._txr = None
+        if getattr(self, "sock", None) is not None:
             self.sock.close()   # a FanoutGroup port closes only its dup; the group keeps the member
             self.sock = None
 
@@ -285,6 +397,10 @@ class AfPacketPort:
         self.stats["rx_kernel_drops"] += d
         self.stats["rx_drops"] += d
         return p, d
+
+    def tx_in_flight(self):
+        """TX ring slots the kernel still holds (0 with ``tx="send"`` or once closed)."""
+        return self._txr.in_flight() if self._txr is not None else 0
 
     # -- RX -----------------------------------------------------------------------
     def _rx_v2(self, max=64):
@@ -400,73 +516,146 @@ class AfPacketPort:
         send = self._send
         n = 0
         sent = 0
+        busy = 0
         try:
             for f in frames:
                 try:
                     send(f)
                     sent += 1
                 except (BlockingIOError, InterruptedError):
-                    self.stats["tx_busy"] += 1
+                    busy = 1
                     break
                 except OSError as e:
                     if e.errno == errno.ENOBUFS and len(f) <= MAX_TX:
-                        self.stats["tx_busy"] += 1   # device queue full (QDISC_BYPASS)
+                        busy = 1                      # device queue full (QDISC_BYPASS)
                         break
                     self.stats["tx_drops"] += 1   # EINVAL/EMSGSIZE/too big: this frame is bad
                 n += 1
         finally:
             self.stats["tx"] += sent
+            self.stats["tx_busy"] += busy
+            self.stats["tx_syscalls"] += n + busy
         return n
 
-    def _tx_ring_burst(self, frames):
-        u32, mm, offs = self._u32, self._mm, self._txoffs
-        st_w, len_w, data = self._tx_st >> 2, self._tx_len >> 2, self._tx_data
-        cap = self.spec.frame_size - data
-        nt = len(offs)
-        i = self._txhead
-        n = 0
-        for f in frames:
-            off = offs[i]
-            w = off >> 2
-            if u32[w + st_w]:          # slot still owned by the kernel
-                break
-            ln = len(f)
-            if ln > cap:
-                self.stats["tx_drops"] += 1
-                n += 1
+    def _tx_ring(self, frames):
+        """Copy frames into free TX slots, flush each run of slots with one send(); a frame
+        too big for a slot goes out with send() on the RX socket after the run before it.
+        Returns frames consumed (sent or dropped as malformed); see TX in the module doc."""
+        if len(frames) == 1:     # one frame, one syscall either way: send() has less to do
+            return self._tx_send(frames)
+        ring = self._txr
+        u32 = ring.u32
+        u16 = ring.u16
+        mm = ring.mm
+        words = ring.words
+        kick = ring.kick
+        nslots = len(words)
+        cap = ring.capacity
+        stats = self.stats
+        total = len(frames)
+        done = 0
+        while done < total:
+            start = ring.head
+            i = start
+            j = done
+            while j < total:                 # the per-frame loop: one copy, three stores
+                f = frames[j]
+                ln = len(f)
+                if ln > cap or ln < VNET_LEN:
+                    break
+                w = words[i]
+                if u32[w] & TX_OWNED:
+                    break
+                off = (w << 2) + TX_DATA
+                mm[off:off + ln] = f
+                # hdr_len = the whole frame: the kernel copies it into the skb, as send()
+                # does, instead of lending it the slot's page (which a local receiver
+                # must then copy, at a higher cost)
+                u16[(w << 1) + TX_HDR_LEN] = ln - VNET_LEN
+                u32[w + 1] = ln              # tp_len, then the status that hands it over
+                u32[w] = TP_STATUS_SEND_REQUEST
+                j += 1
+                i += 1
+                if i == nslots:
+                    i = 0
+            run = j - done
+            if run:
+                ring.head = i
+                err = 0
+                try:
+                    kick(b"", socket.MSG_DONTWAIT)
+                except OSError as e:
+                    err = e.errno
+                stats["tx_syscalls"] += 1
+                if not u32[words[i - 1]] & TX_UNSENT:    # the last slot went: all of them did
+                    stats["tx"] += run
+                    done = j
+                    continue
+                k = ring.taken(start, run)
+                stats["tx"] += k
+                at = (start + k) % nslots
+                bad = u32[words[at]] & TP_STATUS_WRONG_FORMAT
+                ring.rewind(at, run - k)
+                if bad:                      # the frames after it go again from slot ``at``
+                    stats["tx_drops"] += 1
+                    done += k + 1
+                    continue
+                if err == 0 or err == errno.EAGAIN or err == errno.ENOBUFS:
+                    stats["tx_busy"] += 1    # send buffer or driver queue full: keep the rest
+                    return done + k
+                stats["tx_drops"] += run - k   # the device refuses everything (down, gone)
+                done += run
                 continue
-            mm[off + data:off + data + ln] = f
-            u32[w + len_w] = ln
-            u32[w + st_w] = TP_STATUS_SEND_REQUEST
-            n += 1
-            i += 1
-            if i == nt:
-                i = 0
-        self._txhead = i
-        if n:
-            try:
-                self._send(b"", socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                self.stats["tx_busy"] += 1
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    raise
-                self.stats["tx_busy"] += 1
-        self.stats["tx"] += n
-        return n
+            ln = len(frames[done])
+            if ln > cap or ln < VNET_LEN:
+                if not self._send_unslotted(frames[done]):
+                    return done
+                done += 1
+                continue
+            stats["tx_ring_full"] += 1       # every slot still SENDING: keep the rest
+            return done
+        return done
+
+    def _send_unslotted(self, f):
+        """send() one frame that a TX slot does not take (a GSO frame too big for it, or
+        too short to be a frame) on the RX socket, which has no TX ring. False: the
+        device queue is full, keep it."""
+        stats = self.stats
+        stats["tx_syscalls"] += 1
+        try:
+            self._send(f)
+        except (BlockingIOError, InterruptedError):
+            stats["tx_busy"] += 1
+            return False
+        except OSError as e:
+            if e.errno == errno.ENOBUFS and len(f) <= MAX_TX:
+                stats["tx_busy"] += 1
+                return False
+            stats["tx_drops"] += 1
+            return True
+        stats["tx"] += 1
+        return True
+
+    def _rx_closed(self, max=64):
+        return []
+
+    def _tx_closed(self, frames):
+        self.stats["tx_drops"] += len(frames)
+        return len(frames)
 
 
 class FanoutGroup:
     """A PACKET_FANOUT_CBPF group of ``n`` sockets, created in member order and held by
-    the process that outlives the workers, so no member ever leaves (see module doc)."""
+    the process that outlives the workers, so no member ever leaves (see module doc).
+    The group holds the receive side only: each port opens its own TX ring."""
 
     def __init__(self, ifname, n, group_id=None, version=2, *, netns=None, frames=512,
-                 frame_size=None, blocks=32, block_size=1 << 20, timeout_ms=1, tx="send",
-                 tx_frames=512, qdisc_bypass=True, mtu=None):
+                 frame_size=None, blocks=32, block_size=1 << 20, timeout_ms=1,
+                 qdisc_bypass=True, mtu=None):
         self.ifname, self.n = ifname, n
+        self.netns = netns
         self.group_id = group_id if group_id is not None else (os.getpid() & 0xFFFF)
-        self.spec = RingSpec(version, frames, frame_size, blocks, block_size, timeout_ms,
-                             tx_frames if tx == "ring" else 0)
+        self.spec = RingSpec(version, frames, frame_size, blocks, block_size, timeout_ms)
         self.socks = []
         prog = steer.fanout_program(n)
         try:
@@ -487,7 +676,9 @@ class FanoutGroup:
             raise
 
     def port(self, k, **caps):
-        """Attach shard ``k`` to its member socket (a dup: closing the port keeps the member)."""
+        """Attach shard ``k`` to its member socket (a dup: closing the port keeps the member).
+        The port's TX ring socket is opened in the group's namespace."""
+        caps.setdefault("netns", self.netns)
         s = self.socks[k].dup()
         s.setblocking(False)
         return AfPacketPort(self.ifname, k, self.n, fanout_group=self.group_id, sock=s,

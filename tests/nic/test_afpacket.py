@@ -249,7 +249,8 @@ def test_fanout_member_leaving_would_reshuffle(link):
         afpacket.set_fanout_program(s, steer.fanout_program(N))
         socks.append(s)
     socks[0].close()
-    ports = [AfPacketPort(link.a, 1, N, fanout_group=4321, sock=socks[1], spec=spec)]
+    ports = [AfPacketPort(link.a, 1, N, fanout_group=4321, sock=socks[1], spec=spec,
+                          netns=link.S)]
     udp, _ = open_flows(link, n_udp=20, n_tcp=0)
     try:
         send_udp(udp, rounds=1)
