@@ -1,15 +1,18 @@
 """python -m bench: the user-level stack against kernel sockets, side by side.
 
-    python -m bench            # full run (< 15 min): every scenario x every server, 3x each
-    python -m bench --quick    # < 2 min: fewer, shorter runs, 2,000 idle connections
+    python -m bench            # full run: every scenario x every server, 5x each
+    python -m bench --quick    # fewer, shorter runs, 2,000 idle connections
 
-Servers: the framework's user stack (afpacket, tap), ``framework --stack kernel`` and a
-uvloop + httptools baseline (bench/baselines/uvloop_server.py, same response bytes).
-Each in its own namespace and /24 (bench/lab.py), the server on core 0, every load
-generator on core 1, RPS set inside our namespaces only. Scenarios run interleaved
-(round r: every scenario, every server, the order of servers rotated each round).
-Output: a Markdown report on stdout and in bench/results/<date>.md, a PNG chart next
-to it. Never part of the test suite.
+Servers: the framework's user stack (afpacket, tap), ``framework --stack kernel``, and
+the servers users would pick instead (bench/baselines/peers.py): uvloop + httptools
+(bench/baselines/uvloop_server.py, same response bytes), uvicorn, granian (ASGI and
+RSGI) and nginx, each one worker. Each in its own namespace and /24 (bench/lab.py), the
+server on core 0, every load generator on core 1, RPS set inside our namespaces only.
+Scenarios run interleaved (round r: every scenario, every server, the order of servers
+rotated each round). After the rounds, one extra run per server of the close and
+keep-alive scenarios counts the worker's syscalls per request (bench/syscalls.py; no
+req/s is taken from it). Output: a Markdown report on stdout and in
+bench/results/<date>.md, a PNG chart next to it. Never part of the test suite.
 """
 import argparse
 import datetime
@@ -25,10 +28,13 @@ import time
 
 import psutil
 
-from bench import loadgen, report
+from bench import loadgen, report, syscalls as syscount
+from bench.baselines import peers
 from bench.lab import CLIENT_CORE, ROOT, SERVER_CORE, Lab
 
-ALL_SERVERS = ("user-afpacket", "user-tap", "kernel", "uvloop")
+OURS = ("user-afpacket", "user-tap", "kernel")
+ALL_SERVERS = OURS + peers.KINDS
+USER_STACKS = ("user-afpacket", "user-tap")
 HTTP_SCENARIOS = ("close-wrk", "close-ab", "keepalive", "pipelined", "latency")
 
 
@@ -36,17 +42,57 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def ensure_tools():
-    missing = [p for t, p in (("wrk", "wrk"), ("ab", "apache2-utils")) if not shutil.which(t)]
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+
+
+def _apt_install(packages, check=True):
+    """apt-get install without starting any service a package brings (nginx's would
+    listen on the host's port 80): Debian's policy-rc.d hook, only while installing."""
+    made = not os.path.exists(POLICY_RC_D)
+    if made:
+        with open(POLICY_RC_D, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(POLICY_RC_D, 0o755)
+    try:
+        r = subprocess.run(["apt-get", "install", "-y", *packages], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    finally:
+        if made:
+            os.unlink(POLICY_RC_D)
+    if r.returncode != 0 and check:
+        raise RuntimeError(f"apt-get install {' '.join(packages)} failed: {r.stderr[-500:]}")
+    return r.returncode == 0
+
+
+def ensure_tools(servers=ALL_SERVERS, syscall_tool="auto"):
+    tools = [("wrk", "wrk"), ("ab", "apache2-utils")]
+    if syscall_tool in ("auto", "strace"):
+        tools.append(("strace", "strace"))
+    if "nginx" in servers:
+        tools.append(("nginx", "nginx"))
+    missing = [p for t, p in tools if not shutil.which(t) and not
+               (t == "nginx" and os.path.exists(peers.nginx_binary()))]
     if missing:
         log(f"installing {' '.join(missing)}")
-        subprocess.run(["apt-get", "install", "-y", *missing], check=True,
-                       stdout=subprocess.DEVNULL)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        log("installing matplotlib")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+        _apt_install(missing)
+    if syscall_tool in ("auto", "perf") and not shutil.which("perf"):
+        # the cheap syscall counter; strace stands in when it cannot be had
+        log("installing linux-perf")
+        if not _apt_install(["linux-perf"], check=False):
+            log("linux-perf not installed: syscalls are counted with strace")
+    modules = [("matplotlib", "matplotlib")]
+    if "uvicorn" in servers:
+        modules.append(("uvicorn", "uvicorn"))
+    if any(s.startswith("granian") for s in servers):
+        modules.append(("granian", "granian"))
+    if any(s in peers.KINDS for s in servers):
+        modules.append(("uvloop", "uvloop"))
+    for mod, pkg in modules:
+        try:
+            __import__(mod)
+        except ImportError:
+            log(f"installing {pkg}")
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", pkg], check=True)
 
 
 def run_micro(args):
@@ -136,6 +182,12 @@ def parse_args(argv):
     p.add_argument("--bulk-seconds", type=float, help="cap of one bulk run (4; quick 1.5)")
     p.add_argument("--bulk-bytes", type=int, default=1 << 30, help="cap of one bulk run (1 GiB)")
     p.add_argument("--micro-connections", type=int, help="connections of the micro benchmark")
+    p.add_argument("--syscalls", choices=("auto", "perf", "strace", "off"), default="auto",
+                   help="how to count each server's syscalls per request in an extra run: "
+                        "perf (a kernel counter, cheap), strace (-c -f, slow), auto: perf "
+                        "when it works here, else strace; off: not counted")
+    p.add_argument("--syscall-requests", type=int,
+                   help="requests of each syscall-counting run (20000; quick 5000)")
     p.add_argument("--no-pyspy", dest="pyspy", action="store_false",
                    help="skip the live py-spy profiles of the user stack's worker")
     p.add_argument("--quiet-wait", type=float,
@@ -160,6 +212,7 @@ def parse_args(argv):
     if a.quiet_wait is None:
         a.quiet_wait = 0.0 if q else 2.0
     a.micro_connections = a.micro_connections or (500 if q else 3000)
+    a.syscall_requests = a.syscall_requests or (5000 if q else 20000)
     a.servers = [s for s in a.servers.split(",") if s]
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     for s in a.servers:
@@ -173,7 +226,7 @@ def wait_alive(lab, s):
         raise RuntimeError(f"{s.kind} server died:\n{s.log_tail()}")
 
 
-def http_phase(lab, args, results, profiles, notes):
+def http_phase(lab, args, results, profiles, notes, syscalls=None):
     servers = []
     for kind in args.servers:
         try:
@@ -203,12 +256,44 @@ def http_phase(lab, args, results, profiles, notes):
                     f"errors {r['errors']}")
                 if not s.alive():
                     notes.append(f"{s.kind}: server died during {sc}: {s.log_tail(500)}")
+    if syscalls is not None:
+        syscall_phase(lab, args, servers, syscalls, notes)
     if args.pyspy:
         live_profiles(lab, args, servers, profiles, notes)
     for s in servers:
         if not s.alive():
             notes.append(f"{s.kind}: server died (log {s.logpath}): {s.log_tail(300)!r}")
     lab.stop_servers()
+
+
+def syscall_phase(lab, args, servers, syscalls, notes):
+    """Per server, one extra run of each of the close and keep-alive scenarios measured,
+    over a fixed number of requests, with the worker's syscalls counted."""
+    scen = [sc for sc in loadgen.SYSCALL_SCENARIOS if sc in args.scenarios]
+    if not scen or args.syscalls == "off":
+        return
+    tool = syscount.available_tool(args.syscalls)
+    if tool is None:
+        notes.append("syscalls not counted: neither perf nor strace works here")
+        return
+    notes.append(f"syscalls per request: {tool}"
+                 + (" (`perf stat -e raw_syscalls:sys_enter -p <worker>`, every thread)"
+                    if tool == "perf" else " (`strace -c -f -p <worker>`)")
+                 + f", one extra run of {args.syscall_requests:,} requests per server and "
+                 "scenario, after the measured rounds; the server's supervisor or master "
+                 "process is not counted (it serves no request)")
+    for sc in scen:
+        for s in servers:
+            if not s.alive():
+                continue
+            r = loadgen.run_syscalls(lab, s, sc, args.syscall_requests, tool)
+            syscalls.setdefault(sc, {})[s.kind] = r
+            if r.get("per_req") is None:
+                notes.append(f"{s.kind}: syscall count for {sc} failed: {r.get('failed')}")
+                log(f"syscalls {sc:10s} {s.kind:14s} failed: {r.get('failed')}")
+            else:
+                log(f"syscalls {sc:10s} {s.kind:14s} {r['per_req']:6.2f} per request "
+                    f"({r['syscalls']:,} over {r['requests']:,} requests, {tool})")
 
 
 def live_profiles(lab, args, servers, profiles, notes, scenarios=("close-wrk", "keepalive")):
@@ -292,6 +377,8 @@ def idle_phase(lab, args, idle, notes):
 def bulk_phase(lab, args, bulk, notes, profiles):
     servers = []
     for kind in args.servers:
+        if kind in peers.KINDS and kind not in peers.SERVES_BULK:
+            continue       # serves HTTP only
         try:
             servers.append(lab.start(kind, app="bench.app:app"))
         except Exception as e:
@@ -312,53 +399,91 @@ def bulk_phase(lab, args, bulk, notes, profiles):
     lab.stop_servers()
 
 
+# issue 10: (scenario, goal against uvloop, goal against nginx); None = shown, no goal
+HTTP_GOALS = (("close-wrk", 2.0, 1.5), ("close-ab", 2.0, 1.5), ("keepalive", 1.2, 1.0),
+              ("pipelined", 1.0, None))
+BASELINES = ("uvloop", "nginx")
+
+
 def targets(results, bulk, idle, micro):
-    """Issue 6's targets: met, or the measured gap."""
+    """Issue 10's targets (against uvloop and nginx) and issue 6's (bulk, idle memory,
+    stack time): met, or the measured gap."""
     def m(sc, srv, f="rps", src=None):
         src = results if src is None else src
-        return report.med([r[f] for r in src.get(sc, {}).get(srv, [])])
+        return report.med([r.get(f) for r in src.get(sc, {}).get(srv, [])])
 
-    out = ["| target | req/s ratio (medians) | server CPU per request ratio (uvloop us / ours; "
-           "robust to other load) | verdict |", "|---|---|---|---|"]
+    def cell(ratio, goal, ours, theirs, spec):
+        if ratio is None:
+            return "-", None
+        text = f"{ratio:.2f}x ({spec.format(ours)} vs {spec.format(theirs)})"
+        if goal is None:
+            return text, None
+        ok = ratio >= goal
+        return text + (" met" if ok else f" gap {goal / ratio:.2f}x"), ok
 
-    def both(sc, srv, goal, label):
-        u, v = m(sc, "uvloop"), m(sc, srv)
-        cu, cv = m(sc, "uvloop", "server_us_per_req"), m(sc, srv, "server_us_per_req")
-        if not (u and v):
-            return
-        r = v / u
-        e = cu / cv if cu and cv else None
-        verdict = "met" if r >= goal else f"gap {goal / r:.2f}x"
-        if e is not None:
-            verdict += f" (by CPU per request: {'met' if e >= goal else 'gap %.2fx' % (goal / e)})"
-        out.append(f"| {label} ({srv}) >= {goal}x uvloop | {r:.2f}x ({v:,.0f} vs {u:,.0f}) | "
-                   f"{'-' if e is None else '%.2fx (%.1f vs %.1f us)' % (e, cu, cv)} | {verdict} |")
+    out = ["| target | server | req/s vs uvloop | req/s vs nginx | server CPU per request vs "
+           "uvloop (theirs / ours) | server CPU per request vs nginx (theirs / ours) | verdict |",
+           "|---|---|---|---|---|---|---|"]
+    for sc, g_uv, g_ng in HTTP_GOALS:
+        for srv in USER_STACKS:
+            v, cv = m(sc, srv), m(sc, srv, "server_us_per_req")
+            if not v:
+                continue
+            cells, verdicts = [], []
+            for f in ("rps", "server_us_per_req"):
+                for base, goal in zip(BASELINES, (g_uv, g_ng)):
+                    b = m(sc, base, f)
+                    if f == "rps":
+                        ratio = v / b if b else None
+                        text, ok = cell(ratio, goal, v, b, "{:,.0f}")
+                    else:
+                        ratio = b / cv if b and cv else None
+                        text, ok = cell(ratio, goal, cv, b, "{:.1f} us")
+                    cells.append(text)
+                    if ok is not None:
+                        verdicts.append(ok)
+                    elif goal is not None:
+                        cells[-1] += " (not measured)"
+            goal_text = " and ".join(f">= {g}x {b}" for b, g in zip(BASELINES, (g_uv, g_ng))
+                                     if g is not None)
+            verdict = ("-" if not verdicts else "met" if all(verdicts) else
+                       f"not met ({verdicts.count(False)} of {len(verdicts)} ratios short)")
+            out.append(f"| {loadgen.SCENARIOS[sc]['title']}: {goal_text} | {srv} | "
+                       f"{' | '.join(cells)} | {verdict} |")
+    def p50_vs(ours, theirs):
+        return "-" if theirs is None else \
+            f"{theirs / ours:.2f}x ({ours * 1e6:,.0f} vs {theirs * 1e6:,.0f} us)"
 
-    for sc in ("close-wrk", "close-ab"):
-        for srv in ("user-afpacket", "user-tap"):
-            both(sc, srv, 2.0, f"one request per connection, {sc}")
-    for srv in ("user-afpacket", "user-tap"):
-        both("keepalive", srv, 1.2, "keep-alive")
-    for srv in ("user-afpacket", "user-tap"):
+    for srv in USER_STACKS:
+        p50 = m("latency", srv, "p50")
+        if not p50:
+            continue
+        u, n = m("latency", "uvloop", "p50"), m("latency", "nginx", "p50")
+        verdict = "-" if u is None else "met" if p50 <= u else f"gap {p50 / u:.2f}x"
+        out.append(f"| latency p50 (keep-alive wrk -c10) <= uvloop's (theirs / ours) | {srv} | "
+                   f"{p50_vs(p50, u)} | {p50_vs(p50, n)} | | | {verdict} |")
+    for srv in USER_STACKS:
         for d in ("upload", "download"):
             v = m(d, srv, "gbps", bulk)
             if v is not None:
-                out.append(f"| bulk {d} ({srv}) >= 10 Gbit/s | {v:.2f} Gbit/s | | "
+                out.append(f"| bulk {d} >= 10 Gbit/s (issue 6) | {srv} | {v:.2f} Gbit/s | | | | "
                            f"{'met' if v >= 10 else 'gap %.1fx' % (10 / v if v else float('inf'))} |")
-    for srv in ("user-afpacket", "user-tap"):
+    for srv in USER_STACKS:
         r = idle.get(srv)
         if r and r.get("bytes_per_conn") is not None:
             b = r["bytes_per_conn"]
-            out.append(f"| <= 2 KB per idle connection ({srv}) | {b:,.0f} B | | "
+            out.append(f"| <= 2 KB per idle connection (issue 6) | {srv} | {b:,.0f} B | | | | "
                        f"{'met' if b <= 2048 else 'gap %.1fx' % (b / 2048)} |")
     if micro:
         v = micro["us_per_conn"]
-        out.append(f"| stack time per short connection (memory port) <= 30 us | {v:.1f} us | | "
+        out.append(f"| stack time per short connection (memory port) <= 30 us (issue 6) | "
+                   f"memory port | {v:.1f} us | | | | "
                    f"{'met' if v <= 30 else 'gap %.1fx' % (v / 30)} |")
     return "\n".join(out)
 
 
-def build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles=None):
+def build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles=None,
+                 syscalls=None):
     titles = {k: v["title"] for k, v in loadgen.SCENARIOS.items()}
     servers = args.servers
     scen = [sc for sc in HTTP_SCENARIOS if sc in args.scenarios and sc != "latency"]
@@ -390,14 +515,25 @@ def build_report(args, results, bulk, idle, micro, notes, started, elapsed, prof
         f"Load average at start: {args.loadavg_start}; at end: "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "",
-        "## Targets (issue 6)",
+        "## Targets (issues 10 and 6)",
+        "",
+        "Ratios of medians measured in this run; for req/s ours / theirs, for server CPU per "
+        "request and latency theirs / ours, so above 1.00x is better for us everywhere.",
         "",
         targets(results, bulk, idle, micro),
         "",
         "## HTTP throughput",
         "",
-        report.http_table(results, scen, servers, titles),
+        report.http_table(results, scen, servers, titles, syscalls),
     ]
+    if syscalls:
+        parts += ["", "## Syscalls per request (server's worker process, every thread)", "",
+                  f"An extra run per server and scenario after the measured rounds, stopped "
+                  f"after {args.syscall_requests:,} requests (bench/counted.lua), counter "
+                  f"attached to the worker; its req/s is not reported. For the user-level "
+                  f"stack the frames move through the AF_PACKET socket or the TAP in batches, "
+                  f"so its count is per batch, not per connection.", "",
+                  report.syscall_table(syscalls, servers, titles)]
     if results.get("latency"):
         parts += ["", "## Latency (keep-alive, wrk -t1 -c10, closed loop)", "",
                   report.latency_table(results["latency"], servers)]
@@ -449,7 +585,7 @@ def main(argv=None):
         sys.exit("python -m bench needs root (namespaces, raw sockets)")
     if psutil.cpu_count() < 2:
         sys.exit("python -m bench needs 2 cores (server on 0, load generator on 1)")
-    ensure_tools()
+    ensure_tools(args.servers, args.syscalls)
     # SIGTERM/SIGHUP unwind like Ctrl-C: the finally below removes servers and namespaces
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
@@ -461,14 +597,14 @@ def main(argv=None):
     started = datetime.datetime.utcnow()
     args.loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     t0 = time.monotonic()
-    results, bulk, idle, notes, profiles = {}, {}, {}, [], {}
+    results, bulk, idle, notes, profiles, syscalls = {}, {}, {}, [], {}, {}
     micro = None
     snap0 = cpu_snapshot()
     tmp = tempfile.mkdtemp(prefix="fwbench-")
     lab = Lab(tmp)
     try:
         if any(sc in args.scenarios for sc in HTTP_SCENARIOS):
-            http_phase(lab, args, results, profiles, notes)
+            http_phase(lab, args, results, profiles, notes, syscalls)
         if "idle" in args.scenarios and args.idle:
             idle_phase(lab, args, idle, notes)
         if "bulk" in args.scenarios:
@@ -485,14 +621,16 @@ def main(argv=None):
     if "micro" in args.scenarios:
         micro = run_micro(args)
     elapsed = time.monotonic() - t0
-    text = build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles)
+    text = build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles,
+                        syscalls)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
         stem = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
         png = os.path.join(args.out, stem + ".png")
         try:
             titles = {k: v["title"] for k, v in loadgen.SCENARIOS.items()}
-            if report.chart(png, results, bulk, list(HTTP_SCENARIOS), args.servers, titles):
+            if report.chart(png, results, bulk, list(HTTP_SCENARIOS), args.servers, titles,
+                            syscalls):
                 text += f"\n![chart]({os.path.basename(png)})\n"
         except Exception as e:
             log(f"chart failed: {e}")
@@ -500,7 +638,7 @@ def main(argv=None):
             f.write(text)
         with open(os.path.join(args.out, stem + ".json"), "w") as f:
             json.dump({"results": results, "bulk": bulk, "idle": idle, "micro": micro,
-                       "notes": notes}, f, indent=1, default=str)
+                       "syscalls": syscalls, "notes": notes}, f, indent=1, default=str)
         log(f"wrote {os.path.join(args.out, stem)}.md/.png/.json")
     print(text)
 

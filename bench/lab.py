@@ -4,14 +4,16 @@
       |-- fw<pid>h 198.18.A.1  <-veth->  fw<pid>s in fw-<pid>   framework, user stack (afpacket)
       |-- fw<pid>t 198.18.B.1  (TAP)    <- worker's queue ->    framework, user stack (tap)
       |-- fw<pid>h 198.18.C.1  <-veth->  fw<pid>s 198.18.C.2    framework --stack kernel
-      `-- bu<id>c  198.18.D.1  <-veth->  bu<id>s  198.18.D.2     uvloop baseline (ns fwbs<id>)
+      `-- bu<id>c  198.18.D.1  <-veth->  bu<id>s  198.18.D.2     a peer: uvloop, uvicorn,
+                                                               granian, nginx (ns fwbs<id>)
 
 Each framework server is a real ``framework serve`` started *inside* the client
 namespace on its own ``--link-subnet``: it builds its default link exactly as for a
 user (veth + namespace, or TAP) but in our namespace, so nothing touches the host and
-nothing collides with a server someone else runs. The uvloop baseline gets the same
-shape of link, made here. Every server runs under ``taskset -c 0`` (the framework pins
-its worker to core 0 as well).
+nothing collides with a server someone else runs. Each peer (bench/baselines/peers.py)
+gets the same shape of link, made here. Every server runs under ``taskset -c 0`` (the
+framework pins its worker to core 0 as well; a peer's threads and worker processes
+inherit the mask).
 
 RPS (bench/README.md): the server-side veth's receive work goes to core 0, inside the
 server's namespace. With ``--client-rps`` the client side's receive work is also
@@ -34,6 +36,7 @@ import uuid
 
 import psutil
 
+from bench.baselines import peers
 from framework.master import netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +98,8 @@ def get_rps(ifname, ns):
 
 
 class Server:
-    """One server under test. ``kind``: user-afpacket | user-tap | kernel | uvloop."""
+    """One server under test. ``kind``: user-afpacket | user-tap | kernel, or one of
+    bench/baselines/peers.py's KINDS."""
 
     def __init__(self, lab, kind, app="apps.hello:app", rps=True, client_rps=None):
         self.lab = lab
@@ -107,6 +111,7 @@ class Server:
         self.port = 8080
         self.proc = None
         self.uv_ns = None
+        self.peer = kind in peers.KINDS
         lab.started += 1
         self.logpath = os.path.join(lab.tmp, f"{lab.started:02d}-{kind}.log")
         self.errlog = open(self.logpath, "w+")
@@ -119,7 +124,7 @@ class Server:
         taskset = ["taskset", "-c", str(SERVER_CORE)]
         if NICE:
             taskset = ["nice", "-n", str(NICE)] + taskset
-        if kind == "uvloop":
+        if self.peer:
             u = uuid.uuid4().hex[:6]
             self.uv_ns = f"fwbs{u}"
             self.c_if, self.s_if = f"bu{u}c", f"bu{u}s"
@@ -131,8 +136,9 @@ class Server:
                 netns.ip("link", "set", "dev", ifn, "addrgenmode", "none", netns=ns)
                 netns.ip("addr", "add", f"{ip}/24", "dev", ifn, netns=ns)
                 netns.ip("link", "set", ifn, "up", netns=ns)
-            cmd = ["ip", "netns", "exec", self.uv_ns, *taskset, sys.executable, "-m",
-                   "bench.baselines.uvloop_server", self.ip, str(self.port)]
+            workdir = os.path.splitext(self.logpath)[0]     # nginx's config, pid, logs
+            cmd = ["ip", "netns", "exec", self.uv_ns, *taskset,
+                   *peers.command(kind, self.ip, self.port, workdir)]
             self.server_ns, self.server_if = self.uv_ns, self.s_if
             enter = None
         else:
@@ -144,11 +150,17 @@ class Server:
                    "--link-subnet", self.subnet, "--log-level", "warning"]
             if kind == "user-tap":
                 cmd += ["--port-type", "tap"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        # a peer's stdout goes to its log: nobody reads a pipe while it serves
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env,
+                                     stdout=self.errlog if self.peer else subprocess.PIPE,
                                      stderr=self.errlog, text=True,
                                      preexec_fn=lambda: _child_setup(enter))
-        self._wait_banner()
-        if kind != "uvloop":
+        self.url = f"http://{self.ip}:{self.port}/"
+        if self.peer:
+            self._wait_http()
+        else:
+            self._wait_banner()
+        if not self.peer:
             short = f"{self.proc.pid:x}"
             if kind == "user-tap":
                 self.c_if = f"fw{short}t"
@@ -160,7 +172,6 @@ class Server:
             set_rps(self.server_if, 1 << SERVER_CORE, self.server_ns)
         if self.client_rps:
             set_rps(self.c_if, 1 << CLIENT_CORE, lab.client_ns)
-        self.url = f"http://{self.ip}:{self.port}/"
 
     def _wait_banner(self, timeout=30.0):
         deadline = time.monotonic() + timeout
@@ -178,15 +189,29 @@ class Server:
         raise RuntimeError(f"{self.kind} server did not start (rc={self.proc.poll()}):\n"
                            f"{self.errlog.read()[-3000:]}")
 
+    def _wait_http(self, timeout=30.0):
+        """Until ``GET /`` from the client namespace answers 200 (a peer prints no banner
+        of ours; a master may bind its socket before its worker serves)."""
+        r = self.lab.run_client([sys.executable, "-c", _WAIT_HTTP, self.ip, str(self.port),
+                                 str(timeout)], timeout=timeout + 30)
+        if r.returncode != 0 or self.proc.poll() is not None:
+            self.errlog.seek(0)
+            raise RuntimeError(f"{self.kind} server did not answer (rc={self.proc.poll()}, "
+                               f"probe: {(r.stdout + r.stderr).strip()[-300:]}):\n"
+                               f"{self.errlog.read()[-3000:]}")
+
     def worker(self):
-        """The process whose RSS is the server's memory (the framework's shard 0)."""
-        if self.kind == "uvloop":
+        """The process that serves: its RSS is the server's memory, its threads' CPU time
+        and syscalls the server's (the framework's shard 0, a peer's worker)."""
+        if self.peer and self.kind not in peers.WORKER_IS_CHILD:
             return psutil.Process(self.proc.pid)
         deadline = time.monotonic() + 5.0
         while True:
             try:
                 for p in psutil.Process(self.proc.pid).children():
-                    if p.name().startswith("fw-shard-0") and p.status() != psutil.STATUS_ZOMBIE:
+                    if p.status() == psutil.STATUS_ZOMBIE:
+                        continue
+                    if self.peer or p.name().startswith("fw-shard-0"):
                         return p
             except psutil.Error:
                 pass
@@ -204,22 +229,29 @@ class Server:
 
     def stop(self):
         if self.proc is None:
-            if self.kind == "uvloop" and getattr(self, "c_if", None):
+            if self.peer and getattr(self, "c_if", None):
                 self._del_uv_link()     # failed before the server process started
             return
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                try:
-                    for p in psutil.Process(self.proc.pid).children(recursive=True):
-                        p.kill()
-                except psutil.NoSuchProcess:
-                    pass
                 self.proc.kill()
                 self.proc.wait(5)
-        if self.kind != "uvloop":
+        # workers that outlived their master (or a master killed above)
+        for p in children:
+            try:
+                p.wait(2)
+            except psutil.TimeoutExpired:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if not self.peer:
             # the supervisor removes its link on SIGTERM; make sure even after a crash
             short = f"{self.proc.pid:x}"
             for ifn in (f"fw{short}h", f"fw{short}t"):
@@ -233,7 +265,8 @@ class Server:
                     pass
         else:
             self._del_uv_link()
-        self.proc.stdout.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
         self.proc = None
 
     def _del_uv_link(self):
@@ -246,6 +279,25 @@ class Server:
     def log_tail(self, n=2000):
         self.errlog.seek(0)
         return self.errlog.read()[-n:]
+
+
+_WAIT_HTTP = """
+import socket, sys, time
+host, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+last = ""
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.1\\r\\nHost: bench\\r\\nConnection: close\\r\\n\\r\\n")
+            last = s.recv(64).decode("latin-1")
+            if last.startswith("HTTP/1.1 200"):
+                sys.exit(0)
+    except OSError as e:
+        last = str(e)
+    time.sleep(0.05)
+print(last)
+sys.exit(1)
+"""
 
 
 class Lab:

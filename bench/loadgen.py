@@ -2,11 +2,16 @@
 parsers, and per-core CPU accounting from /proc/stat."""
 import os
 import re
+import select
+import signal
 import subprocess
 import time
 
+from bench.syscalls import SyscallCounter
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIPELINE_LUA = os.path.join(HERE, "pipeline.lua")
+COUNTED_LUA = os.path.join(HERE, "counted.lua")
 
 
 # ---- /proc/stat ---------------------------------------------------------------------------
@@ -233,6 +238,70 @@ SCENARIOS = {
     "latency": {"tool": "wrk", "conns": 10, "latency": True,
                 "title": "latency, keep-alive wrk -c10"},
 }
+
+
+# ---- syscalls per request ------------------------------------------------------------
+
+SYSCALL_SCENARIOS = ("close-wrk", "keepalive")
+
+
+def run_syscalls(lab, server, scenario, requests, tool, max_seconds=60):
+    """An extra run of ``scenario`` (a wrk one, not pipelined) that stops after
+    ``requests`` requests, with the server's worker process (every thread) under a
+    syscall counter (bench/syscalls.py). Its req/s is not a result: the counter may slow
+    the server."""
+    sc = SCENARIOS[scenario]
+    cmd = ["wrk", "-t1", f"-c{sc['conns']}", f"-d{max_seconds}s", "--timeout", "5s"]
+    if sc.get("close"):
+        cmd += ["-H", "Connection: close"]
+    cmd += ["-s", COUNTED_LUA, server.url, "--", str(requests)]
+    res = {"tool": tool}
+    try:
+        with SyscallCounter(server.worker().pid, tool) as counter:
+            out = _wrk_until_limit(lab, cmd, max_seconds + 30)
+    except Exception as e:
+        res["failed"] = str(e)[-300:]
+        return res
+    if counter.error:
+        res["failed"] = counter.error
+        return res
+    try:
+        w = parse_wrk(out)
+    except ValueError as e:
+        res["failed"] = str(e)[-300:]
+        return res
+    n = w["requests"]
+    res.update(requests=n, errors=w["errors"], syscalls=counter.total, by_name=counter.by_name,
+               per_req=counter.total / n if n else None,
+               by_name_per_req={k: v / n for k, v in counter.by_name.items()} if n else {})
+    return res
+
+
+def _wrk_until_limit(lab, cmd, timeout):
+    """Run wrk with counted.lua; SIGINT it once its thread has stopped at the limit.
+    Returns wrk's output."""
+    p = lab.popen_client(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    deadline = time.monotonic() + timeout
+    seen = b""
+    try:
+        # raw reads: a buffered readline would hide the marker from select()
+        while b"bench: limit reached" not in seen and time.monotonic() < deadline:
+            r, _, _ = select.select([p.stdout], [], [], 0.5)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+            elif p.poll() is not None:
+                break
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return (seen + out + err).decode("utf-8", "replace")
 
 
 # ---- bulk -------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ SERVER_TITLES = {
     "user-tap": "framework user stack (tap)",
     "kernel": "framework --stack kernel",
     "uvloop": "uvloop + httptools",
+    "uvicorn": "uvicorn (uvloop, httptools), ASGI",
+    "granian-asgi": "granian, ASGI",
+    "granian-rsgi": "granian, RSGI",
+    "nginx": "nginx, 1 worker",
 }
 
 
@@ -39,14 +43,20 @@ def _split(runs):
             f"softirq {_fmt(sirq, '{:.0%}')})")
 
 
-def http_table(results, scenarios, servers, titles):
-    lines = ["| scenario | server | req/s median (min-max) | vs uvloop | vs kernel | core 0 busy "
-             "(server tasks / rest; softirq) | core 1 busy | core-0 CPU us/req | server CPU "
-             "us/req | CPU efficiency vs uvloop | errors | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def syscalls_per_req(syscalls, sc, srv):
+    r = (syscalls or {}).get(sc, {}).get(srv)
+    return r.get("per_req") if r else None
+
+
+def http_table(results, scenarios, servers, titles, syscalls=None):
+    lines = ["| scenario | server | req/s median (min-max) | syscalls/req | vs uvloop | vs nginx | "
+             "vs kernel | core 0 busy (server tasks / rest; softirq) | core 1 busy | core-0 CPU "
+             "us/req | server CPU us/req | CPU efficiency vs uvloop | errors | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for sc in scenarios:
         per = results.get(sc, {})
         base_uv = med([r["rps"] for r in per.get("uvloop", [])])
+        base_ng = med([r["rps"] for r in per.get("nginx", [])])
         base_k = med([r["rps"] for r in per.get("kernel", [])])
         cpu_uv = med([r.get("server_us_per_req") for r in per.get("uvloop", [])])
         for srv in servers:
@@ -57,7 +67,9 @@ def http_table(results, scenarios, servers, titles):
             m = med(rps)
             lines.append(
                 f"| {titles[sc]} | {SERVER_TITLES[srv]} | {_range(rps)} | "
+                f"{_fmt(syscalls_per_req(syscalls, sc, srv), '{:.2f}')} | "
                 f"{'-' if srv == 'uvloop' else _ratio(m, base_uv)} | "
+                f"{'-' if srv == 'nginx' else _ratio(m, base_ng)} | "
                 f"{'-' if srv == 'kernel' else _ratio(m, base_k)} | "
                 f"{_split(runs)} | "
                 f"{_fmt(med([r['core1'] for r in runs]), '{:.0%}')} | "
@@ -81,6 +93,32 @@ def latency_table(runs_by_server, servers):
         lines.append(f"| {SERVER_TITLES[srv]} | {_fmt(p50 and p50 * 1e6, '{:,.0f} us')} | "
                      f"{_fmt(p99 and p99 * 1e6, '{:,.0f} us')} | "
                      f"{_fmt(med([r['rps'] for r in runs]))} | {len(runs)} |")
+    return "\n".join(lines)
+
+
+def syscall_table(syscalls, servers, titles, top=8):
+    """Syscalls per request of each server's worker (all threads), per scenario, with the
+    most frequent calls named."""
+    scen = [sc for sc in syscalls if syscalls[sc]]
+    lines = ["| scenario | server | syscalls/req | requests counted | most frequent (per request) |",
+             "|---|---|---|---|---|"]
+    for sc in scen:
+        for srv in servers:
+            r = syscalls[sc].get(srv)
+            if not r:
+                continue
+            if r.get("per_req") is None:
+                lines.append(f"| {titles[sc]} | {SERVER_TITLES[srv]} | - | - | failed: "
+                             f"{str(r.get('failed', ''))[:100]} |")
+                continue
+            named = sorted(r.get("by_name_per_req", {}).items(), key=lambda kv: -kv[1])
+            shown = [(k, v) for k, v in named[:top] if v >= 0.005]
+            rest = r["per_req"] - sum(v for _, v in shown)
+            parts = [f"{k} {v:.2f}" for k, v in shown]
+            if rest >= 0.005:
+                parts.append(f"rest {rest:.2f}")
+            lines.append(f"| {titles[sc]} | {SERVER_TITLES[srv]} | {r['per_req']:.2f} | "
+                         f"{r['requests']:,} | {', '.join(parts) or '-'} |")
     return "\n".join(lines)
 
 
@@ -126,12 +164,14 @@ def idle_table(idle, servers):
 
 
 COLORS = {"user-afpacket": "#1f77b4", "user-tap": "#17becf", "kernel": "#ff7f0e",
-          "uvloop": "#7f7f7f"}
+          "uvloop": "#7f7f7f", "uvicorn": "#bcbd22", "granian-asgi": "#9467bd",
+          "granian-rsgi": "#e377c2", "nginx": "#2ca02c"}
 
 
 def _short(srv):
     return {"user-afpacket": "user/afpacket", "user-tap": "user/tap", "kernel": "--stack kernel",
-            "uvloop": "uvloop"}[srv]
+            "uvloop": "uvloop", "uvicorn": "uvicorn", "granian-asgi": "granian asgi",
+            "granian-rsgi": "granian rsgi", "nginx": "nginx"}[srv]
 
 
 def _bars(ax, per, servers, field, title, unit, fmt):
@@ -149,7 +189,7 @@ def _bars(ax, per, servers, field, title, unit, fmt):
     x = list(range(len(names)))
     ax.bar(x, meds, yerr=[lo, hi], color=cols, capsize=4)
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.set_ylabel(unit, fontsize=8)
     for i, m in enumerate(meds):
@@ -173,10 +213,10 @@ def _grouped(ax, groups, servers, title, unit, log=False):
     ax.set_ylabel(unit, fontsize=8)
     if log:
         ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2 if n > 4 else 1)
 
 
-def chart(path, results, bulk, scenarios, servers, titles):
+def chart(path, results, bulk, scenarios, servers, titles, syscalls=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -193,6 +233,11 @@ def chart(path, results, bulk, scenarios, servers, titles):
     if cpu_groups:
         panels.append(("grouped", cpu_groups, "server CPU per request (worker + ksoftirqd/0 run "
                        "time), lower is better", "us"))
+    sys_groups = [(sc, {srv: r.get("per_req") for srv, r in per.items()})
+                  for sc, per in (syscalls or {}).items() if per]
+    if sys_groups:
+        panels.append(("grouped", sys_groups, "syscalls per request of the server's worker "
+                       "(all threads), lower is better", "syscalls"))
     if results.get("latency"):
         lat = results["latency"]
         panels.append(("grouped", [(p, {srv: (med([r.get(p) for r in runs]) or 0) * 1e3
@@ -206,7 +251,8 @@ def chart(path, results, bulk, scenarios, servers, titles):
         return None
     cols = 3
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.6 * rows), squeeze=False)
+    width = 5.4 if len(servers) <= 4 else 6.6
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.8 * rows), squeeze=False)
     for ax, p in zip(axes.flat, panels):
         if p[0] == "bars":
             _bars(ax, p[1], servers, p[2], p[3], p[4], p[5])
@@ -214,8 +260,8 @@ def chart(path, results, bulk, scenarios, servers, titles):
             _grouped(ax, p[1], servers, *p[2:])
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("framework vs kernel sockets: server on core 0, load generator on core 1; "
-                 "medians, whiskers min-max", fontsize=10)
+    fig.suptitle("framework vs kernel-socket servers: server on core 0, load generator on "
+                 "core 1; medians, whiskers min-max", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
