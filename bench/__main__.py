@@ -54,8 +54,14 @@ def _apt_install(packages, check=True):
             f.write("#!/bin/sh\nexit 101\n")
         os.chmod(POLICY_RC_D, 0o755)
     try:
-        r = subprocess.run(["apt-get", "install", "-y", *packages], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+        for attempt in range(2):
+            r = subprocess.run(["apt-get", "install", "-y", *packages],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if r.returncode == 0 or attempt:
+                break
+            # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
     finally:
         if made:
             os.unlink(POLICY_RC_D)

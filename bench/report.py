@@ -196,8 +196,9 @@ def _bars(ax, per, servers, field, title, unit, fmt):
         ax.text(i, m, fmt.format(m), ha="center", va="bottom", fontsize=7)
 
 
-def _grouped(ax, groups, servers, title, unit, log=False):
-    """groups: [(label, {srv: value})]; one bar per server in each group."""
+def _grouped(ax, groups, servers, title, unit, log=False, fmt=None):
+    """groups: [(label, {srv: value})]; one bar per server in each group, labelled with
+    ``fmt`` if given."""
     n = len(servers)
     w = 0.8 / max(n, 1)
     for k, srv in enumerate(servers):
@@ -207,6 +208,9 @@ def _grouped(ax, groups, servers, title, unit, log=False):
                 xs.append(g - 0.4 + w * (k + 0.5))
                 ys.append(vals[srv])
         ax.bar(xs, ys, width=w, color=COLORS[srv], label=_short(srv))
+        if fmt:
+            for x, y in zip(xs, ys):
+                ax.text(x, y, fmt.format(y), ha="center", va="bottom", fontsize=6)
     ax.set_xticks(list(range(len(groups))))
     ax.set_xticklabels([g[0] for g in groups], fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -237,7 +241,7 @@ def chart(path, results, bulk, scenarios, servers, titles, syscalls=None):
                   for sc, per in (syscalls or {}).items() if per]
     if sys_groups:
         panels.append(("grouped", sys_groups, "syscalls per request of the server's worker "
-                       "(all threads), lower is better", "syscalls"))
+                       "(all threads), lower is better", "syscalls", False, "{:.2f}"))
     if results.get("latency"):
         lat = results["latency"]
         panels.append(("grouped", [(p, {srv: (med([r.get(p) for r in runs]) or 0) * 1e3
