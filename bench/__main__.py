@@ -384,7 +384,8 @@ def bulk_phase(lab, args, bulk, notes, profiles):
     servers = []
     for kind in args.servers:
         if kind in peers.KINDS and kind not in peers.SERVES_BULK:
-            continue       # serves HTTP only
+            notes.append(f"{kind} (bulk): left out (serves HTTP only, not bench/bulk.py's ports)")
+            continue
         try:
             servers.append(lab.start(kind, app="bench.app:app"))
         except Exception as e:
