@@ -32,6 +32,9 @@ from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE
 
 # our side is finished once our FIN is acknowledged: nothing of ours is left to deliver
 _OUR_SIDE_DONE = frozenset((CLOSED, FIN_WAIT_2, TIME_WAIT))
+# the event codes again under names streams.pxd types as C ints (deliver's dispatch)
+_ACCEPT, _CONNECTED, _READABLE, _WRITABLE = EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE
+_EOF, _CLOSED, _RESET, _ERROR = EV_EOF, EV_CLOSED, EV_RESET, EV_ERROR
 
 log = logging.getLogger("framework.streams")
 
@@ -234,31 +237,31 @@ class Streams:
     def deliver(self, events):
         for ev, conn in events:
             t = conn.user
-            if ev == EV_READABLE:
+            if ev == _READABLE:
                 if t is not None and not t._lost and not t._paused_reading:
                     self._read(t)
-            elif ev == EV_WRITABLE:
+            elif ev == _WRITABLE:
                 if t is not None and not t._lost:
                     t._flush()
-            elif ev == EV_ACCEPT or ev == EV_CONNECTED:
+            elif ev == _ACCEPT or ev == _CONNECTED:
                 if t is None:
                     self._accept(conn)
-            elif ev == EV_EOF:
+            elif ev == _EOF:
                 if t is not None and not t._lost:
                     self._eof(t)
-            elif ev == EV_CLOSED:
+            elif ev == _CLOSED:
                 if t is not None:
                     self._lost(t, None)
                     conn.user = None        # see below
                 elif self.outbound:
                     self._connect_failed(conn, "closed")
-            elif ev == EV_RESET:
+            elif ev == _RESET:
                 if t is not None:
                     self._lost(t, ConnectionResetError(conn.error or "connection reset by peer"))
                     conn.user = None
                 elif self.outbound:
                     self._connect_failed(conn, "reset")
-            elif ev == EV_ERROR:
+            elif ev == _ERROR:
                 if t is None and self.outbound:
                     self._connect_failed(conn, "error")
                 if t is not None:

@@ -42,14 +42,23 @@ def header_block(headers):
     except TypeError:       # a list value (add_header): not hashable, not cached
         block = items = None
     if block is None:
-        block = "".join([f"{k}: {v}\r\n" if v.__class__ is str else
-                         "".join(f"{k}: {x}\r\n" for x in v)
-                         for k, v in headers.items()]).encode("latin-1")
+        block = _encode_headers(headers)
         if items is not None:
             if len(_header_bytes_cache) >= 512:
                 _header_bytes_cache.clear()
             _header_bytes_cache[items] = block
     return block
+
+
+def _encode_headers(headers):
+    lines = []
+    for k, v in headers.items():
+        if v.__class__ is str:
+            lines.append(f"{k}: {v}\r\n")
+        else:
+            for x in v:
+                lines.append(f"{k}: {x}\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def response_head(status, reason, headers, framing, keep_alive, version, prefix,
