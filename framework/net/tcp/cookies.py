@@ -11,10 +11,15 @@ timestamps the cookie SYN-ACK offers neither (it could not honour them later).
 import hashlib
 import struct
 
-from ..wire.tcp import ACK, SYN, build_options, parse_options
-from .bits import B_ESTAB, B_PASSIVE, B_SACK, B_TS, B_WS, M
+import cython
+
+from ..wire.tcp import build_options, parse_options
 from .connection import Connection
-from .consts import ESTABLISHED
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK, SYN
+    from .bits import B_ESTAB, B_PASSIVE, B_SACK, B_TS, B_WS, M
+    from .consts import ESTABLISHED
 
 MSS_TABLE = (536, 1220, 1300, 1360, 1400, 1440, 1460, 8960)
 _pack = struct.Struct("!IHHII").pack
@@ -114,5 +119,5 @@ def check_cookie(layer, lst, key, seq, ack, win, frame, ooff, doff):
     if conn.bits & 0x200:                 # keep-alive from the config
         conn.t_ka = now + conn.ka_idle
         conn._arm(conn.t_ka)
-    layer._accepted(conn)
+    layer._accepted(conn, lst)
     return conn

@@ -1,3 +1,4 @@
+# cython: infer_types=True, annotation_typing=False
 """TcpLayer: the flow table, listeners, timers and output queue of one shard (CONTRACTS §4, §6).
 
 Pure: ``input`` takes a frame and the offsets of its TCP segment, ``poll`` fires due
@@ -15,16 +16,24 @@ import hashlib
 import os
 import struct
 from collections import deque
-from heapq import heappop
 
-from ..checksum import ones_sum, pseudo_header_sum
+import cython
+
+from ..checksum import ones_sum
 from ..wire import vnet
-from ..wire.tcp import ACK, FIN, RST, SYN, TCP_HDR, parse_options
+from ..wire.tcp import TCP_HDR, parse_options
 from .config import TcpConfig
-from .bits import B_ESTAB, B_PASSIVE, B_PENDING, B_TS, HALF, M
 from .connection import Connection
 from .cookies import check_cookie, send_cookie
-from .consts import EV_ACCEPT, STATE_NAMES, SYN_RECEIVED, SYN_SENT, TIME_WAIT
+from .consts import STATE_NAMES
+from .output import flush_pending
+from .segments import passive_open, process
+from .timers import fire_timers, next_deadline
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK, FIN, RST, SYN
+    from .bits import B_TS, HALF, M
+    from .consts import EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
 _unpack = TCP_HDR.unpack_from
 _pack = TCP_HDR.pack
@@ -79,6 +88,24 @@ class TcpLayer:
         self.gso = gso
         self.gso_max = cfg.gso_max
         self.delack = cfg.delack
+        # the per-connection tunables, read by every connection (config is plain Python)
+        self.sndbuf = cfg.sndbuf
+        self.initial_rto = cfg.initial_rto
+        self.min_rto = cfg.min_rto
+        self.max_rto = cfg.max_rto
+        self.initial_window = cfg.initial_window
+        self.fin_wait2 = cfg.fin_wait2
+        self.time_wait = cfg.time_wait
+        self.max_time_wait = cfg.max_time_wait
+        self.challenge_ack_limit = cfg.challenge_ack_limit
+        self.timestamps = cfg.timestamps
+        self.window_scale = cfg.window_scale
+        self.sack = cfg.sack
+        self.nagle = cfg.nagle
+        self.keepalive = cfg.keepalive
+        self.ka_idle = cfg.ka_idle
+        self.ka_intvl = cfg.ka_intvl
+        self.ka_cnt = cfg.ka_cnt
         if cfg.cc not in ("newreno", "cubic"):
             raise ValueError(f"unknown congestion control {cfg.cc!r}")
         self.cubic = cfg.cc == "cubic"
@@ -185,6 +212,9 @@ class TcpLayer:
                     return
                 c["tcp.tw_reuse"] += 1
                 conn._finish(None)
+            elif type(conn) is Connection:
+                process(conn, flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
+                return
             else:
                 conn.process(flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
                 return
@@ -198,7 +228,7 @@ class TcpLayer:
             conn = check_cookie(self, lst, (src, sport, dport), seq, ack, win, frame,
                                 l4_off + 20, doff)
             if conn:                     # the handshake's ACK may carry data or a FIN
-                conn.process(flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
+                process(conn, flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
                 return
             if conn is False:
                 return
@@ -213,22 +243,7 @@ class TcpLayer:
     def poll(self, now: float) -> None:
         """Fire due timers."""
         self.now = now
-        heap = self._timers
-        while heap and heap[0][0] <= now:
-            when, _, conn = heappop(heap)
-            if conn.heap_at != when:
-                continue                         # superseded by an earlier entry
-            conn.heap_at = None
-            conn.on_timer(now)
-            nxt = conn.poll_at()
-            if nxt is not None and conn.state:
-                conn._arm(nxt)
-        q = self.tw_queue
-        while q and q[0][0] <= now:
-            when, tw = q.popleft()
-            if tw.heap_at == when:               # else: restarted or gone
-                tw.heap_at = None
-                tw.on_timer(now)
+        fire_timers(self, now)
 
     def flush(self, now: float) -> None:
         """Output for every connection with pending data, FIN or ACK."""
@@ -237,10 +252,7 @@ class TcpLayer:
         if not p:
             return
         self._pending = []
-        for conn in p:
-            conn.bits &= ~B_PENDING
-            if conn.state:
-                conn.output(now)
+        flush_pending(p, now)
 
     def output_pending(self) -> bool:
         """A connection has data, FIN or ACK waiting for ``flush``."""
@@ -251,24 +263,7 @@ class TcpLayer:
         its deadline later are fixed up here, so an idle loop sleeps until a real timer."""
         if self._pending:
             return self.now
-        q = self.tw_queue
-        while q and q[0][1].heap_at != q[0][0]:
-            q.popleft()                          # restarted or gone
-        tw = q[0][0] if q else None
-        heap = self._timers
-        while heap:
-            when, _, conn = heap[0]
-            if conn.heap_at != when:
-                heappop(heap)                    # superseded
-                continue
-            real = conn.poll_at()
-            if real is not None and real <= when:
-                return when if tw is None or when < tw else tw
-            heappop(heap)
-            conn.heap_at = None
-            if real is not None and conn.state:
-                conn._arm(real)
-        return tw
+        return next_deadline(self)
 
     # ------------------------------------------------------------------ internals
     def _psum(self, rip):
@@ -291,20 +286,7 @@ class TcpLayer:
                 return p
         raise OSError(99, "no free ephemeral port")
 
-    def _want_output(self, conn):
-        if not conn.bits & B_PENDING:
-            conn.bits |= B_PENDING
-            self._pending.append(conn)
-
-    def _remove(self, conn):
-        if self.flows.get(conn.key) is conn:
-            del self.flows[conn.key]
-        lst = conn.listener
-        if lst is not None and conn.bits & B_PASSIVE and not conn.bits & B_ESTAB:  # still in the SYN queue
-            lst.syn_count -= 1
-            conn.listener = None
-
-    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff, opts=_UNPARSED):
+    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff, opts):
         c = self.counters
         if opts is _UNPARSED:
             opts = parse_options(frame, ooff, doff) if doff > ooff else None
@@ -315,19 +297,7 @@ class TcpLayer:
             return
         key = (src, sport, dport)
         conn = Connection(self, key, self._isn(key, self.now), SYN_RECEIVED)
-        conn.bits |= B_PASSIVE
-        conn.listener = lst
-        conn.irs = seq
-        conn.rcv_nxt = seq + 1
-        conn.last_ack_sent = seq + 1
-        conn._negotiate(opts, opts.tsval if opts is not None else None)
-        conn.snd_wnd = win
-        conn.max_sndwnd = win
-        conn.snd_wl1 = seq
-        lst.syn_count += 1
-        self.flows[key] = conn
-        c["tcp.passive_opens"] += 1
-        conn._send_syn()
+        passive_open(conn, lst, seq, win, opts)
 
     def _tw_reusable(self, conn, seq, opts):
         """RFC 6191: a new SYN may reuse a TIME_WAIT 4-tuple when its timestamp (or, without
@@ -347,8 +317,7 @@ class TcpLayer:
             self._acc_item = None
         return lst.acc_count < lst.backlog
 
-    def _accepted(self, conn):
-        lst = conn.listener
+    def _accepted(self, conn, lst):
         item = (EV_ACCEPT, conn)
         self.events.append(item)
         self._acc_item = item
@@ -358,12 +327,12 @@ class TcpLayer:
 
     def _challenge_ok(self):
         """RFC 5961 §7: at most challenge_ack_limit challenge ACKs per second."""
-        sec = int(self.now)
+        sec = cython.cast(cython.longlong, self.now)
         if sec != self._chack_sec:
             self._chack_sec = sec
             self._chack_n = 0
         self._chack_n += 1
-        return self._chack_n <= self.config.challenge_ack_limit
+        return self._chack_n <= self.challenge_ack_limit
 
     def _send_rst(self, key, seq, ack, flags):
         """A RST not tied to a connection's template (closed port, bad ACK in SYN states)."""

@@ -1,11 +1,25 @@
+# cython: infer_types=True, annotation_typing=False
 """Output of a Connection: segmentation by MSS, windows and GSO, Nagle, sender SWS
 avoidance, SYN/SYN-ACK options, and the per-connection header template (_tx)."""
+import cython
+
 from ..checksum import ones_sum
 from ..wire import vnet
-from ..wire.tcp import ACK, FIN, PSH, SYN, TS_PREFIX, build_options
-from .bits import (B_ACK_NOW, B_CWLTD, B_NAGLE, B_RECOVERY, B_SACK, B_TS, B_WS, M, _EMPTY,
-                   _ii_pack, _pack, _ts_pack)
-from .consts import (ESTABLISHED, LAST_ACK, SYN_SENT)
+from ..wire.tcp import TS_PREFIX, build_options
+from .bits import _EMPTY, _ii_pack, _pack, _ts_pack
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK, FIN, PSH, SYN
+    from .bits import B_ACK_NOW, B_CWLTD, B_NAGLE, B_PENDING, B_RECOVERY, B_SACK, B_TS, B_WS, M
+    from .consts import ESTABLISHED, LAST_ACK, SYN_SENT
+
+
+def flush_pending(pending, now):
+    """Output for each connection of the layer's pending list (TcpLayer.flush)."""
+    for conn in pending:
+        conn.bits &= ~B_PENDING
+        if conn.state:
+            output(conn, now)
 
 
 def output(self, now, force=False):
@@ -24,7 +38,7 @@ def output(self, now, force=False):
             mss = self.mss
             if una == self.snd_max and self.last_send and now - self.last_send > self.rto:
                 # restart after idle (RFC 5681 §4.1): the path may have changed
-                iw = min(L.config.initial_window * mss, max(2 * mss, 14600))
+                iw = min(L.initial_window * mss, max(2 * mss, 14600))
                 if self.cwnd > iw:
                     self.cwnd = iw
                 self.epoch = None            # CUBIC: a new growth epoch after idle
@@ -66,7 +80,7 @@ def output(self, now, force=False):
                     if self.rtt_seq is None and nxt >= self.snd_max and not self.bits & B_TS:
                         self.rtt_seq = nxt + n
                         self.rtt_time = now
-                    self._tx(f, nxt, view[off:off + n])
+                    _tx(self, f, nxt, view[off:off + n])
                     nxt += n
                     if f & FIN:
                         nxt += 1
@@ -81,7 +95,7 @@ def output(self, now, force=False):
             elif nxt >= end and 2 * (self.snd_max - una) < cw:
                 self.bits &= ~B_CWLTD
             if fs is not None and nxt == fs:
-                self._tx(ACK | FIN, nxt)
+                _tx(self, ACK | FIN, nxt)
                 nxt += 1
                 sent = True
             self.snd_nxt = nxt
@@ -95,10 +109,10 @@ def output(self, now, force=False):
             elif self.t_rtx is None and self.snd_max == una and nxt < end:
                 # nothing in flight and nothing sendable: persist timer
                 t = self.rto * (1 << min(self.backoff, 12))
-                self.t_rtx = now + (t if t < L.config.max_rto else L.config.max_rto)
+                self.t_rtx = now + (t if t < L.max_rto else L.max_rto)
                 self._arm(self.t_rtx)
     if not sent and self.bits & B_ACK_NOW and st >= ESTABLISHED:
-        self._tx(ACK, self.snd_nxt)
+        _tx(self, ACK, self.snd_nxt)
 
 
 def _send_syn(self):
@@ -122,7 +136,7 @@ def _send_syn(self):
     if self.retries == 0:
         self.rtt_seq = self.iss + 1
         self.rtt_time = now
-    self._tx(flags, self.iss, _EMPTY, opts)
+    _tx(self, flags, self.iss, _EMPTY, opts)
     if self.t_rtx is None:
         self.t_rtx = now + self.rto
         self._arm(self.t_rtx)
@@ -187,6 +201,8 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
     seq &= M
     ack &= M
     key = self.key
+    rport = key[1]
+    lport = key[2]
     if L.csum_offload or (dlen > self.mss and L.gso):
         s = self.psum + tl
         csum = (s & 0xFFFF) + (s >> 16)
@@ -195,7 +211,7 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
         else:
             vh = L.vh_partial
     else:
-        s = (self.psum + tl + key[1] + key[2] + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16)
+        s = (self.psum + tl + rport + lport + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16)
              + (ack & 0xFFFF) + ((hl << 10) | flags) + win)
         if opts:
             s += ones_sum(opts)
@@ -205,5 +221,5 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
         csum = (~s & 0xFFFF) if s else 0
         vh = vnet.PLAIN
     L.counters["tcp.tx"] += 1
-    L.ip_output(key[0], 6, _pack(key[2], key[1], seq, ack, hl << 2, flags, win, csum, 0)
+    L.ip_output(key[0], 6, _pack(lport, rport, seq, ack, hl << 2, flags, win, csum, 0)
                 + opts + data, vh)

@@ -1,9 +1,16 @@
+# cython: infer_types=True, annotation_typing=False
 """Receive side of a Connection: in-order delivery, the out-of-order queue and its
 reassembly (overlaps and duplicates trimmed), delayed ACKs, the peer's FIN, and the
 SACK blocks we report for our queue (RFC 9293 §3.10.7.4, RFC 1122 §4.2.3.2, RFC 2018)."""
-from ..wire.tcp import ACK
-from .bits import (B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, M, _ii_pack)
-from .consts import (CLOSE_WAIT, CLOSING, ESTABLISHED, EV_EOF, EV_READABLE, FIN_WAIT_1, FIN_WAIT_2)
+import cython
+
+from .bits import _ii_pack
+from .output import _tx
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK
+    from .bits import B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, M
+    from .consts import CLOSE_WAIT, CLOSING, ESTABLISHED, EV_EOF, EV_READABLE, FIN_WAIT_1, FIN_WAIT_2
 
 
 def _in_data(self, buf, doff, dend, dlen, d, fin, now):
@@ -19,7 +26,7 @@ def _in_data(self, buf, doff, dend, dlen, d, fin, now):
             self.unacked += dlen
             gap = self.ooo is not None
             if gap:
-                self._ooo_merge()
+                _ooo_merge(self)
             if not closed and not self.bits & B_RD_EV:
                 self.bits |= B_RD_EV
                 L.events.append((EV_READABLE, self))
@@ -31,23 +38,23 @@ def _in_data(self, buf, doff, dend, dlen, d, fin, now):
                     self.bits |= B_PENDING
                     L._pending.append(self)
             elif self.t_delack is None:
-                self.t_delack = now + L.config.delack
+                self.t_delack = now + L.delack
                 self._arm(self.t_delack)
         if fin:
-            self._in_fin(now)
+            _in_fin(self, now)
         elif self.ooo_fin is not None and self.ooo_fin == self.rcv_nxt:
             self.ooo_fin = None
-            self._in_fin(now)
+            _in_fin(self, now)
     else:
         # out of order: queue it and send a duplicate ACK at once (RFC 5681 §4.2)
         L.counters["tcp.rx_ooo"] += 1
         sseq = self.rcv_nxt + d
         self.sack_last = sseq
         if dlen:
-            self._ooo_insert(sseq, bytes(buf[doff:dend]))
+            _ooo_insert(self, sseq, bytes(buf[doff:dend]))
         if fin:
             self.ooo_fin = sseq + dlen
-        self._tx(ACK, self.snd_nxt)
+        _tx(self, ACK, self.snd_nxt)
 
 
 def _ooo_insert(self, s, data):
@@ -103,7 +110,7 @@ def _in_fin(self, now):
     L = self.layer
     self.rcv_nxt += 1
     self.bits |= B_ACK_NOW | B_EOF
-    L._want_output(self)
+    self._want_output()
     if not self.bits & B_APP_CLOSED:
         L.events.append((EV_EOF, self))
     st = self.state

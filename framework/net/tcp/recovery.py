@@ -1,23 +1,29 @@
+# cython: infer_types=True, annotation_typing=False
 """Loss recovery and congestion control helpers of a Connection: fast retransmit,
 NewReno (RFC 5681, RFC 6582), SACK scoreboard and RFC 6675-style hole retransmission,
 tail loss probes (RFC 8985 §7), RTT estimation (RFC 6298)."""
-from ..wire.tcp import ACK, FIN
-from .bits import (B_PTO, B_RECOVERY, B_SACK, B_TLP, HALF, M, _EMPTY)
+import cython
+
+from .bits import _EMPTY
+from .output import _tx
+
+if not cython.compiled:        # compiled: C constants (bits.pxd)
+    from ..wire.tcp import ACK, FIN
+    from .bits import B_RECOVERY, B_SACK, B_TLP, HALF, M
 
 
 def _dupack(self):
-    L = self.layer
     mss = self.mss
     if self.bits & B_RECOVERY:
         if self.bits & B_SACK:
-            self._sack_rtx()
+            _sack_rtx(self)
         else:
             self.cwnd += mss             # inflate (RFC 6582 §3.2 step 5)
-        L._want_output(self)
+        self._want_output()
         return
     self.dupacks += 1
     if self.dupacks >= 3 and self.snd_una >= self.recover:
-        self._enter_recovery()
+        _enter_recovery(self)
 
 
 def _enter_recovery(self):
@@ -26,7 +32,7 @@ def _enter_recovery(self):
     L = self.layer
     mss = self.mss
     L.counters["tcp.fast_retransmits"] += 1
-    self.ssthresh = self._on_loss(self.snd_max - self.snd_una)
+    self.ssthresh = _on_loss(self, self.snd_max - self.snd_una)
     self.recover = self.snd_max
     self.bits |= B_RECOVERY
     self.rtt_seq = None
@@ -34,14 +40,14 @@ def _enter_recovery(self):
     if self.bits & B_SACK:
         self.cwnd = self.ssthresh
         self.rtx_high = self.snd_una
-        if not self._sack_rtx():
-            self._retransmit_head()      # nothing SACKed yet: the head is the hole
+        if not _sack_rtx(self):
+            _retransmit_head(self)      # nothing SACKed yet: the head is the hole
             self.rtx_high = self.snd_una + self.mss
         self._arm_rtx(L.now)
     else:
-        self._retransmit_head()
+        _retransmit_head(self)
         self.cwnd = self.ssthresh + 3 * mss
-    L._want_output(self)
+    self._want_output()
 
 
 def _sack_loss_check(self):
@@ -49,10 +55,14 @@ def _sack_loss_check(self):
     probe was answered with a SACK of the flight's end, so the holes before it are lost
     (RFC 8985 §7.4, without RACK's time-based reordering window)."""
     sb = self.scoreboard
-    if self.snd_una >= self.recover and (sum(e - s for s, e in sb) >= 3 * self.mss
-                                         or (self.bits & B_TLP and sb[-1][1] >= self.snd_max)):
+    if self.snd_una < self.recover:
+        return
+    sacked = 0
+    for s, e in sb:
+        sacked += e - s
+    if sacked >= 3 * self.mss or (self.bits & B_TLP and sb[-1][1] >= self.snd_max):
         self.bits &= ~B_TLP
-        self._enter_recovery()
+        _enter_recovery(self)
 
 
 def _sack_update(self, blocks, ack):
@@ -125,7 +135,7 @@ def _sack_rtx(self):
     L = self.layer
     mss = self.mss
     maxseg = L.gso_max - L.gso_max % mss if L.gso and L.gso_max > mss else mss
-    pipe = self._pipe()
+    pipe = _pipe(self)
     cwnd = self.cwnd
     pos = max(self.rtx_high, self.snd_una)
     hi = sb[-1][1]
@@ -146,7 +156,7 @@ def _sack_rtx(self):
                 if n > room and room >= mss:
                     n = room - room % mss
                 off = pos - base
-                self._tx(ACK, pos, buf[off:off + n])
+                _tx(self, ACK, pos, buf[off:off + n])
                 L.counters["tcp.retransmits"] += 1
                 pos += n
                 pipe += n
@@ -171,30 +181,7 @@ def _retransmit_head(self):
     if n <= 0 and not flags & FIN:
         return
     self.layer.counters["tcp.retransmits"] += 1
-    self._tx(flags, una, self.sndbuf[off:off + n] if n > 0 else _EMPTY)
-
-
-def _arm_rtx(self, now):
-    """Arm the retransmission timer, or the shorter probe timer (PTO = 2*SRTT, at least
-    10 ms) when SACK is on: outside recovery a tail loss probe (RFC 8985 §7) turns a tail
-    loss into fast recovery; inside SACK recovery the same timer declares the holes'
-    retransmissions lost (RACK's idea, RFC 8985 §6, without per-segment send times) instead
-    of waiting for the RTO. One probe per ACK that makes progress; a lone segment outside
-    recovery is left to the RTO (the peer may delay its ACK)."""
-    t = now + self.rto
-    bits = self.bits & ~B_PTO
-    srtt = self.srtt
-    if (srtt is not None and bits & B_SACK and not bits & B_TLP
-            and (self.scoreboard if bits & B_RECOVERY else self.snd_max - self.snd_una > self.mss)):
-        pto = 2 * srtt
-        if pto < 0.01:
-            pto = 0.01
-        if now + pto < t:
-            t = now + pto
-            bits |= B_PTO
-    self.bits = bits
-    self.t_rtx = t
-    self._arm(t)
+    _tx(self, flags, una, self.sndbuf[off:off + n] if n > 0 else _EMPTY)
 
 
 def _recovery_probe(self, now):
@@ -202,8 +189,8 @@ def _recovery_probe(self, now):
     self.layer.counters["tcp.recovery_probes"] += 1
     self.bits |= B_TLP
     self.rtx_high = self.snd_una
-    if not self._sack_rtx():
-        self._retransmit_head()
+    if not _sack_rtx(self):
+        _retransmit_head(self)
     self.t_rtx = now + self.rto
     self._arm(self.t_rtx)
 
@@ -223,14 +210,14 @@ def _tail_probe(self, now):
     if self.fin_seq is not None and self.snd_max > self.fin_seq:
         flags |= FIN
     if hi > seq or flags & FIN:
-        self._tx(flags, seq, self.sndbuf[off:off + hi - seq])
+        _tx(self, flags, seq, self.sndbuf[off:off + hi - seq])
     self.t_rtx = now + self.rto
     self._arm(self.t_rtx)
 
 
 def _rtt_sample(self, r):
     """RFC 6298 §2."""
-    cfg = self.layer.config
+    L = self.layer
     if self.srtt is None:
         self.srtt = r
         self.rttvar = r / 2
@@ -238,7 +225,7 @@ def _rtt_sample(self, r):
         self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
         self.srtt = 0.875 * self.srtt + 0.125 * r
     rto = self.srtt + max(0.001, 4 * self.rttvar)
-    self.rto = cfg.min_rto if rto < cfg.min_rto else cfg.max_rto if rto > cfg.max_rto else rto
+    self.rto = L.min_rto if rto < L.min_rto else L.max_rto if rto > L.max_rto else rto
 
 
 def _first(x):

@@ -1,20 +1,63 @@
-"""Timers of a Connection: the layer's heap entry, retransmission (RFC 6298) with
-backoff, persist probes, TIME_WAIT and FIN_WAIT_2 expiry, delayed ACK, keep-alive."""
-from heapq import heappush
+# cython: infer_types=True, annotation_typing=False
+"""Timers of a Connection and the layer's timer heap: retransmission (RFC 6298) with
+backoff, persist probes, TIME_WAIT and FIN_WAIT_2 expiry, delayed ACK, keep-alive.
+(Arming is Connection._arm / _arm_rtx.)"""
+from heapq import heappop
 
-from ..wire.tcp import ACK
-from .bits import (B_ACK_NOW, B_DONE, B_KA, B_PASSIVE, B_PTO, B_RECOVERY, B_TLP)
-from .consts import (CLOSED, CLOSE_WAIT, ESTABLISHED, EV_CLOSED, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED,
-                     SYN_SENT, TIME_WAIT)
+import cython
+
+from .output import _send_syn, _tx, output
+from .recovery import _on_loss, _recovery_probe, _tail_probe
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK
+    from .bits import B_ACK_NOW, B_DONE, B_KA, B_PASSIVE, B_PTO, B_RECOVERY, B_TLP
+    from .consts import (CLOSED, CLOSE_WAIT, ESTABLISHED, EV_CLOSED, FIN_WAIT_2, LAST_ACK,
+                         SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
 
-def _arm(self, when):
-    h = self.heap_at
-    if h is None or when < h:
-        L = self.layer
-        self.heap_at = when
-        L._tseq += 1
-        heappush(L._timers, (when, L._tseq, self))
+def fire_timers(L, now):
+    """TcpLayer.poll: pop the heap entries due by now and fire their connections' timers;
+    then the TIME_WAIT FIFO."""
+    heap = L._timers
+    while heap and heap[0][0] <= now:
+        when, _, conn = heappop(heap)
+        if conn.heap_at != when:
+            continue                         # superseded by an earlier entry
+        conn.heap_at = None
+        on_timer(conn, now)
+        nxt = poll_at(conn)
+        if nxt is not None and conn.state:
+            conn._arm(nxt)
+    q = L.tw_queue
+    while q and q[0][0] <= now:
+        when, tw = q.popleft()
+        if tw.heap_at == when:               # else: restarted or gone
+            tw.heap_at = None
+            tw.on_timer(now)
+
+
+def next_deadline(L):
+    """TcpLayer.poll_at without pending output: the earliest live deadline, dropping stale
+    heap entries and re-arming connections whose deadline moved later."""
+    q = L.tw_queue
+    while q and q[0][1].heap_at != q[0][0]:
+        q.popleft()                          # restarted or gone
+    tw = q[0][0] if q else None
+    heap = L._timers
+    while heap:
+        when, _, conn = heap[0]
+        if conn.heap_at != when:
+            heappop(heap)                    # superseded
+            continue
+        real = poll_at(conn)
+        if real is not None and real <= when:
+            return when if tw is None or when < tw else tw
+        heappop(heap)
+        conn.heap_at = None
+        if real is not None and conn.state:
+            conn._arm(real)
+    return tw
 
 
 def poll_at(self):
@@ -30,15 +73,15 @@ def on_timer(self, now):
     if t is not None and t <= now:
         self.t_delack = None
         self.bits |= B_ACK_NOW
-        self.layer._want_output(self)
+        self._want_output()
     t = self.t_rtx
     if t is not None and t <= now:
         self.t_rtx = None
-        self._rtx_timeout(now)
+        _rtx_timeout(self, now)
     t = self.t_ka
     if t is not None and t <= now and self.state != CLOSED:
         self.t_ka = None
-        self._ka_timeout(now)
+        _ka_timeout(self, now)
 
 
 def _rtx_timeout(self, now):
@@ -57,9 +100,9 @@ def _rtx_timeout(self, now):
         self.bits &= ~B_PTO
         if self.snd_max > una and ESTABLISHED <= st <= LAST_ACK:
             if self.bits & B_RECOVERY and self.scoreboard:
-                self._recovery_probe(now)
+                _recovery_probe(self, now)
             else:
-                self._tail_probe(now)
+                _tail_probe(self, now)
             return
     if self.snd_max > una:
         self.retries += 1
@@ -82,11 +125,11 @@ def _rtx_timeout(self, now):
         self._arm(self.t_rtx)
         self.rtt_seq = None              # Karn
         if st == SYN_SENT or st == SYN_RECEIVED:
-            self._send_syn()
+            _send_syn(self)
             return
         mss = self.mss
         if self.retries == 1:            # RFC 5681 eq. 4, once per loss episode
-            self.ssthresh = self._on_loss(self.snd_max - una)
+            self.ssthresh = _on_loss(self, self.snd_max - una)
         self.cwnd = mss
         self.ca_acc = 0
         self.dupacks = 0
@@ -96,7 +139,7 @@ def _rtx_timeout(self, now):
         self.bits &= ~B_TLP
         self.snd_nxt = una               # go back N
         L.counters["tcp.retransmits"] += 1
-        self.output(now)
+        output(self, now)
     elif self.sbuf_seq + len(self.sndbuf) > self.snd_nxt and ESTABLISHED <= st <= LAST_ACK:
         if self.snd_wnd == 0:
             # persist: a zero-window probe (seq una-1, no data) makes the peer ACK its window
@@ -105,13 +148,13 @@ def _rtx_timeout(self, now):
                 self._fail("zero window probe timed out")
                 return
             L.counters["tcp.zero_window_probes"] += 1
-            self._tx(ACK, una - 1)
+            _tx(self, ACK, una - 1)
             self.backoff += 1
             t = self.rto * (1 << min(self.backoff, 12))
             self.t_rtx = now + (t if t < cfg.max_rto else cfg.max_rto)
             self._arm(self.t_rtx)
         else:
-            self.output(now, force=True)  # sender SWS override timeout (RFC 9293 §3.8.6.2.1)
+            output(self, now, force=True)  # sender SWS override timeout (RFC 9293 §3.8.6.2.1)
 
 
 def _ka_timeout(self, now):
@@ -127,6 +170,6 @@ def _ka_timeout(self, now):
         return
     self.ka_probes += 1
     self.layer.counters["tcp.keepalive_probes"] += 1
-    self._tx(ACK, self.snd_una - 1)
+    _tx(self, ACK, self.snd_una - 1)
     self.t_ka = now + self.ka_intvl
     self._arm(self.t_ka)

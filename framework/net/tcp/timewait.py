@@ -9,9 +9,14 @@ It answers a retransmitted FIN (ACK, restart the timer), data or out-of-window s
 (ACK), an exact RST (gone), a SYN without a reusable listener (challenge ACK, RFC 5961);
 the layer hands SYNs that may reuse the tuple (RFC 6191) to a listener first.
 """
-from ..wire.tcp import ACK, FIN, RST, SYN, ts_option
-from .bits import B_TS, HALF, M
-from .consts import CLOSED, TIME_WAIT
+import cython
+
+from ..wire.tcp import ts_option
+
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+    from ..wire.tcp import ACK, FIN, RST, SYN
+    from .bits import B_TS, HALF, M
+    from .consts import CLOSED, TIME_WAIT
 
 
 class TimeWait:
@@ -30,7 +35,7 @@ class TimeWait:
         w = (conn.rcv_adv - conn.rcv_nxt) >> conn.rcv_ws
         self.win = 0 if w < 0 else 65535 if w > 65535 else w
         self.heap_at = None
-        self.t_rtx = now + L.config.time_wait
+        self.t_rtx = now + L.time_wait
         self._arm(self.t_rtx)
 
     def __repr__(self):
@@ -47,7 +52,7 @@ class TimeWait:
                 self._finish(None)
             return
         if flags & FIN and d + (dend - doff) == -1:
-            self.t_rtx = L.now + L.config.time_wait   # retransmitted FIN: our ACK was lost
+            self.t_rtx = L.now + L.time_wait   # retransmitted FIN: our ACK was lost
             self._arm(self.t_rtx)
         elif not flags & (SYN | FIN) and dend == doff and 0 <= d <= self.win:
             return                                     # a stray ACK: nothing to say

@@ -37,14 +37,15 @@ class Seg:
 
 
 class Harness:
-    def __init__(self, config=None, mtu=1500, csum_offload=False, gso=False, listen=80, **cfg):
+    def __init__(self, config=None, mtu=1500, csum_offload=False, gso=False, listen=80,
+                 layer_class=TcpLayer, **cfg):
         if config is None:
             cfg.setdefault("timestamps", False)
             cfg.setdefault("window_scale", False)
             config = TcpConfig(**cfg)
         self.out = []
         self.now = 100.0
-        self.tcp = TcpLayer(self._ip_output, LOCAL, mtu, csum_offload, gso, config)
+        self.tcp = layer_class(self._ip_output, LOCAL, mtu, csum_offload, gso, config)
         if listen:
             self.tcp.listen(listen)
 

@@ -1,0 +1,18 @@
+cimport cython
+
+from framework.net.tcp.bits cimport (ACK, FIN, PSH, SYN, B_ACK_NOW, B_CWLTD, B_NAGLE, B_PENDING,
+                                     B_RECOVERY, B_SACK, B_TS, B_WS, M)
+from framework.net.tcp.consts cimport ESTABLISHED, LAST_ACK, SYN_SENT
+from framework.net.tcp.connection cimport Connection
+from framework.net.tcp.layer cimport TcpLayer
+
+@cython.locals(conn=Connection)
+cpdef flush_pending(list pending, double now)
+@cython.locals(L=TcpLayer)
+cpdef output(Connection self, double now, bint force=*)
+@cython.locals(L=TcpLayer)
+cpdef _send_syn(Connection self)
+@cython.locals(L=TcpLayer, hl=Py_ssize_t, dlen=Py_ssize_t, tl=Py_ssize_t, win=cython.longlong,
+               s=cython.longlong, csum=cython.longlong, key=tuple, rport=cython.longlong,
+               lport=cython.longlong, ack=cython.longlong, bits=int)
+cpdef _tx(Connection self, int flags, long long seq, data=*, opts=*)
