@@ -81,7 +81,7 @@ class ArpLayer:
             counters.setdefault(k, 0)
 
     # -- input -------------------------------------------------------------------------
-    def input(self, f, now: float) -> None:
+    def input(self, f, now):
         """One received frame (vnet + Ethernet) whose ethertype is ARP."""
         c = self.counters
         c["rx.arp"] += 1
@@ -161,7 +161,7 @@ class ArpLayer:
                 del cache[ip]
 
     # -- output side ---------------------------------------------------------------------
-    def lookup(self, ip: int, now: float):
+    def lookup(self, ip, now):
         """The live Neighbour for ``ip`` or None. May send a unicast refresh request."""
         e = self.cache.get(ip)
         if e is None:
@@ -175,7 +175,7 @@ class ArpLayer:
             self.counters["arp.refresh"] += 1
         return e
 
-    def enqueue(self, ip: int, item, now: float) -> None:
+    def enqueue(self, ip, item, now):
         """Queue ``item`` until ``ip`` resolves; starts the resolution if needed.
         A full queue drops its oldest item (the newest is the most useful to TCP)."""
         p = self.pending.get(ip)
@@ -194,7 +194,7 @@ class ArpLayer:
             self.counters["drop.arp.queue_full"] += 1
         q.append(item)
 
-    def _request(self, tpa: int, eth_dst: bytes) -> None:
+    def _request(self, tpa, eth_dst):
         self.tx.append(PLAIN + warp.request(self.mac, self.ip, tpa, eth_dst))
         self.counters["arp.tx_request"] += 1
 
@@ -204,7 +204,7 @@ class ArpLayer:
         self.counters["arp.tx_request"] += 1
 
     # -- timers ------------------------------------------------------------------------
-    def poll(self, now: float) -> None:
+    def poll(self, now):
         """Retry due requests; give up on neighbours that never answered."""
         pending = self.pending
         if not pending:

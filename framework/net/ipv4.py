@@ -16,6 +16,11 @@ no layer copies the segment out of the frame.
 """
 import struct
 
+try:
+    import cython
+except ImportError:
+    from framework import _cython_shim as cython
+
 from .wire.ethernet import ETH_LEN
 from .wire.ipv4 import DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP, prefix_mask
 from .wire.vnet import PLAIN, VNET_LEN
@@ -75,30 +80,49 @@ class Ipv4Layer:
             counters.setdefault(k, 0)
 
     # -- input ---------------------------------------------------------------------------
-    def rx(self, frames, now: float) -> None:
+    def rx(self, frames, now):
         """The receive loop of a batch of port frames (vnet + Ethernet).
 
-        It lives here, not in the stack, because IPv4 -> TCP is the hot path: one Struct
-        covers Ethernet + IPv4 (one unpack costs less than several) and
-        no call is spent before the TCP hand-off. Every other frame goes to ``self.other``
-        (the stack's Ethernet demux: ARP, short, unknown types)."""
+        It lives here, not in the stack, because IPv4 -> TCP is the hot path: compiled, the
+        headers are read byte by byte from the frame; as plain Python one Struct covers
+        Ethernet + IPv4 (one unpack costs less than several); either way no call is spent
+        before the TCP hand-off. Every other frame goes to ``self.other`` (the stack's
+        Ethernet demux: ARP, short, unknown types)."""
         c = self.counters
         mymac = self.mac
         myip = self.ip
         good_src = self.good_src
         tcp_input = self.tcp_input
         other = self.other
+        if cython.compiled:
+            mp = mymac
         for f in frames:
             try:
+                if cython.compiled:
+                    if type(f) is not bytes:
+                        f = bytes(f)
                 n = len(f)
                 if n < L4_NO_OPTIONS:
                     other(f, now)
                     continue
-                dmac, etype, vhl, tot, frag, proto, src, dst = _rx(f, VNET_LEN)
+                if cython.compiled:
+                    p = f
+                    etype = (p[22] << 8) | p[23]
+                    for_us = memcmp(p + VNET_LEN, mp, 6) == 0 \
+                        or p[VNET_LEN] & 1
+                    vhl = p[24]
+                    tot = (p[26] << 8) | p[27]
+                    frag = (p[30] << 8) | p[31]
+                    proto = p[33]
+                    src = (cython.cast(cython.uint, p[36]) << 24) | (p[37] << 16) | (p[38] << 8) | p[39]
+                    dst = (cython.cast(cython.uint, p[40]) << 24) | (p[41] << 16) | (p[42] << 8) | p[43]
+                else:
+                    dmac, etype, vhl, tot, frag, proto, src, dst = _rx(f, VNET_LEN)
+                    for_us = dmac == mymac or dmac[0] & 1
                 if etype != 0x0800:
                     other(f, now)
                     continue
-                if dmac != mymac and not dmac[0] & 1:
+                if not for_us:
                     c["drop.eth.not_for_us"] += 1
                     continue
                 if vhl == 0x45:
@@ -120,7 +144,11 @@ class Ipv4Layer:
                     continue
                 # the ones'-complement sum of a correct header is 0xffff, i.e. 0 mod 0xffff
                 # (and the header is never all zero: its version is 4)
-                if _from_bytes(f[L3:l4], "big") % 0xFFFF:
+                if cython.compiled:
+                    bad_sum = fold(word_sum(p + L3, l4 - L3)) != 0xFFFF
+                else:
+                    bad_sum = _from_bytes(f[L3:l4], "big") % 0xFFFF
+                if bad_sum:
                     c["drop.ipv4.bad_checksum"] += 1
                     continue
                 if frag & 0x3FFF:                     # MF or a fragment offset
@@ -132,10 +160,13 @@ class Ipv4Layer:
                     else:
                         c["drop.ipv4.not_for_us"] += 1
                     continue
-                if src not in good_src:               # a set hit instead of five compares
-                    if not self._src_ok(src):
-                        c["drop.ipv4.bad_src"] += 1
-                        continue
+                if cython.compiled:
+                    bad_src = self._martian(src)      # five C compares: no cache needed
+                else:
+                    bad_src = src not in good_src and not self._src_ok(src)   # a set hit instead of five compares
+                if bad_src:
+                    c["drop.ipv4.bad_src"] += 1
+                    continue
                 if proto == PROTO_TCP:
                     tcp_input(f, src, dst, l4, end, f[0] & 3 != 0, now)
                 elif proto == PROTO_ICMP:
@@ -146,11 +177,15 @@ class Ipv4Layer:
                 # last resort, never relied upon: every known malformation has its counter
                 c["drop.internal"] += 1
 
-    def _src_ok(self, src: int) -> bool:
+    def _martian(self, src):
         """RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, loopback, 0/8 or our
-        own address is discarded. Good sources are remembered (bounded)."""
-        if src >= 0xE0000000 or src == self.bcast or src == self.ip or src < 0x01000000 \
-                or src >> 24 == 127:
+        own address is discarded."""
+        return src >= 0xE0000000 or src == self.bcast or src == self.ip or src < 0x01000000 \
+            or src >> 24 == 127
+
+    def _src_ok(self, src):
+        """Not a martian; good sources are remembered (bounded)."""
+        if self._martian(src):
             return False
         good = self.good_src
         if len(good) >= _MAX_GOOD_SRC:
@@ -159,7 +194,7 @@ class Ipv4Layer:
         return True
 
     # -- output --------------------------------------------------------------------------
-    def output(self, dst: int, proto: int, payload, vnet_hdr: bytes = PLAIN) -> None:
+    def output(self, dst, proto, payload, vnet_hdr=PLAIN):
         """Prepend Ethernet + IPv4 (DF, TTL 64) to ``payload`` and queue the frame.
         Unresolved next hop: the frame waits in ARP's queue (bounded, drops counted)."""
         t = self.templates.get(dst)
@@ -173,8 +208,11 @@ class Ipv4Layer:
         s = t[3] + tot + ident + proto
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
-        self.tx.append(_tx(vnet_hdr, t[1], tot, ident, FLAG_DF, _TTL_PROTO | proto, s ^ 0xFFFF, t[2])
-                       + payload)
+        if cython.compiled:
+            self.tx.append(_frame(vnet_hdr, t[1], tot, ident, proto, s ^ 0xFFFF, t[2], payload))
+        else:
+            self.tx.append(_tx(vnet_hdr, t[1], tot, ident, FLAG_DF, _TTL_PROTO | proto, s ^ 0xFFFF,
+                               t[2]) + payload)
 
     def _output_slow(self, dst, proto, payload, vnet_hdr):
         c = self.counters
@@ -206,8 +244,38 @@ class Ipv4Layer:
                           src.to_bytes(4, "big") + dst.to_bytes(4, "big"), base)
         self.output(dst, proto, payload, vnet_hdr)
 
-    def neighbour_changed(self, ip: int, queued) -> None:
+    def neighbour_changed(self, ip, queued):
         """ARP learned ``ip`` or saw it change its MAC: drop stale templates, send what waited."""
         self.templates.clear()     # rare; templates of gateway-routed dsts depend on it too
         for dst, proto, payload, vnet_hdr in queued:
             self.output(dst, proto, payload, vnet_hdr)
+
+
+def _frame(vnet_hdr, prefix, tot, ident, proto, csum, addrs, payload):
+    """Compiled only: what ``_TX`` packs plus the payload, written into one new bytes."""
+    if len(vnet_hdr) != VNET_LEN:
+        vnet_hdr = (vnet_hdr + PLAIN)[:VNET_LEN]          # as the Struct's "10s" pads or cuts
+    if type(payload) is not bytes:
+        payload = bytes(payload)
+    plen = len(payload)
+    vp = vnet_hdr
+    pp = prefix
+    ap = addrs
+    dp = payload
+    frame = PyBytes_FromStringAndSize(cython.NULL, L4_NO_OPTIONS + plen)
+    q = cython.cast(cython.p_uchar, PyBytes_AS_STRING(frame))
+    memcpy(q, vp, VNET_LEN)
+    memcpy(q + VNET_LEN, pp, 16)
+    q[26] = tot >> 8
+    q[27] = tot & 0xFF
+    q[28] = ident >> 8
+    q[29] = ident & 0xFF
+    q[30] = FLAG_DF >> 8
+    q[31] = 0
+    q[32] = DEFAULT_TTL
+    q[33] = proto
+    q[34] = csum >> 8
+    q[35] = csum & 0xFF
+    memcpy(q + 36, ap, 8)
+    memcpy(q + L4_NO_OPTIONS, dp, plen)
+    return frame

@@ -8,6 +8,11 @@ with crafted frames and a fake ``now``.
 Every frame is ``vnet header (10 bytes) + Ethernet``. Every malformed frame is counted
 under one reason in ``counters`` and dropped; nothing raises out of ``process``.
 """
+try:
+    import cython
+except ImportError:
+    from framework import _cython_shim as cython
+
 from . import arp, icmp, ipv4
 from .arp import ArpLayer
 from .icmp import IcmpLayer
@@ -45,9 +50,10 @@ class Stack:
         self.arp = ArpLayer(self.mac, self.ip, c, tx, ttl=arp_ttl, retry=arp_retry,
                             tries=arp_tries, qlen=arp_queue, max_pending=arp_max_pending)
         self.ipv4 = Ipv4Layer(self.mac, self.ip, prefix, self.gateway, mtu, c, tx, self.arp)
-        self.arp.on_neighbour = self.ipv4.neighbour_changed
+        ipv4_obj = cython.cast(object, self.ipv4)     # bound methods of a C-typed layer
+        self.arp.on_neighbour = ipv4_obj.neighbour_changed
         # the bound method itself: TCP's calls go straight to IPv4, no extra hop
-        self.ip_output = self.ipv4.output
+        self.ip_output = ipv4_obj.output
         self.icmp = IcmpLayer(self.ip_output, c)
         self.ipv4.icmp_input = self.icmp.input
         # tcp_factory: TcpLayer's signature; tests pass a fake to see what the stack hands TCP
@@ -62,7 +68,7 @@ class Stack:
         d.update(self.tcp.counters)
         return d
 
-    def process(self, frames, now: float) -> None:
+    def process(self, frames, now):
         """RX: demultiplex a batch of received frames (the loop is Ipv4Layer.rx: IPv4 is
         the hot path; every other frame comes back to ``_rx_other``)."""
         self.now = self.ipv4.now = now
@@ -85,7 +91,7 @@ class Stack:
         else:
             c["drop.eth.unknown_type"] += 1
 
-    def dispatch(self, now: float) -> list:
+    def dispatch(self, now):
         """TX: fire due timers, let TCP emit, and return every queued frame."""
         self.now = self.ipv4.now = now
         self.arp.poll(now)
@@ -100,7 +106,7 @@ class Stack:
         self._counters["tx.frames"] += len(out)
         return out
 
-    def output_pending(self) -> bool:
+    def output_pending(self):
         """Frames queued or TCP output waiting (what the next ``dispatch`` would send,
         timers aside): cheap, for a loop deciding whether to dispatch now."""
         return bool(self._tx) or self.tcp.output_pending()
@@ -115,7 +121,7 @@ class Stack:
             return a
         return a if a < t else t
 
-    def announce(self) -> None:
+    def announce(self):
         """Queue a gratuitous ARP so neighbours (re)learn our MAC, e.g. after a start."""
         self.arp.announce()
 

@@ -1,0 +1,13 @@
+# The C layout of the in-process port: a pair calls into each other as C methods.
+cdef class MemoryPort:
+    cdef public object queue, csum_offload, gso, mtu
+    cdef public dict stats
+    cdef public MemoryPort peer
+    cdef public Py_ssize_t capacity
+    cdef public object _q
+    cdef public int _efd
+    cdef public bint _armed
+
+    cpdef list rx_burst(self, Py_ssize_t max=*)
+    cdef _ring(self)
+    cpdef Py_ssize_t tx_burst(self, frames) except -1
