@@ -30,7 +30,7 @@ cdef class TcpLayer:
 
     @cython.locals(c=dict, sport=cython.longlong, dport=cython.longlong, seq=cython.longlong,
                    ack=cython.longlong, offb=int, flags=int, win=cython.longlong,
-                   doff=Py_ssize_t, lst=Listener)
+                   doff=Py_ssize_t, lst=Listener, b="const unsigned char*", h=Py_ssize_t)
     cpdef input(self, frame, long long src, long long dst, Py_ssize_t l4_off, Py_ssize_t l4_end,
                 bint csum_trusted, double now)
     cpdef poll(self, double now)

@@ -191,7 +191,25 @@ class TcpLayer:
         if l4_end - l4_off < 20:
             c["drop.tcp.short"] += 1
             return
-        sport, dport, seq, ack, offb, flags, win, _, _ = _unpack(frame, l4_off)
+        if cython.compiled:
+            # the header fields straight from the frame's bytes into C ints
+            hb = frame if type(frame) is bytes or type(frame) is bytearray else bytes(frame)
+            h = l4_off
+            if h < 0 or h + 20 > len(hb):
+                sport, dport, seq, ack, offb, flags, win, _, _ = _unpack(frame, l4_off)
+            else:
+                b = hb
+                sport = (b[h] << 8) | b[h + 1]
+                dport = (b[h + 2] << 8) | b[h + 3]
+                seq = ((cython.cast(cython.longlong, b[h + 4]) << 24) | (b[h + 5] << 16)
+                       | (b[h + 6] << 8) | b[h + 7])
+                ack = ((cython.cast(cython.longlong, b[h + 8]) << 24) | (b[h + 9] << 16)
+                       | (b[h + 10] << 8) | b[h + 11])
+                offb = b[h + 12]
+                flags = b[h + 13]
+                win = (b[h + 14] << 8) | b[h + 15]
+        else:
+            sport, dport, seq, ack, offb, flags, win, _, _ = _unpack(frame, l4_off)
         doff = l4_off + ((offb >> 4) << 2)
         if doff < l4_off + 20 or doff > l4_end:
             c["drop.tcp.bad_header"] += 1
