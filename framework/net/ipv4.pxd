@@ -30,12 +30,13 @@ cdef class Ipv4Layer:
                    good_src=set, n=Py_ssize_t, p="const unsigned char*", etype="unsigned int",
                    vhl="unsigned int", tot="unsigned int", frag="unsigned int",
                    proto="unsigned int", src="unsigned int", dst="unsigned int", l4=Py_ssize_t,
-                   end=Py_ssize_t, for_us=bint, bad_sum=bint, bad_src=bint)
+                   end=Py_ssize_t, for_us=bint, bad_sum=bint, bad_src=bint, trusted=bint)
     cpdef rx(self, frames, now)
     cdef inline bint _martian(self, unsigned int src)
     cdef bint _src_ok(self, unsigned int src) except -1
 
-    @cython.locals(t=tuple, tot=Py_ssize_t, ident="unsigned int", s="unsigned int")
+    @cython.locals(t=tuple, valid_until=double, tot=Py_ssize_t, ident="unsigned int",
+                   s="unsigned int")
     cpdef output(self, dst, int proto, payload, bytes vnet_hdr=*)
     @cython.locals(e=Neighbour, now=double)
     cdef _output_slow(self, dst, int proto, payload, bytes vnet_hdr)

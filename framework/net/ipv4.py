@@ -167,10 +167,14 @@ class Ipv4Layer:
                 if bad_src:
                     c["drop.ipv4.bad_src"] += 1
                     continue
+                if cython.compiled:
+                    trusted = p[0] & 3 != 0           # vnet flags: F_NEEDS_CSUM | F_DATA_VALID
+                else:
+                    trusted = f[0] & 3 != 0
                 if proto == PROTO_TCP:
-                    tcp_input(f, src, dst, l4, end, f[0] & 3 != 0, now)
+                    tcp_input(f, src, dst, l4, end, trusted, now)
                 elif proto == PROTO_ICMP:
-                    self.icmp_input(f, src, dst, l4, end, f[0] & 3 != 0)
+                    self.icmp_input(f, src, dst, l4, end, trusted)
                 else:
                     c["drop.ipv4.unknown_proto"] += 1
             except Exception:
@@ -198,14 +202,19 @@ class Ipv4Layer:
         """Prepend Ethernet + IPv4 (DF, TTL 64) to ``payload`` and queue the frame.
         Unresolved next hop: the frame waits in ARP's queue (bounded, drops counted)."""
         t = self.templates.get(dst)
-        if t is None or self.now >= t[0]:
+        if t is None:
+            return self._output_slow(dst, proto, payload, vnet_hdr)
+        valid_until = t[0]
+        if self.now >= valid_until:
             return self._output_slow(dst, proto, payload, vnet_hdr)
         tot = 20 + len(payload)
         if tot > self.mtu and (tot > MAX_TOTAL_LENGTH or not vnet_hdr[1]):   # vnet_hdr[1]: gso_type
             self.counters["drop.ipv4.too_big"] += 1
             return
-        ident = self.ip_id = (self.ip_id + 1) & 0xFFFF
-        s = t[3] + tot + ident + proto
+        ident = (self.ip_id + 1) & 0xFFFF
+        self.ip_id = ident
+        s = t[3]
+        s += tot + ident + proto
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
         if cython.compiled:

@@ -7,6 +7,9 @@ readable while frames are waiting, so a loop can sleep on it like on a real port
 import collections
 import os
 
+_eventfd_read = os.eventfd_read
+_eventfd_write = os.eventfd_write
+
 
 class MemoryPort:
     __slots__ = ("queue", "csum_offload", "gso", "mtu", "stats", "peer", "capacity",
@@ -29,13 +32,15 @@ class MemoryPort:
 
     def rx_burst(self, max=64):
         q = self._q
-        n = min(max, len(q))
+        n = len(q)
+        if max < n:
+            n = max
         popleft = q.popleft
-        out = [popleft() for _ in range(n)]
+        out = [popleft() for i in range(n)]
         if not q and self._armed:
             self._armed = False
             try:
-                os.eventfd_read(self._efd)
+                _eventfd_read(self._efd)
             except BlockingIOError:
                 pass
             if q:   # a producer thread slipped in between: stay readable
@@ -46,7 +51,7 @@ class MemoryPort:
     def _ring(self):
         if not self._armed:
             self._armed = True
-            os.eventfd_write(self._efd, 1)
+            _eventfd_write(self._efd, 1)
 
     def tx_burst(self, frames):
         peer = self.peer

@@ -3,9 +3,15 @@
 No state lives here. One precompiled Struct reads or writes the fixed 20-byte
 header in one call (one unpack costs less than three), options
 are parsed by a small loop with a fast path for the timestamps-only layout every
-established Linux segment carries (NOP NOP TS).
+established Linux segment carries (NOP NOP TS). Compiled, the loop reads the frame's
+bytes in place (tcp.pxd); as plain Python the usual layouts take one Struct unpack.
 """
 import struct
+
+try:
+    import cython
+except ImportError:
+    from framework import _cython_shim as cython
 
 # sport, dport, seq, ack, data offset byte, flags, window, checksum, urgent pointer
 TCP_HDR = struct.Struct("!HHIIBBHHH")
@@ -20,13 +26,14 @@ URG = 0x20
 ECE = 0x40
 CWR = 0x80
 
-OPT_EOL = 0
-OPT_NOP = 1
-OPT_MSS = 2
-OPT_WS = 3
-OPT_SACK_PERM = 4
-OPT_SACK = 5
-OPT_TS = 8
+if not cython.compiled:        # compiled: the same values as C constants (tcp.pxd)
+    OPT_EOL = 0
+    OPT_NOP = 1
+    OPT_MSS = 2
+    OPT_WS = 3
+    OPT_SACK_PERM = 4
+    OPT_SACK = 5
+    OPT_TS = 8
 
 _H = struct.Struct("!H")
 _II = struct.Struct("!II")
@@ -38,7 +45,8 @@ _LINUX_SYN_MID = b"\x04\x02\x08\x0a"
 
 # NOP NOP kind=8 len=10: the layout of a timestamps-only option block (12 bytes)
 TS_PREFIX = b"\x01\x01\x08\x0a"
-TS_OPT_LEN = 12
+if not cython.compiled:
+    TS_OPT_LEN = 12
 
 
 def ts_option(val: int, ecr: int) -> bytes:
@@ -64,24 +72,40 @@ class Options:
                 f"ts={self.tsval, self.tsecr if self.tsval is not None else None}, sack={self.sack})")
 
 
-def parse_options(buf, off: int, end: int) -> Options:
+def parse_options(buf, off, end):
     """Parse the option bytes buf[off:end]. Malformed trailing options are ignored
     (as Linux does): whatever parsed cleanly before them is kept."""
     o = Options()
     n = end - off
-    if n == TS_OPT_LEN and buf[off:off + 4] == TS_PREFIX:
-        o.tsval, o.tsecr = _II.unpack_from(buf, off + 4)
-        return o
-    if n == 20 and buf[off:off + 2] == b"\x02\x04" and buf[off + 4:off + 8] == _LINUX_SYN_MID \
-            and buf[off + 16:off + 19] == b"\x01\x03\x03":
-        # the SYN layout of Linux: MSS, SACK-permitted, TS, NOP, WS in one unpack
-        o.mss, o.tsval, o.tsecr, ws = _LINUX_SYN.unpack_from(buf, off)
-        o.sack_perm = True
-        o.wscale = ws if ws < 14 else 14
-        return o
+    if cython.compiled:
+        if type(buf) is not bytes and type(buf) is not bytearray:
+            buf = bytes(buf)
+        if off < 0:
+            return o
+        if end > len(buf):                    # never read past the buffer
+            end = len(buf)
+            n = end - off
+        b = buf
+        if n == TS_OPT_LEN and b[off] == 1 and b[off + 1] == 1 and b[off + 2] == 8 \
+                and b[off + 3] == 10:
+            o.tsval = _be32(b, off + 4)
+            o.tsecr = _be32(b, off + 8)
+            return o
+    else:
+        b = buf
+        if n == TS_OPT_LEN and buf[off:off + 4] == TS_PREFIX:
+            o.tsval, o.tsecr = _II.unpack_from(buf, off + 4)
+            return o
+        if n == 20 and buf[off:off + 2] == b"\x02\x04" and buf[off + 4:off + 8] == _LINUX_SYN_MID \
+                and buf[off + 16:off + 19] == b"\x01\x03\x03":
+            # the SYN layout of Linux: MSS, SACK-permitted, TS, NOP, WS in one unpack
+            o.mss, o.tsval, o.tsecr, ws = _LINUX_SYN.unpack_from(buf, off)
+            o.sack_perm = True
+            o.wscale = ws if ws < 14 else 14
+            return o
     i = off
     while i < end:
-        kind = buf[i]
+        kind = b[i]
         if kind == OPT_EOL:
             break
         if kind == OPT_NOP:
@@ -89,21 +113,30 @@ def parse_options(buf, off: int, end: int) -> Options:
             continue
         if i + 1 >= end:
             break
-        ln = buf[i + 1]
+        ln = b[i + 1]
         if ln < 2 or i + ln > end:
             break
         if kind == OPT_MSS and ln == 4:
-            o.mss = _H.unpack_from(buf, i + 2)[0]
+            o.mss = _be16(b, i + 2)
         elif kind == OPT_WS and ln == 3:
-            o.wscale = min(buf[i + 2], 14)  # RFC 7323 §2.3: larger shifts are treated as 14
+            o.wscale = min(b[i + 2], 14)  # RFC 7323 §2.3: larger shifts are treated as 14
         elif kind == OPT_SACK_PERM and ln == 2:
             o.sack_perm = True
         elif kind == OPT_TS and ln == 10:
-            o.tsval, o.tsecr = _II.unpack_from(buf, i + 2)
+            o.tsval = _be32(b, i + 2)
+            o.tsecr = _be32(b, i + 6)
         elif kind == OPT_SACK and ln >= 10 and (ln - 2) % 8 == 0:
-            o.sack = [_II.unpack_from(buf, j) for j in range(i + 2, i + ln, 8)]
+            o.sack = [(_be32(b, j), _be32(b, j + 4)) for j in range(i + 2, i + ln, 8)]
         i += ln
     return o
+
+
+def _be16(b, i):
+    return (b[i] << 8) | b[i + 1]
+
+
+def _be32(b, i):
+    return (cython.cast(cython.uint, b[i]) << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
 
 
 def build_options(mss=None, wscale=None, sack_perm=False, ts=None, sack=None) -> bytes:
