@@ -49,6 +49,8 @@ COMPILED = (
     "framework.shard.transport",
     "framework.web.http1",
     "framework.web.h1writer",
+    "framework.web.httpserver",
+    "framework.web.httputil",
 )
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -2,12 +2,17 @@
 cimport cython
 from framework.web cimport h1writer
 from framework.web.h1writer cimport BodyWriter
+from framework.web.httpserver cimport HttpShared
+from framework.web.httputil cimport Request, split_target
+
+cdef dict _METHOD_STR, _VERSION_STR, _PLAIN
+cdef int _PAUSE_AT, _RESUME_AT
 
 cdef class _RequestReader
 
 
 cdef class HttpProtocol:
-    cdef public object shared
+    cdef public HttpShared shared
     cdef public object transport
     cdef public _RequestReader _reader
     cdef public object _remote_ip
@@ -24,8 +29,8 @@ cdef class HttpProtocol:
     cdef public object _drainers
     cdef public object _inbox
     cdef public int _rpaused
-    cdef public object _current
-    cdef public BodyWriter _writer
+    cdef public Request _current
+    cdef public object _writer         # a BodyWriter while a framed body is being written
     cdef public object _status
 
     @cython.locals(reader=_RequestReader, nl=Py_ssize_t)
@@ -34,15 +39,16 @@ cdef class HttpProtocol:
     cpdef pause_body(self)
     cpdef resume_body(self)
     cdef _drop_reader(self)
-    cdef _dispatch(self, req)
+    cdef _dispatch(self, Request req)
     cdef _pump(self)
-    cdef _run(self, req)
-    @cython.locals(writer=BodyWriter, keep=bint)
+    @cython.locals(shared=HttpShared)
+    cdef _run(self, Request req)
+    @cython.locals(writer=BodyWriter, keep=bint, req=Request, shared=HttpShared)
     cpdef write_headers(self, status, reason, headers, chunk=*, bint last=*)
-    @cython.locals(writer=BodyWriter)
     cdef _body_out(self, head, chunk, bint last, nbytes)
+    @cython.locals(req=Request)
     cdef _response_done(self, status, nbytes)
-    cdef _simple(self, req, status, allow=*)
+    cdef _simple(self, Request req, status, allow=*)
     cdef _fail(self, status)
     cdef _close(self)
 
@@ -57,9 +63,20 @@ cdef class _RequestReader:
     cdef public Py_ssize_t body_size
     cdef public Py_ssize_t hdr_size
     cdef public Py_ssize_t partial
-    cdef public object req
+    cdef public Request req
     cdef public object clen
     cdef public object expect
     cdef public Py_ssize_t max_hdr
     cdef public object body_limit
     cdef public bint llhttp_closed
+
+    @cython.locals(conn=HttpProtocol, shared=HttpShared)
+    cpdef on_message_begin(self)
+    @cython.locals(n=Py_ssize_t, ln=Py_ssize_t)
+    cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(conn=HttpProtocol, shared=HttpShared, req=Request, stream=bint)
+    cpdef on_headers_complete(self)
+    @cython.locals(n=Py_ssize_t, conn=HttpProtocol)
+    cpdef on_body(self, body)
+    @cython.locals(conn=HttpProtocol, req=Request, keep=bint)
+    cpdef on_message_complete(self)

@@ -374,7 +374,7 @@ class HttpProtocol:
         self._active = self._current = self._writer = None
         if self._inbox is not None:
             self._inbox.close()     # the handler answered: the rest of its body is dropped
-        if self._closed:
+        if self._closed or req is None:
             return
         if self.shared.access_log is not None:
             self._log_access(req, status, nbytes)
