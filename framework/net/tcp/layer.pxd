@@ -30,14 +30,15 @@ cdef class TcpLayer:
 
     @cython.locals(c=dict, sport=cython.longlong, dport=cython.longlong, seq=cython.longlong,
                    ack=cython.longlong, offb=int, flags=int, win=cython.longlong,
-                   doff=Py_ssize_t, lst=Listener, b="const unsigned char*", h=Py_ssize_t)
+                   doff=Py_ssize_t, lst=Listener, key=tuple, b="const unsigned char*", h=Py_ssize_t)
     cpdef input(self, frame, long long src, long long dst, Py_ssize_t l4_off, Py_ssize_t l4_end,
                 bint csum_trusted, double now)
     cpdef poll(self, double now)
     cpdef flush(self, double now)
     cpdef bint output_pending(self)
-    cdef _passive_open(self, Listener lst, long long src, long long sport, long long dport,
-                       long long seq, long long win, frame, Py_ssize_t ooff, Py_ssize_t doff, opts)
+    cdef _passive_open(self, Listener lst, tuple key, long long seq, long long win, frame,
+                       Py_ssize_t ooff, Py_ssize_t doff, opts)
+    cpdef long long _isn(self, tuple key, double now)
     cpdef long long _psum(self, long long rip)
     cdef bint _accept_room(self, Listener lst)
     cdef _accepted(self, conn, Listener lst)

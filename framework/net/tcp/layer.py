@@ -220,7 +220,8 @@ class TcpLayer:
             if s != 0:
                 c["drop.tcp.bad_checksum"] += 1
                 return
-        conn = self.flows.get((src, sport, dport))
+        key = (src, sport, dport)
+        conn = self.flows.get(key)
         opts = _UNPARSED
         if conn is not None:
             if conn.state == TIME_WAIT and flags & (SYN | ACK | RST) == SYN and dport in self.listeners:
@@ -238,12 +239,12 @@ class TcpLayer:
                 return
         lst = self.listeners.get(dport)
         if lst is not None and flags & (SYN | ACK | RST) == SYN:
-            self._passive_open(lst, src, sport, dport, seq, win, frame, l4_off + 20, doff, opts)
+            self._passive_open(lst, key, seq, win, frame, l4_off + 20, doff, opts)
             return
         if flags & RST:
             return
         if lst is not None and flags & (SYN | ACK) == ACK and lst.cookie_time is not None:
-            conn = check_cookie(self, lst, (src, sport, dport), seq, ack, win, frame,
+            conn = check_cookie(self, lst, key, seq, ack, win, frame,
                                 l4_off + 20, doff)
             if conn:                     # the handshake's ACK may carry data or a FIN
                 process(conn, flags, seq, ack, win, frame, l4_off + 20, doff, l4_end)
@@ -253,10 +254,10 @@ class TcpLayer:
         c["drop.tcp.no_listener"] += 1
         # RFC 9293 §3.10.7.1: reset for a segment to no connection
         if flags & ACK:
-            self._send_rst((src, sport, dport), ack, 0, RST)
+            self._send_rst(key, ack, 0, RST)
         else:
             seglen = l4_end - doff + (1 if flags & SYN else 0) + (flags & FIN)
-            self._send_rst((src, sport, dport), 0, seq + seglen, RST | ACK)
+            self._send_rst(key, 0, seq + seglen, RST | ACK)
 
     def poll(self, now: float) -> None:
         """Fire due timers."""
@@ -304,16 +305,15 @@ class TcpLayer:
                 return p
         raise OSError(99, "no free ephemeral port")
 
-    def _passive_open(self, lst, src, sport, dport, seq, win, frame, ooff, doff, opts):
+    def _passive_open(self, lst, key, seq, win, frame, ooff, doff, opts):
         c = self.counters
         if opts is _UNPARSED:
             opts = parse_options(frame, ooff, doff) if doff > ooff else None
         if lst.syn_count >= lst.syn_backlog:
             c["drop.tcp.syn_queue_full"] += 1
             if self.config.syncookies:
-                send_cookie(self, lst, (src, sport, dport), seq, opts)
+                send_cookie(self, lst, key, seq, opts)
             return
-        key = (src, sport, dport)
         conn = Connection(self, key, self._isn(key, self.now), SYN_RECEIVED)
         passive_open(conn, lst, seq, win, opts)
 
