@@ -16,6 +16,7 @@ from framework.net.tcp.recovery cimport (_cubic_ack, _dupack, _retransmit_head, 
 
 @cython.locals(L=TcpLayer)
 cpdef passive_open(Connection self, Listener lst, long long seq, long long win, opts)
+@cython.locals(b="const unsigned char*", tsval=cython.longlong, tsecr=cython.longlong)
 cpdef tuple _usual_options(Connection self, buf, Py_ssize_t ooff, Py_ssize_t doff)
 @cython.locals(L=TcpLayer, fast=bint, probe=bint, ok=bint, sacked=bint, rcv_nxt=cython.longlong,
                dlen=cython.longlong, una=cython.longlong, da=cython.longlong, d=cython.longlong,

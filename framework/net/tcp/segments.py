@@ -53,7 +53,21 @@ def _usual_options(self, buf, ooff, doff):
     timestamp (or none, when timestamps are off) and PAWS accepts its value; anything
     else goes through the full processing."""
     if self.bits & B_TS:
-        if doff - ooff == 12 and buf[ooff:ooff + 4] == TS_PREFIX:
+        if doff - ooff != 12:
+            return False, None, None
+        if cython.compiled:
+            # the option bytes read in place (no slice, no unpack)
+            hb = buf if type(buf) is bytes or type(buf) is bytearray else bytes(buf)
+            if ooff >= 0 and doff <= len(hb):
+                b = hb
+                if b[ooff] != 1 or b[ooff + 1] != 1 or b[ooff + 2] != 8 or b[ooff + 3] != 10:
+                    return False, None, None
+                tsval = ((cython.cast(cython.longlong, b[ooff + 4]) << 24) | (b[ooff + 5] << 16)
+                         | (b[ooff + 6] << 8) | b[ooff + 7])
+                tsecr = ((cython.cast(cython.longlong, b[ooff + 8]) << 24) | (b[ooff + 9] << 16)
+                         | (b[ooff + 10] << 8) | b[ooff + 11])
+                return (tsval - self.ts_recent) & M < HALF, tsval, tsecr   # PAWS
+        if buf[ooff:ooff + 4] == TS_PREFIX:
             tsval, tsecr = _ii_unpack(buf, ooff + 4)
             return (tsval - self.ts_recent) & M < HALF, tsval, tsecr   # PAWS
         return False, None, None
