@@ -10,6 +10,7 @@ from framework.net.checksum cimport fold, word_sum
 # the numbers the per-frame code uses, as C values (assigned where the .py imports or sets them)
 cdef Py_ssize_t ETH_LEN, VNET_LEN, L3, L4_NO_OPTIONS, MAX_TOTAL_LENGTH, _MAX_TEMPLATES, _MAX_GOOD_SRC
 cdef unsigned int DEFAULT_TTL, FLAG_DF, PROTO_ICMP, PROTO_TCP, _TTL_PROTO
+cdef unsigned int BROADCAST, MULTICAST, LOOPBACK_NET
 
 
 cdef class Ipv4Layer:
@@ -26,7 +27,7 @@ cdef class Ipv4Layer:
     cdef public unsigned int ip_id
     cdef public double now
 
-    @cython.locals(c=dict, mymac=bytes, mp="const unsigned char*", myip="unsigned int",
+    @cython.locals(c=dict, mymac=bytes, mp="const unsigned char*", myip="unsigned int", ip_obj=object,
                    good_src=set, n=Py_ssize_t, p="const unsigned char*", etype="unsigned int",
                    vhl="unsigned int", tot="unsigned int", frag="unsigned int",
                    proto="unsigned int", src="unsigned int", dst="unsigned int", l4=Py_ssize_t,

@@ -22,7 +22,8 @@ except ImportError:
     from framework import _cython_shim as cython
 
 from .wire.ethernet import ETH_LEN
-from .wire.ipv4 import DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP, prefix_mask
+from .wire.ipv4 import (BROADCAST, DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP,
+                        prefix_mask)
 from .wire.vnet import PLAIN, VNET_LEN
 
 COUNTERS = (
@@ -48,6 +49,8 @@ _from_bytes = int.from_bytes
 _TTL_PROTO = DEFAULT_TTL << 8
 _MAX_TEMPLATES = 4096
 _MAX_GOOD_SRC = 65536
+MULTICAST = 0xE0000000           # 224.0.0.0 and up: multicast (class D) and reserved (class E)
+LOOPBACK_NET = 127
 
 
 class Ipv4Layer:
@@ -91,6 +94,7 @@ class Ipv4Layer:
         c = self.counters
         mymac = self.mac
         myip = self.ip
+        ip_obj = self.ip           # compiled: boxed once per batch, handed to TCP as dst
         good_src = self.good_src
         tcp_input = self.tcp_input
         other = self.other
@@ -98,14 +102,13 @@ class Ipv4Layer:
             mp = mymac
         for f in frames:
             try:
-                if cython.compiled:
-                    if type(f) is not bytes:
-                        f = bytes(f)
                 n = len(f)
                 if n < L4_NO_OPTIONS:
                     other(f, now)
                     continue
                 if cython.compiled:
+                    if type(f) is not bytes:
+                        f = bytes(f)
                     p = f
                     etype = (p[22] << 8) | p[23]
                     for_us = memcmp(p + VNET_LEN, mp, 6) == 0 \
@@ -155,26 +158,25 @@ class Ipv4Layer:
                     c["drop.ipv4.fragment"] += 1
                     continue
                 if dst != myip:
-                    if dst == 0xFFFFFFFF or dst == self.bcast or dst >= 0xE0000000:
+                    if dst == BROADCAST or dst == self.bcast or dst >= MULTICAST:
                         c["drop.ipv4.broadcast"] += 1
                     else:
                         c["drop.ipv4.not_for_us"] += 1
                     continue
+                # trusted: vnet flags F_NEEDS_CSUM | F_DATA_VALID
                 if cython.compiled:
                     bad_src = self._martian(src)      # five C compares: no cache needed
+                    trusted = p[0] & 3 != 0
                 else:
                     bad_src = src not in good_src and not self._src_ok(src)   # a set hit instead of five compares
+                    trusted = f[0] & 3 != 0
                 if bad_src:
                     c["drop.ipv4.bad_src"] += 1
                     continue
-                if cython.compiled:
-                    trusted = p[0] & 3 != 0           # vnet flags: F_NEEDS_CSUM | F_DATA_VALID
-                else:
-                    trusted = f[0] & 3 != 0
                 if proto == PROTO_TCP:
-                    tcp_input(f, src, dst, l4, end, trusted, now)
+                    tcp_input(f, src, ip_obj, l4, end, trusted, now)
                 elif proto == PROTO_ICMP:
-                    self.icmp_input(f, src, dst, l4, end, trusted)
+                    self.icmp_input(f, src, ip_obj, l4, end, trusted)
                 else:
                     c["drop.ipv4.unknown_proto"] += 1
             except Exception:
@@ -184,8 +186,8 @@ class Ipv4Layer:
     def _martian(self, src):
         """RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, loopback, 0/8 or our
         own address is discarded."""
-        return src >= 0xE0000000 or src == self.bcast or src == self.ip or src < 0x01000000 \
-            or src >> 24 == 127
+        return src >= MULTICAST or src == self.bcast or src == self.ip or src >> 24 == 0 \
+            or src >> 24 == LOOPBACK_NET
 
     def _src_ok(self, src):
         """Not a martian; good sources are remembered (bounded)."""
@@ -225,7 +227,7 @@ class Ipv4Layer:
 
     def _output_slow(self, dst, proto, payload, vnet_hdr):
         c = self.counters
-        if dst == self.ip or dst == self.bcast or dst >= 0xE0000000 or not dst:
+        if dst == self.ip or dst == self.bcast or dst >= MULTICAST or not dst:
             c["drop.ipv4.bad_dst"] += 1
             return
         if (dst & self.mask) == self.net:
