@@ -1,5 +1,6 @@
 # C layout of framework/shard/streams.py (Cython pure-Python mode; the .py is the source).
 cimport cython
+from framework.net.tcp.connection cimport Connection
 from framework.shard.transport cimport ShardTransport
 
 # the TCP event codes as C ints, for deliver's dispatch
@@ -9,7 +10,7 @@ cdef class Streams
 
 
 cdef class StreamTransport(ShardTransport):
-    cdef public object _conn
+    cdef public Connection _conn
     cdef public object _protocol
     cdef public Streams _streams
     cdef public object _pending          # list of bytes, or None while nothing waits
@@ -54,10 +55,10 @@ cdef class Streams:
     @cython.locals(t=StreamTransport)
     cpdef bint new_turn(self) except -1
     cpdef bint eofs_waiting(self)
-    @cython.locals(ev=int, t=StreamTransport)
+    @cython.locals(ev=int, t=StreamTransport, conn=Connection)
     cpdef deliver(self, list events)
     @cython.locals(t=StreamTransport)
-    cdef _accept(self, conn)
+    cdef _accept(self, Connection conn)
     cpdef _read(self, StreamTransport t)
     cdef _eof(self, StreamTransport t)
     cdef _read_before_eof(self, StreamTransport t)

@@ -2,6 +2,7 @@
 import pytest
 
 from framework.context import ShardContext
+from framework.net.tcp.connection import Connection
 from framework.shard import streams as S
 from framework.vtime import VirtualClockLoop
 
@@ -26,7 +27,10 @@ class Closed(Exception):
     pass
 
 
-class FakeConn:
+class FakeConn(Connection):
+    # the streams take a TCP Connection; this one is driven by the test
+    local = remote = None       # (plain attributes here, not the Connection's properties)
+
     def __init__(self, lport=8080, room=1 << 30):
         self.local = (0xC6120002, lport)
         self.remote = (0xC6120001, 40000)

@@ -9,6 +9,8 @@ import time
 import pytest
 
 from framework.context import ShardContext
+from framework.net.tcp import ESTABLISHED
+from framework.net.tcp.connection import Connection
 from framework.shard.loop import ShardLoop
 from framework.shard.userstack import PortGone, UserStackProvider
 from framework.shard import streams as S
@@ -225,13 +227,13 @@ def test_tx_backlog_is_retried():
 
 def test_events_reach_protocols_and_writes_go_out_same_turn():
     """EV_ACCEPT/EV_READABLE from stack.process reach the app before dispatch."""
-    class Conn:
+    class Conn(Connection):
         local = (0xC6120002, 7)
         remote = (0xC6120001, 5555)
-        user = None
-        error = None
 
         def __init__(self):
+            self.user = None
+            self.error = None
             self.sent = []
             self.rx = b""
 
@@ -268,13 +270,13 @@ def test_events_reach_protocols_and_writes_go_out_same_turn():
     assert conn.user is not None
 
 
-class _Conn:
+class _Conn(Connection):
     local = (0xC6120002, 7)
     remote = (0xC6120001, 5555)
-    error = None
-    state = 4  # ESTABLISHED
 
     def __init__(self, tcp):
+        self.state = ESTABLISHED
+        self.error = None
         self.tcp = tcp
         self.user = None
         self.calls = []
