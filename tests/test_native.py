@@ -52,6 +52,14 @@ def test_pure_python_on_request(package_copy):
     assert "FRAMEWORK_PURE_PYTHON=1" in reason
 
 
+def test_pure_python_without_cython_installed(package_copy):
+    # Cython is a build requirement only: the sources must import with no `cython` module
+    block = "import sys; sys.modules['cython'] = None\n"
+    mode, _reason, all_source = run_python(block + PROBE, str(package_copy),
+                                           FRAMEWORK_PURE_PYTHON="1")
+    assert (mode, all_source) == ("pure", "True")
+
+
 def test_edited_source_falls_back_to_python_and_says_so(package_copy):
     module = native.COMPILED[-1]
     path = package_copy / os.path.relpath(native.source_path(module), ROOT)
@@ -90,7 +98,7 @@ def test_unchanged_copy_runs_compiled(package_copy):
 @pytest.mark.timeout(900)
 def test_unit_suites_pass_in_pure_python_mode():
     env = dict(os.environ, FRAMEWORK_PURE_PYTHON="1")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                         *UNIT_SUITES], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
     tail = "\n".join(r.stdout.splitlines()[-30:])

@@ -2,7 +2,10 @@
 Connection.bits flags and precompiled Structs."""
 import struct
 
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..wire.tcp import TCP_HDR
 

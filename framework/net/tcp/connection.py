@@ -17,7 +17,10 @@ segments.py), masked with 0xFFFFFFFF only when written out.
 """
 from heapq import heappush
 
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from .bits import _EMPTY
 from .consts import ConnectionClosed, STATE_NAMES

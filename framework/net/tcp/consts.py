@@ -1,5 +1,8 @@
 """TCP states, event codes and the errors the app sees."""
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 if not cython.compiled:        # compiled: the same values as C constants (consts.pxd)
     # RFC 9293 states. LISTEN is a Listener object, not a Connection state.

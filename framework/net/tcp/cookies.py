@@ -11,7 +11,10 @@ timestamps the cookie SYN-ACK offers neither (it could not honour them later).
 import hashlib
 import struct
 
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..wire.tcp import build_options, parse_options
 from .connection import Connection

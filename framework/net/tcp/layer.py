@@ -17,7 +17,10 @@ import os
 import struct
 from collections import deque
 
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..checksum import ones_sum
 from ..wire import vnet

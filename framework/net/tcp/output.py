@@ -1,7 +1,10 @@
 # cython: infer_types=True, annotation_typing=False
 """Output of a Connection: segmentation by MSS, windows and GSO, Nagle, sender SWS
 avoidance, SYN/SYN-ACK options, and the per-connection header template (_tx)."""
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..checksum import ones_sum
 from ..wire import vnet

@@ -2,7 +2,10 @@
 """Receive side of a Connection: in-order delivery, the out-of-order queue and its
 reassembly (overlaps and duplicates trimmed), delayed ACKs, the peer's FIN, and the
 SACK blocks we report for our queue (RFC 9293 §3.10.7.4, RFC 1122 §4.2.3.2, RFC 2018)."""
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from .bits import _ii_pack
 from .output import _tx

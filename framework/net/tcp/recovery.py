@@ -2,7 +2,10 @@
 """Loss recovery and congestion control helpers of a Connection: fast retransmit,
 NewReno (RFC 5681, RFC 6582), SACK scoreboard and RFC 6675-style hole retransmission,
 tail loss probes (RFC 8985 §7), RTT estimation (RFC 6298)."""
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from .bits import _EMPTY
 from .output import _tx

@@ -10,7 +10,10 @@ incoming 32-bit number is unwrapped once against the nearest reference (rcv_nxt 
 SEG.SEQ, snd_una for SEG.ACK), after which all comparisons are plain integer comparisons;
 numbers are masked with 0xFFFFFFFF only when written out.
 """
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..wire.tcp import TS_PREFIX, parse_options
 from .bits import _EMPTY, _ii_unpack

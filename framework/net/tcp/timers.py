@@ -4,7 +4,10 @@ backoff, persist probes, TIME_WAIT and FIN_WAIT_2 expiry, delayed ACK, keep-aliv
 (Arming is Connection._arm / _arm_rtx.)"""
 from heapq import heappop
 
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from .output import _send_syn, _tx, output
 from .recovery import _on_loss, _recovery_probe, _tail_probe

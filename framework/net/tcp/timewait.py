@@ -9,7 +9,10 @@ It answers a retransmitted FIN (ACK, restart the timer), data or out-of-window s
 (ACK), an exact RST (gone), a SYN without a reusable listener (challenge ACK, RFC 5961);
 the layer hands SYNs that may reuse the tuple (RFC 6191) to a listener first.
 """
-import cython
+try:
+    import cython
+except ImportError:         # plain Python on a machine without Cython
+    from framework import _cython_shim as cython
 
 from ..wire.tcp import ts_option
 
