@@ -55,12 +55,12 @@ def build_parser():
     return p
 
 
-def _load_app(spec):
+def _load_app(spec, web):
     """Import APP once in the supervisor so a typo is an exit-2 error, not a crash loop."""
     # imported here for start-up cost: the worker pulls in the shard loops and the stack,
     # which `framework --help`, `stats` and `links` never need
     from framework.web.loader import load_app
-    return load_app(spec)
+    return load_app(spec, web)
 
 
 def serve(args, parser):
@@ -76,8 +76,10 @@ def serve(args, parser):
         err("serve needs root (CAP_NET_ADMIN, CAP_NET_RAW) to create the link and open raw sockets")
     if cfg.pcap and cfg.stack != "user":
         err("--pcap records the user-level stack's frames; it does not go with --stack kernel")
+    from framework.web.serving import WebOptions
+    web = WebOptions.from_config(cfg)
     try:
-        _load_app(cfg.app)
+        _load_app(cfg.app, web)
     except Exception as e:
         err(f"cannot load APP {cfg.app!r}: {type(e).__name__}: {e}".replace("\n", " "))
     metrics = cfg.metrics
@@ -92,7 +94,8 @@ def serve(args, parser):
                      link_subnet=str(subnet), log_level=cfg.log_level, log_file=cfg.log_file,
                      graceful_timeout=cfg.graceful_timeout, timeout=cfg.timeout,
                      metrics=metrics, metrics_netns=cfg.metrics_netns,
-                     pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files)
+                     pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files,
+                     web=web)
     return sup.run()
 
 

@@ -196,6 +196,17 @@ def parse_path(v):
     return text
 
 
+def parse_bool(v):
+    if isinstance(v, bool):
+        return v
+    text = _str_from(v).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
 def _choice(*values):
     def parse(v):
         text = _str_from(v).strip().lower()
@@ -207,15 +218,17 @@ def _choice(*values):
 
 
 class Option:
-    __slots__ = ("name", "parse", "default", "help", "metavar", "hidden")
+    __slots__ = ("name", "parse", "default", "help", "metavar", "hidden", "flag_only")
 
-    def __init__(self, name, parse, default, help, metavar=None, hidden=False):
+    def __init__(self, name, parse, default, help, metavar=None, hidden=False,
+                 flag_only=False):
         self.name = name            # python name; flag --name-with-dashes, env FRAMEWORK_NAME
         self.parse = parse
         self.default = default
         self.help = help
         self.metavar = metavar
         self.hidden = hidden
+        self.flag_only = flag_only    # a switch: --name takes no value (env/file: true|false)
 
     @property
     def flag(self):
@@ -265,6 +278,31 @@ OPTIONS = {o.name: o for o in (
            "finish for this long (default 30)", "S"),
     Option("timeout", parse_seconds_or_off, 30.0, "kill and restart a worker whose loop has "
            "not turned for this long (default 30; 0 = off)", "S"),
+    # the web layer (framework.web.serving.WebOptions)
+    Option("interface", _choice("auto", "asgi", "wsgi", "framework"), "auto",
+           "how to serve APP: a framework App, an ASGI 3 or a WSGI app (default auto: "
+           "told by its shape)"),
+    Option("root_path", _str_from, "", "ASGI root_path / WSGI SCRIPT_NAME: the prefix a "
+           "proxy mounts the app under (default none)", "PATH"),
+    Option("lifespan", _choice("auto", "on", "off"), "auto", "ASGI lifespan events in every "
+           "worker: on (a failure stops the server), off, auto (default: on unless the "
+           "app does not support them)"),
+    Option("threads", lambda v: _at_least(v, 1), 4, "WSGI: threads per worker running the "
+           "app (default 4)", "N"),
+    Option("certfile", parse_path, None, "serve HTTPS with this PEM certificate (chain)",
+           "FILE"),
+    Option("keyfile", parse_path, None, "the certificate's private key (default: in "
+           "--certfile)", "FILE"),
+    Option("ca_certs", parse_path, None, "ask clients for a certificate signed by these CAs "
+           "(PEM) and refuse those without one", "FILE"),
+    Option("ssl_ciphers", _str_from, None, "OpenSSL cipher list for TLS 1.2 (default: "
+           "Python's)", "LIST"),
+    Option("access_log", parse_path, None, "one line per request, gunicorn's format, to "
+           "FILE or - (stderr); reopened on SIGUSR1 (default off)", "FILE|-"),
+    Option("forwarded_allow_ips", _str_from, None, "trust X-Forwarded-For/-Proto from these "
+           "addresses (comma list, or *) (default: from nobody)", "IPS"),
+    Option("reload", parse_bool, False, "development: restart the workers when a .py file "
+           "under the app's directory changes", flag_only=True),
     Option("link_subnet", parse_subnet, None, "a /24 in 198.18.0.0/15 for the default link",
            "NET", hidden=True),
 )}
@@ -394,6 +432,12 @@ def check(cfg, available_cores, iface_exists=None):
                           "(the default link chooses its own addresses)")
     if cfg.iface and cfg.link_subnet:
         raise ConfigError("--link-subnet only applies to the default link, not --iface")
+    if (cfg.keyfile or cfg.ca_certs or cfg.ssl_ciphers) and not cfg.certfile:
+        raise ConfigError("--keyfile/--ca-certs/--ssl-ciphers only go with --certfile")
+    for name in ("certfile", "keyfile", "ca_certs"):
+        path = getattr(cfg, name)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"--{name.replace('_', '-')} {path}: no such file")
     if cfg.iface and iface_exists is not None and not iface_exists(cfg.iface):
         raise ConfigError(f"--iface {cfg.iface}: no such interface")
     return pool[:n]
@@ -417,6 +461,10 @@ def add_serve_arguments(parser, hidden_help=None):
               "help": suppress if opt.hidden else f"{opt.help} [{opt.env}]"}
         if opt.choices:
             kw["metavar"] = "|".join(opt.choices)
+        if opt.flag_only:
+            del kw["metavar"]
+            kw["action"] = "store_const"
+            kw["const"] = True
         if name == "metrics":
             kw["nargs"] = "?"
             kw["const"] = DEFAULT_METRICS

@@ -69,8 +69,9 @@ class Supervisor:
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
-                 pcap_size=64 << 20, pcap_files=4):
+                 pcap_size=64 << 20, pcap_files=4, web=None):
         self.app_spec = app_spec
+        self.web = web              # framework.web.serving.WebOptions (None: defaults)
         self.cores = list(cores)
         self.stack = stack
         self.port_type = port_type
@@ -271,7 +272,7 @@ class Supervisor:
                           len(self.workers), self.cores, self.log_level, self.run_id,
                           os.getpid(), self.stats, self.device, self.fwd, self.mesh,
                           self.bells, log_file=self.log_file, grace=self.graceful_timeout,
-                          pcap=self.pcap)
+                          pcap=self.pcap, web=self.web)
 
     def _spawn(self, w):
         spec = self._spec()
@@ -376,7 +377,7 @@ class Supervisor:
                     saved[name] = sys.modules.pop(name)
         try:
             importlib.invalidate_caches()
-            load_app(self.app_spec)
+            load_app(self.app_spec, self.web)
         except Exception as e:
             sys.modules.update(saved)
             log.error("SIGHUP: %s does not load any more (%s); keeping the running workers",

@@ -47,11 +47,12 @@ class WorkerSpec:
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
                  "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd", "mesh",
-                 "bells", "log_file", "grace", "pcap")
+                 "bells", "log_file", "grace", "pcap", "web")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
                  log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
-                 fwd=None, mesh=None, bells=None, log_file=None, grace=GRACE, pcap=None):
+                 fwd=None, mesh=None, bells=None, log_file=None, grace=GRACE, pcap=None,
+                 web=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.master.link.LinkInfo
@@ -69,6 +70,7 @@ class WorkerSpec:
         self.log_file = log_file
         self.grace = grace              # graceful stop: seconds connections get to finish
         self.pcap = pcap                # (directory, max bytes, files kept) or None
+        self.web = web                  # framework.web.serving.WebOptions, or None (defaults)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -122,7 +124,7 @@ def worker_main(spec, shard_id, report=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         psutil.Process().cpu_affinity([spec.cores[shard_id]])
-        app = load_app(spec.app_spec)
+        app = load_app(spec.app_spec, spec.web)
         provider = (_kernel_provider(spec) if spec.stack_kind == "kernel"
                     else _user_provider(spec, shard_id))
 

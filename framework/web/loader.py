@@ -1,6 +1,8 @@
-"""Load an App from "package.module:attr" or "path/to/file.py:attr" (attr defaults to app).
+"""Load what "package.module:attr" or "path/to/file.py:attr" names (attr defaults to app)
+and make the App a shard serves of it (framework.web.serving.build_app).
 
-The attribute may be an App or a zero-argument callable returning one.
+The attribute may be a framework App, an ASGI 3 or WSGI application, or a zero-argument
+callable returning one of those (an app factory).
 """
 import importlib
 import importlib.util
@@ -8,13 +10,24 @@ import os
 import sys
 
 from .app import App
+from .serving import AppKindError, build_app, kind_of
 
 
 class AppLoadError(Exception):
     pass
 
 
-def load_app(spec):
+def load_app(spec, opts=None):
+    """The App to serve for ``spec`` with ``opts`` (WebOptions; None: the defaults)."""
+    obj = load_target(spec)
+    try:
+        return build_app(obj, opts)
+    except AppKindError as e:
+        raise AppLoadError(f"{spec!r}: {e}") from None
+
+
+def load_target(spec):
+    """The object ``spec`` names (a factory called), not yet made into an App."""
     if not isinstance(spec, str) or not spec.strip():
         raise AppLoadError(f"app spec must be 'module:attr' or 'file.py:attr', got {spec!r}")
     spec = spec.strip()
@@ -33,13 +46,17 @@ def load_app(spec):
         names = sorted(n for n, v in vars(module).items() if isinstance(v, App))
         hint = f" (Apps there: {', '.join(names)})" if names else " (it defines no App)"
         raise AppLoadError(f"{spec!r}: {target} has no attribute {attr!r}{hint}") from None
-    if not isinstance(obj, App) and callable(obj) and not isinstance(obj, type):
+    if kind_of(obj) is None and callable(obj) and not isinstance(obj, type):
         try:
             obj = obj()
+        except TypeError as e:
+            raise AppLoadError(f"{spec!r}: {attr} is neither an app nor a zero-argument "
+                               f"factory of one ({e})") from None
         except Exception as e:
             raise AppLoadError(f"{spec!r}: calling {attr}() failed: {e!r}") from e
-    if not isinstance(obj, App):
-        raise AppLoadError(f"{spec!r}: {attr} is a {type(obj).__name__}, not a framework App")
+    if kind_of(obj) is None:
+        raise AppLoadError(f"{spec!r}: {attr} is a {type(obj).__name__}, not a framework "
+                           "App, an ASGI app or a WSGI app")
     return obj
 
 

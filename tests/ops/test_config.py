@@ -49,7 +49,11 @@ def test_every_option_has_env_and_file_form(tmp_path):
                "gateway": "198.18.5.1", "port": "81", "log_level": "debug",
                "log_file": "/tmp/x.log", "pcap": "/tmp/p", "pcap_size": "1M", "pcap_files": "2",
                "metrics": "127.0.0.1:9109", "metrics_netns": "ns1", "graceful_timeout": "1.5",
-               "timeout": "3", "link_subnet": "198.18.7.0/24"}
+               "timeout": "3", "link_subnet": "198.18.7.0/24", "interface": "asgi",
+               "root_path": "/api", "lifespan": "off", "threads": "2",
+               "certfile": "/tmp/c.pem", "keyfile": "/tmp/k.pem", "ca_certs": "/tmp/ca.pem",
+               "ssl_ciphers": "ECDHE+AESGCM", "access_log": "-",
+               "forwarded_allow_ips": "198.18.0.1", "reload": "true"}
     assert set(samples) == set(OPTIONS)
     for name, text in samples.items():
         a = getattr(resolve({name: text}, env={}), name)
