@@ -14,7 +14,8 @@ HTTP_PORT = 8080
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "app(spec): the app the `server` fixture serves")
+    config.addinivalue_line("markers", "app(spec, web=None): the app the `server` fixture "
+                            "serves, built with WebOptions `web`")
 
 
 class Net:
@@ -55,9 +56,10 @@ STACKS = ["kernel", "user"]
 def server(request, lab):
     marker = request.node.get_closest_marker("app")
     spec = marker.args[0] if marker else TESTAPP
+    web = marker.kwargs.get("web") if marker else None
     net = Net(lab, kernel_ip=request.param == "kernel")
     handle = start_server(request.param, spec, net.server_ns, SERVER_IP, HTTP_PORT,
-                          ifname=net.server_if)
+                          ifname=net.server_if, web=web)
     try:
         yield Server(handle, net)
     finally:

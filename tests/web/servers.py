@@ -13,6 +13,11 @@ than "kernel" the kernel has no address on it, the stack takes ``ip`` itself.
 
 Both handles offer ``stop()``, ``request_stop()`` (graceful), ``wait(timeout)`` (exit
 code or None) and ``worker_pid()`` (the process that holds the connections).
+
+``web``: a ``framework.web.serving.WebOptions`` (ASGI/WSGI interface, root path, lifespan,
+TLS, access log, ...) the app is built with on either stack (the user stack gets it as
+the equivalent ``serve`` flags, see ``web_args``); ``cli_args``: more ``serve`` flags for
+the user stack only (e.g. ``["--reload"]``).
 """
 import ctypes
 import multiprocessing
@@ -64,7 +69,7 @@ class ServerHandle:
 
 
 def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_count, signals,
-                  nofile=None):
+                  nofile=None, web=None):
     import logging
     logging.basicConfig(level=logging.WARNING)
     if nofile:
@@ -78,7 +83,7 @@ def _kernel_child(app_spec, ns, ip, port, stop_event, ready, shard_id, shard_cou
     from framework.shard.run import run_kernel_worker
     from framework.web.loader import load_app
     netns.setns(ns)            # before any socket exists
-    app = load_app(app_spec)
+    app = load_app(app_spec, web)
     run_kernel_worker(app, ip, port, shard_id, shard_count,
                       stop_event=None if signals else stop_event, ready=ready)
 
@@ -152,13 +157,30 @@ class CliServerHandle:
         return rc
 
 
-def _start_user(app_spec, ns, ifname, ip, port, timeout, cores=1, log_level="warning"):
+def web_args(web):
+    """The ``framework serve`` flags that make ``web`` (a WebOptions): those that differ
+    from the defaults."""
+    if web is None:
+        return []
+    from framework.master.config import OPTIONS
+    from framework.web.serving import WebOptions
+    default = WebOptions()
+    out = []
+    for name in WebOptions.__slots__:
+        value = getattr(web, name)
+        if value != getattr(default, name) and value is not None:
+            out += [OPTIONS[name].flag, str(value)]
+    return out
+
+
+def _start_user(app_spec, ns, ifname, ip, port, timeout, cores=1, log_level="warning",
+                extra=()):
     errfile = tempfile.TemporaryFile(mode="w+")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "framework", "serve", app_spec,
            "--cores", str(cores), "--iface", ifname, "--ip", f"{ip}/24",
-           "--port", str(port), "--log-level", log_level]
+           "--port", str(port), "--log-level", log_level, *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=errfile,
                             text=True)
     h = CliServerHandle("user", proc, errfile, ip, port)
@@ -182,22 +204,26 @@ def _start_user(app_spec, ns, ifname, ip, port, timeout, cores=1, log_level="war
 
 
 def start_server(stack, app_spec, ns, ip, port, timeout=10.0, shard_id=0, shard_count=1,
-                 signals=False, nofile=None, ifname=None):
+                 signals=False, nofile=None, ifname=None, web=None, cli_args=()):
     """Serve ``app_spec`` on ``ip:port`` inside ``ns``; ``signals``: stop by SIGTERM only.
-    ``ifname``: the server's veth end in ``ns`` (the user stack attaches to it)."""
+    ``ifname``: the server's veth end in ``ns`` (the user stack attaches to it).
+    ``web``: WebOptions the app is built with; ``cli_args``: more serve flags (user only)."""
     if stack == "user":
         if ifname is None:
             raise ValueError("the user stack needs the interface it attaches to (ifname)")
         if shard_id != 0 or shard_count != 1 or nofile:
             raise ValueError("user stack: one shard, started by framework serve")
-        return _start_user(app_spec, ns, ifname, ip, port, timeout)
+        return _start_user(app_spec, ns, ifname, ip, port, timeout,
+                           extra=[*web_args(web), *cli_args])
+    if cli_args:
+        raise ValueError("cli_args are serve flags: the user stack only (kernel: web=)")
     mp = multiprocessing.get_context("fork")
     stop_event = mp.Event()
     ready = mp.Event()
     if stack == "kernel":
         proc = mp.Process(target=_kernel_child,
                           args=(app_spec, ns, ip, port, stop_event, ready, shard_id,
-                                shard_count, signals, nofile), daemon=True)
+                                shard_count, signals, nofile, web), daemon=True)
     else:
         raise ValueError(f"unknown stack {stack!r}")
     proc.start()
