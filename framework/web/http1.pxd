@@ -7,6 +7,7 @@ from framework.web.httputil cimport Request, split_target
 
 cdef dict _METHOD_STR, _VERSION_STR, _PLAIN
 cdef int _PAUSE_AT, _RESUME_AT
+cdef Py_ssize_t _UPGRADE_BUFFER
 
 cdef class _RequestReader
 
@@ -32,6 +33,7 @@ cdef class HttpProtocol:
     cdef public Request _current
     cdef public object _writer         # a BodyWriter while a framed body is being written
     cdef public object _status
+    cdef public object _upgrade_rest   # bytes after an Upgrade head until detach(), or None
 
     @cython.locals(reader=_RequestReader, nl=Py_ssize_t)
     cpdef data_received(self, data)
@@ -69,6 +71,7 @@ cdef class _RequestReader:
     cdef public Py_ssize_t max_hdr
     cdef public object body_limit
     cdef public bint llhttp_closed
+    cdef public object upgrade         # the Upgrade header's value, or None
 
     @cython.locals(conn=HttpProtocol, shared=HttpShared)
     cpdef on_message_begin(self)

@@ -17,6 +17,11 @@ A handler with ``stream_request_body = True`` starts as soon as its headers are 
 (when it is the connection's turn) and reads the body through a BodyStream
 (``await self.request.read()``); reading pauses while it lags behind.
 
+An Upgrade request (``Upgrade: websocket``) is dispatched to its route like any other;
+its handler may take the connection over with ``detach()`` (CONTRACTS section 5,
+"Upgrade"): llhttp stops at the end of that request's head, and the bytes after it are
+the new protocol's. Otherwise the request is answered and the connection closed.
+
 Errors found while parsing (400/408/413/431/417) are answered in turn (after the
 responses still due) and close the connection, through the transport's optional
 ``lingering_close`` so a client still sending does not turn our answer into an RST.
@@ -41,6 +46,7 @@ _VERSION_STR = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _PLAIN = {"Content-Type": "text/plain; charset=UTF-8"}
 _PAUSE_AT = 16          # queued pipelined requests before we stop reading
 _RESUME_AT = 4
+_UPGRADE_BUFFER = 64 * 1024   # bytes after an Upgrade head held before reading pauses
 
 
 class _Reject(Exception):
@@ -57,7 +63,8 @@ class _Stop(Exception):
 class HttpProtocol:
     __slots__ = ("shared", "transport", "_reader", "_remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_task",
-                 "_wpaused", "_drainers", "_inbox", "_rpaused", "_current", "_writer", "_status")
+                 "_wpaused", "_drainers", "_inbox", "_rpaused", "_current", "_writer", "_status",
+                 "_upgrade_rest")
 
     def __init__(self, shared):
         self.shared = shared
@@ -80,6 +87,7 @@ class HttpProtocol:
         self._current = None      # the request being answered
         self._writer = None       # its body's framing (h1writer), once the headers are out
         self._status = 200
+        self._upgrade_rest = None  # bytes after an Upgrade request's head, until detach()
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -105,6 +113,11 @@ class HttpProtocol:
 
     def data_received(self, data):
         if self._stopped or self._closed:
+            rest = self._upgrade_rest
+            if rest is not None and not self._closed:   # the upgrade's handler is not
+                self._upgrade_rest = rest + data         # done: keep them for detach()
+                if len(rest) <= _UPGRADE_BUFFER < len(rest) + len(data):
+                    self.pause_body()
             return
         reader = self._reader
         if reader is None:
@@ -121,11 +134,14 @@ class HttpProtocol:
                 log.error("HTTP parser callback failed", exc_info=cause)
                 self._fail(500)
             return
-        except HttpParserUpgrade:
-            # Upgrade/CONNECT: we speak no other protocol; answer the request, then close
+        except HttpParserUpgrade as e:
+            # Upgrade/CONNECT: its handler may detach() the connection and speak the
+            # other protocol from e.args[0] on; otherwise answer the request, then close
             self._stopped = True
-            if reader.req is not None and self._in_msg:
-                req = reader.req
+            req = reader.req
+            if req is not None:
+                reader.req = None
+                self._upgrade_rest = data[e.args[0]:]
                 req.body = b""
                 req.keep_alive = False
                 self._in_msg = False
@@ -219,6 +235,29 @@ class HttpProtocol:
         self._stopped = True
         if self._active is None and not self._queue:
             self._close()
+
+    def detach(self):
+        """Hand the connection over to the handler of an Upgrade request (WebSocket):
+        ``(transport, bytes received after the request's head)``, or None when this is
+        no upgrade (or the connection is gone). This protocol then never touches the
+        transport again; the caller ``set_protocol()``s its own and feeds it the bytes."""
+        rest = self._upgrade_rest
+        t = self.transport
+        if rest is None or self._closed or t is None:
+            return None
+        self._upgrade_rest = None
+        self._closed = self._stopped = True
+        self.deadline = 0.0
+        self.shared.untrack(self)
+        self._active = self._current = self._writer = None
+        self._drop_reader()
+        self.transport = None
+        if self._rpaused:
+            self._rpaused = 0
+            resume = getattr(t, "resume_reading", None)
+            if resume is not None:
+                resume()
+        return t, rest
 
     def _drop_reader(self):
         reader = self._reader
@@ -462,7 +501,7 @@ class _RequestReader:
 
     __slots__ = ("conn", "parser", "in_hdrs", "url", "headers", "body", "body_size",
                  "hdr_size", "partial", "req", "clen", "expect", "max_hdr", "body_limit",
-                 "llhttp_closed")
+                 "llhttp_closed", "upgrade")
 
     def __init__(self, conn):
         self.conn = conn
@@ -482,6 +521,7 @@ class _RequestReader:
         self.headers = []
         self.clen = None
         self.expect = None
+        self.upgrade = None
         self.body = None
         shared = conn.shared
         self.body_limit = shared.config.max_body_size
@@ -509,6 +549,8 @@ class _RequestReader:
                 self.clen = value
             elif lname == b"expect":
                 self.expect = value
+        elif ln == 7 and name.lower() == b"upgrade":
+            self.upgrade = value
 
     def on_headers_complete(self):
         self.in_hdrs = False
@@ -596,6 +638,11 @@ class _RequestReader:
         if inbox is not None:       # streamed: its handler is already running
             conn._inbox = None
             inbox.finish()
+        elif self.upgrade is not None and self.parser.should_upgrade():
+            # the bytes after this head are another protocol's: data_received dispatches
+            # the request once llhttp has said where they start (HttpParserUpgrade)
+            self.req = req
+            return
         else:
             body = self.body
             if body is not None:
