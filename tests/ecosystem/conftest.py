@@ -1,0 +1,42 @@
+"""Fixtures of the ecosystem tests: one server per stack per module.
+
+A test module names its app (``APP = "starlette_app:app"``, a module of this package) and
+how uvicorn serves it (``UVICORN_INTERFACE``); ``reference`` is uvicorn serving it,
+``served`` is ``framework serve`` serving it on the user and on the kernel stack (the
+tests using it run once per stack, the server started once per stack and module).
+"""
+import os
+
+import pytest
+
+from .harness import Framework, Uvicorn
+
+STACKS = ["user", "kernel"]
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        pytest.fail("the ecosystem tests serve on a link of their own: they need root "
+                    "(CI runs as root)")
+
+
+def _started(make):
+    server = make()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    mod = request.module
+    yield from _started(lambda: Uvicorn(mod.APP, getattr(mod, "UVICORN_INTERFACE", "auto")))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def served(request):
+    _need_root()
+    mod = request.module
+    yield from _started(lambda: Framework(mod.APP, request.param,
+                                          getattr(mod, "SERVE_FLAGS", ())))

@@ -1,0 +1,207 @@
+"""Serve one app with uvicorn (the reference) and with ``framework serve`` (user and
+kernel stack), send each the same requests, and compare what came back.
+
+- ``Uvicorn(spec, interface)``: ``python -m uvicorn`` on 127.0.0.1 and a free port.
+- ``Framework(spec, stack)``: ``framework serve`` on its own default link
+  (tests/integration/serve_helpers.Server: ``--link-subnet``, names with its pid), reached
+  from this process at ``http://<stack ip>:8080``.
+- ``Req``: one request of the fixed list; ``exchange(client, req)`` sends it with httpx and
+  returns ``Seen`` (status, normalised headers, body); ``raw_exchange`` sends exact bytes.
+- ``differences(ref, got)``: what a user of the app could tell apart, as text lines.
+
+Header comparison: names case-insensitive, the multiset of (name, value) pairs (a server may
+order them its own way); ``Date`` and ``Server`` are left out (they name the server and the
+second); nothing else is allowed to differ.
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+from integration.serve_helpers import Server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+ROOT = os.path.dirname(TESTS)
+SKIPPED_HEADERS = {"date", "server"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Uvicorn:
+    """uvicorn serving ``spec`` (a module of this package, "starlette_app:app")."""
+
+    stack = "uvicorn"
+
+    def __init__(self, spec, interface="auto", timeout=20.0):
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.url = f"http://{self.host}:{self.port}"
+        self.errfile = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", spec, "--app-dir", HERE, "--host", self.host,
+             "--port", str(self.port), "--interface", interface, "--lifespan", "auto",
+             "--no-proxy-headers", "--log-level", "warning", "--no-access-log"],
+            cwd=HERE, stdout=subprocess.DEVNULL, stderr=self.errfile)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"uvicorn {spec} did not start:\n{self.stderr()}")
+
+    def stderr(self):
+        self.errfile.seek(0)
+        return self.errfile.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.errfile.close()
+
+
+class Framework:
+    """``framework serve ecosystem.<spec>`` on ``stack`` (one worker), on its own link."""
+
+    def __init__(self, spec, stack, extra=()):
+        self.stack = stack
+        self.server = Server(app=f"ecosystem.{spec}", cores=1, cwd=TESTS,
+                             extra=("--stack", stack, *extra))
+        self.host = self.server.ip
+        self.port = 8080
+        self.url = f"http://{self.host}:{self.port}"
+
+    def stderr(self):
+        return self.server.stderr()
+
+    def stop(self):
+        self.server.cleanup()
+
+
+class Req:
+    """One request: ``name`` identifies it in a failure message."""
+
+    def __init__(self, name, method, path, headers=(), body=None, status=None):
+        self.name = name
+        self.method = method
+        self.path = path
+        self.headers = list(headers)
+        self.body = body
+        self.status = status            # what the app answers (checked on the reference too)
+
+    def __repr__(self):
+        return f"Req({self.name}: {self.method} {self.path})"
+
+
+class Seen:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers          # sorted [(lower-case name, value)], Date/Server out
+        self.body = body
+
+    def header(self, name):
+        return [v for k, v in self.headers if k == name]
+
+
+def normalise(pairs):
+    return sorted((k.lower(), v) for k, v in pairs if k.lower() not in SKIPPED_HEADERS)
+
+
+def exchange(client, req):
+    """Send ``req`` on ``client`` (an httpx.Client with the server's base_url)."""
+    r = client.request(req.method, req.path, headers=req.headers, content=req.body)
+    return Seen(r.status_code, normalise(
+        (k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers.raw), r.content)
+
+
+def raw_exchange(host, port, data, timeout=10.0):
+    """Send exact bytes on a fresh connection and read until the server closes it (the
+    request should say ``Connection: close``); returns every byte received."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        out = bytearray()
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:    # a close with unread input (uvicorn's way)
+                b = b""
+            if not b:
+                return bytes(out)
+            out += b
+
+
+def parse_raw(data):
+    """(status, normalised headers, body as sent on the wire) of one raw response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+    return Seen(status, normalise(pairs), body)
+
+
+def differences(ref, got):
+    """Lines saying how ``got`` differs from ``ref`` (empty: the same to a client)."""
+    out = []
+    if ref.status != got.status:
+        out.append(f"status {got.status}, reference {ref.status}")
+    if ref.headers != got.headers:
+        extra = [h for h in got.headers if h not in ref.headers]
+        missing = [h for h in ref.headers if h not in got.headers]
+        out.append(f"headers: extra {extra}, missing {missing}")
+    if ref.body != got.body:
+        out.append(f"body ({len(got.body)} bytes) {got.body[:200]!r}, reference "
+                   f"({len(ref.body)} bytes) {ref.body[:200]!r}")
+    return out
+
+
+HOST = "ecosystem.test"      # the same Host to every server: apps echo it (redirects, headers)
+
+
+def client_for(server):
+    return httpx.Client(base_url=server.url, timeout=10.0, follow_redirects=False,
+                        headers={"Host": HOST})
+
+
+def run_list(ref_server, server, requests):
+    """Send every request of the list to both servers (one keep-alive client each);
+    returns {req.name: difference lines} for those that differ, and the reference's
+    answers (to check against what the app is known to answer)."""
+    diffs, ref_seen = {}, {}
+    with client_for(ref_server) as rc, client_for(server) as fc:
+        for req in requests:
+            ref = exchange(rc, req)
+            got = exchange(fc, req)
+            ref_seen[req.name] = ref
+            d = differences(ref, got)
+            if d:
+                diffs[req.name] = d
+    return diffs, ref_seen
+
+
+def check_list(ref_server, server, requests):
+    """Assert the reference answers each request as the list says and the server under
+    test answers exactly like the reference."""
+    diffs, ref_seen = run_list(ref_server, server, requests)
+    wrong_ref = {n: s.status for n, s in ref_seen.items()
+                 if [r for r in requests if r.name == n][0].status not in (None, s.status)}
+    assert not wrong_ref, f"the reference answered other statuses than expected: {wrong_ref}"
+    assert not diffs, (f"{server.stack} differs from uvicorn:\n" + "\n".join(
+        f"  {n}: {line}" for n, lines in diffs.items() for line in lines))

@@ -1,0 +1,145 @@
+"""A Starlette app exercising what real apps use: routes with path parameters, JSON,
+streaming, a background task, lifespan state, a WebSocket echo, and a view of the ASGI
+scope (every field that does not depend on the server's address)."""
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.responses import (JSONResponse, PlainTextResponse, Response,
+                                 StreamingResponse)
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+
+LARGE = bytes(range(256)) * 4096            # 1 MiB, every byte value
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    done = []                   # what background tasks finished (per worker)
+    yield {"started": "yes", "done": done}
+
+
+async def index(request):
+    return PlainTextResponse("hello\n")
+
+
+async def as_json(request):
+    return JSONResponse({"n": 1, "text": "héllo", "list": [1, 2, 3], "none": None})
+
+
+async def item(request):
+    return JSONResponse({"id": request.path_params["id"],
+                         "query": sorted(request.query_params.multi_items())})
+
+
+async def name(request):
+    return PlainTextResponse(request.path_params["name"])
+
+
+async def echo(request):
+    body = await request.body()
+    return Response(body, media_type=request.headers.get("content-type", "text/plain"),
+                    headers={"x-body-length": str(len(body))})
+
+
+async def stream(request):
+    async def parts():
+        for i in range(5):
+            yield f"part {i}\n".encode()
+            await asyncio.sleep(0.01)
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+async def large(request):
+    return Response(LARGE, media_type="application/octet-stream")
+
+
+async def background(request):
+    done = request.state.done
+    tag = request.query_params["tag"]
+
+    async def record():
+        await asyncio.sleep(0)
+        done.append(tag)
+    return JSONResponse({"queued": tag}, background=BackgroundTask(record))
+
+
+async def background_done(request):
+    return JSONResponse({"done": request.state.done})
+
+
+async def state(request):
+    return JSONResponse({"started": request.state.started})
+
+
+async def headers(request):
+    return JSONResponse([[k.decode("latin-1"), v.decode("latin-1")]
+                         for k, v in request.scope["headers"]])
+
+
+async def scope(request):
+    s = request.scope
+    return JSONResponse({
+        "type": s["type"], "asgi": s["asgi"], "http_version": s["http_version"],
+        "method": s["method"], "scheme": s["scheme"], "path": s["path"],
+        "raw_path": s["raw_path"].decode("latin-1"),
+        "query_string": s["query_string"].decode("latin-1"),
+        "root_path": s["root_path"], "has_state": "state" in s,
+        "client_is_pair": len(s["client"]) == 2, "server_is_pair": len(s["server"]) == 2,
+    })
+
+
+async def cookies(request):
+    r = JSONResponse({"cookies": request.cookies}, status_code=201)
+    r.set_cookie("a", "1", path="/")
+    r.set_cookie("b", "2", httponly=True)
+    return r
+
+
+async def fail(request):
+    raise RuntimeError("boom (expected by the test)")
+
+
+async def ws_echo(websocket):
+    await websocket.accept(subprotocol=(websocket.scope["subprotocols"] or [None])[0])
+    try:
+        while True:
+            msg = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if msg.get("text") == "close-me":
+                await websocket.close(code=4001, reason="asked to")
+                return
+            if msg.get("text") is not None:
+                await websocket.send_text(msg["text"])
+            else:
+                await websocket.send_bytes(msg["bytes"])
+    except WebSocketDisconnect:
+        pass
+
+
+async def ws_reject(websocket):
+    await websocket.close(code=1008)
+
+
+routes = [
+    Route("/", index),
+    Route("/json", as_json),
+    Route("/items/{id:int}", item),
+    Route("/name/{name}", name),
+    Route("/echo", echo, methods=["POST", "PUT"]),
+    Route("/stream", stream),
+    Route("/large", large),
+    Route("/background", background),
+    Route("/background/done", background_done),
+    Route("/state", state),
+    Route("/headers", headers),
+    Route("/scope/{rest:path}", scope),
+    Route("/cookies", cookies),
+    Route("/fail", fail),
+    WebSocketRoute("/ws", ws_echo),
+    WebSocketRoute("/ws-reject", ws_reject),
+]
+
+app = Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,67 @@
+"""A Flask app (flask_app.py, WSGI) served by `framework serve` on both stacks answers a
+fixed list of requests exactly as uvicorn's WSGI interface does (the reference), and its
+views see a PEP 3333 environ."""
+import pytest
+
+from .flask_app import LARGE
+from .harness import Req, check_list, client_for, differences, parse_raw, raw_exchange
+
+pytest.importorskip("framework.web.wsgi", reason="WSGI serving not there yet")
+
+APP = "flask_app:app"
+UVICORN_INTERFACE = "wsgi"
+
+REQUESTS = [
+    Req("index", "GET", "/", status=200),
+    Req("json", "GET", "/json", status=200),
+    Req("path param", "GET", "/items/42", status=200),
+    Req("path param not an int", "GET", "/items/abc", status=404),
+    Req("query percent-encoded", "GET", "/items/7?q=a%20b&q=c+d&x=%E2%9C%93&empty=",
+        status=200),
+    Req("unicode path", "GET", "/name/caf%C3%A9", status=200),
+    Req("unicode path, httpx encodes", "GET", "/name/日本語", status=200),
+    Req("post body", "POST", "/echo", headers=[("Content-Type", "application/json")],
+        body=b'{"k": "v"}', status=200),
+    Req("put binary body", "PUT", "/echo",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=bytes(range(256)) * 1000, status=200),
+    Req("form", "POST", "/form",
+        headers=[("Content-Type", "application/x-www-form-urlencoded")],
+        body=b"a=1&b=x%20y&a=2", status=200),
+    Req("streaming", "GET", "/stream", status=200),
+    Req("large", "GET", "/large", status=200),
+    Req("head", "HEAD", "/", status=200),
+    Req("not found", "GET", "/nothing", status=404),
+    Req("method not allowed", "DELETE", "/echo", status=405),
+    Req("environ", "GET", "/environ?a=%20b", status=200),
+    Req("app exception", "GET", "/fail", status=500),
+    Req("after the exception", "GET", "/", status=200),
+]
+
+
+def test_same_answers_as_uvicorn(reference, served):
+    check_list(reference, served, REQUESTS)
+
+
+def test_environ_and_bodies(served):
+    with client_for(served) as c:
+        assert c.get("/environ?a=%20b").json() == {
+            "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/environ",
+            "QUERY_STRING": "a=%20b", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "version": [1, 0], "input": ""}
+        assert c.get("/name/caf%C3%A9").text == "café"
+        assert c.get("/large").content == LARGE
+        assert c.get("/stream").text == "".join(f"part {i}\n" for i in range(5))
+        assert c.post("/form", content=b"a=1&a=2",
+                      headers={"content-type": "application/x-www-form-urlencoded"}
+                      ).json() == [["a", "1"], ["a", "2"]]
+
+
+def test_raw_chunked_request_body_as_uvicorn(reference, served):
+    data = (b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: t/x\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    ref = parse_raw(raw_exchange(reference.host, reference.port, data))
+    got = parse_raw(raw_exchange(served.host, served.port, data))
+    assert (ref.status, ref.body) == (200, b"hello world")
+    assert differences(ref, got) == []

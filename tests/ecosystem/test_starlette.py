@@ -1,0 +1,168 @@
+"""A Starlette app (starlette_app.py) served by `framework serve` on both stacks answers
+every request of a fixed list exactly as uvicorn does (status, headers but Date/Server,
+body), and its WebSocket echo, lifespan state and background tasks work."""
+import json
+import time
+
+import pytest
+import websockets.exceptions
+from websockets.sync.client import connect as ws_connect
+
+from .harness import Req, check_list, client_for, parse_raw, raw_exchange, differences
+from .starlette_app import LARGE
+
+pytest.importorskip("framework.web.asgi", reason="ASGI serving not there yet")
+
+APP = "starlette_app:app"
+
+REQUESTS = [
+    Req("index", "GET", "/", status=200),
+    Req("json", "GET", "/json", status=200),
+    Req("path param", "GET", "/items/42", status=200),
+    Req("path param not an int", "GET", "/items/abc", status=404),
+    Req("query percent-encoded", "GET", "/items/7?q=a%20b&q=c+d&x=%E2%9C%93&empty=",
+        status=200),
+    Req("unicode path", "GET", "/name/caf%C3%A9", status=200),
+    Req("unicode path, httpx encodes", "GET", "/name/日本語", status=200),
+    Req("encoded slash (path is decoded: no route)", "GET", "/name/a%2Fb", status=404),
+    Req("scope", "GET", "/scope/x/y%20z?k=v%26w", status=200),
+    Req("scope root", "GET", "/scope/", status=200),
+    Req("request headers", "GET", "/headers",
+        headers=[("X-One", "1"), ("X-Two", "a, b"), ("Accept-Language", "fr")], status=200),
+    Req("post body", "POST", "/echo", headers=[("Content-Type", "application/json")],
+        body=json.dumps({"k": "v", "n": [1, 2]}).encode(), status=200),
+    Req("put binary body", "PUT", "/echo",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=bytes(range(256)) * 1000, status=200),
+    Req("post empty body", "POST", "/echo", body=b"", status=200),
+    Req("streaming", "GET", "/stream", status=200),
+    Req("large", "GET", "/large", status=200),
+    Req("head", "HEAD", "/", status=200),
+    Req("head large", "HEAD", "/large", status=200),
+    Req("not found", "GET", "/nothing/here", status=404),
+    Req("method not allowed", "DELETE", "/echo", status=405),
+    Req("post to a get route", "POST", "/", body=b"x", status=405),
+    Req("cookies", "GET", "/cookies", headers=[("Cookie", "c=3; d=4")], status=201),
+    Req("lifespan state", "GET", "/state", status=200),
+]
+
+
+def test_same_answers_as_uvicorn(reference, served):
+    check_list(reference, served, REQUESTS)
+
+
+def test_answers_are_what_the_app_says(served):
+    """Not only the same as uvicorn: the values the app computes from the request."""
+    with client_for(served) as c:
+        assert c.get("/").text == "hello\n"
+        assert c.get("/items/7?q=a%20b&q=c+d").json() == {
+            "id": 7, "query": [["q", "a b"], ["q", "c d"]]}
+        assert c.get("/name/caf%C3%A9").text == "café"
+        scope = c.get("/scope/x/y%20z?k=v%26w").json()
+        assert scope == {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": scope["asgi"]
+                                     ["spec_version"]},
+            "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": "/scope/x/y z", "raw_path": "/scope/x/y%20z", "query_string": "k=v%26w",
+            "root_path": "", "has_state": True, "client_is_pair": True,
+            "server_is_pair": True}
+        r = c.get("/large")
+        assert r.content == LARGE and r.headers["content-length"] == str(len(LARGE))
+        r = c.get("/stream")
+        assert r.text == "".join(f"part {i}\n" for i in range(5))
+        assert r.headers["transfer-encoding"] == "chunked"
+        assert c.get("/state").json() == {"started": "yes"}
+
+
+def test_background_task_runs_after_the_response(served):
+    with client_for(served) as c:
+        assert c.get("/background?tag=t1").json() == {"queued": "t1"}
+        deadline = time.monotonic() + 5
+        while "t1" not in c.get("/background/done").json()["done"]:
+            assert time.monotonic() < deadline, "the background task never ran"
+            time.sleep(0.02)
+
+
+RAW = [
+    # exact bytes on the wire: what httpx would normalise away
+    ("raw unicode bytes escaped", b"GET /name/%E2%82%AC%20x HTTP/1.1\r\nHost: h\r\n"
+     b"Connection: close\r\n\r\n"),
+    ("raw query untouched", b"GET /scope/p?a=%41&b=%2x&c=+ HTTP/1.1\r\nHost: h\r\n"
+     b"Connection: close\r\n\r\n"),
+    ("raw http/1.0", b"GET /json HTTP/1.0\r\nHost: h\r\n\r\n"),
+    ("raw chunked request body", b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: t/x\r\n"
+     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("name,data", RAW, ids=[r[0] for r in RAW])
+def test_raw_requests_as_uvicorn(reference, served, name, data):
+    ref = parse_raw(raw_exchange(reference.host, reference.port, data))
+    got = parse_raw(raw_exchange(served.host, served.port, data))
+    assert ref.status == 200, (name, ref.status, ref.body)
+    assert differences(ref, got) == [], name
+
+
+def test_app_exception_after_the_response_closes_the_connection(reference, served):
+    """Starlette's error middleware sends its 500, then raises: the server logs it and
+    closes the connection (uvicorn does), the next connection is served as usual."""
+    req = b"GET /fail HTTP/1.1\r\nHost: h\r\n\r\n"        # keep-alive asked for
+    ref = parse_raw(raw_exchange(reference.host, reference.port, req))
+    got = parse_raw(raw_exchange(served.host, served.port, req))
+    assert (ref.status, ref.body) == (500, b"Internal Server Error")
+    assert differences(ref, got) == []
+    with client_for(served) as c:
+        assert c.get("/").text == "hello\n"
+    assert "boom (expected by the test)" in served.stderr()
+
+
+# ---- WebSocket ---------------------------------------------------------------------------
+def ws_session(server):
+    """What a websockets client sees of one conversation with the echo endpoint."""
+    seen = []
+    url = f"ws://{server.host}:{server.port}/ws"
+    with ws_connect(url, subprotocols=["chat", "other"], max_size=None,
+                    open_timeout=10) as ws:
+        seen.append(("subprotocol", ws.subprotocol))
+        for msg in ["héllo", b"\x00\xff\x80", "x" * 70000, bytes(1 << 20), ""]:
+            ws.send(msg)
+            back = ws.recv(timeout=10)
+            seen.append(("echo", type(back).__name__, len(back), back == msg))
+        ws.send(["frag", "mented ", "text"])            # a fragmented message
+        seen.append(("fragmented", ws.recv(timeout=10)))
+        ws.send("close-me")
+        try:
+            ws.recv(timeout=10)
+        except websockets.exceptions.ConnectionClosed as e:
+            seen.append(("closed by server", e.rcvd.code, e.rcvd.reason))
+    with ws_connect(url, open_timeout=10) as ws:
+        ws.send("bye")
+        seen.append(("echo", ws.recv(timeout=10)))
+        ws.close(code=1000, reason="client done")
+        seen.append(("closed by client", ws.close_code, ws.close_reason))
+    try:
+        with ws_connect(f"ws://{server.host}:{server.port}/ws-reject", open_timeout=10):
+            seen.append(("rejected", "no"))
+    except websockets.exceptions.InvalidStatus as e:
+        seen.append(("rejected", e.response.status_code))
+    try:
+        with ws_connect(f"ws://{server.host}:{server.port}/nothing", open_timeout=10):
+            seen.append(("no route", "accepted"))
+    except websockets.exceptions.InvalidStatus as e:
+        seen.append(("no route", e.response.status_code))
+    return seen
+
+
+def test_websocket_as_uvicorn(reference, served):
+    pytest.importorskip("framework.web.asgi_ws", reason="ASGI WebSockets not there yet")
+    ref = ws_session(reference)
+    assert ref == [
+        ("subprotocol", "chat"),
+        ("echo", "str", 5, True), ("echo", "bytes", 3, True), ("echo", "str", 70000, True),
+        ("echo", "bytes", 1 << 20, True), ("echo", "str", 0, True),
+        ("fragmented", "fragmented text"),
+        ("closed by server", 4001, "asked to"),
+        ("echo", "bye"), ("closed by client", 1000, "client done"),
+        ("rejected", 403), ("no route", 403)]
+    assert ws_session(served) == ref
