@@ -34,6 +34,7 @@ cdef class HttpProtocol:
     cdef public object _writer         # a BodyWriter while a framed body is being written
     cdef public object _status
     cdef public object _upgrade_rest   # bytes after an Upgrade head until detach(), or None
+    cdef public Py_ssize_t _sent       # body bytes of the current response written so far
 
     @cython.locals(reader=_RequestReader, nl=Py_ssize_t)
     cpdef data_received(self, data)
@@ -47,7 +48,7 @@ cdef class HttpProtocol:
     cdef _run(self, Request req)
     @cython.locals(writer=BodyWriter, keep=bint, req=Request, shared=HttpShared)
     cpdef write_headers(self, status, reason, headers, chunk=*, bint last=*)
-    cdef _body_out(self, head, chunk, bint last, nbytes)
+    cdef _body_out(self, head, chunk, bint last)
     @cython.locals(req=Request)
     cdef _response_done(self, status, nbytes)
     cdef _simple(self, Request req, status, allow=*)

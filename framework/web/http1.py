@@ -37,6 +37,7 @@ from .flow import drain_future, wake_drainers
 from .h1writer import REASONS
 from .handler import HTTPError
 from .httputil import PEER_LAZY, BodyStream, Request, split_target
+from .proxy import apply_to_request as apply_forwarded
 
 log = logging.getLogger("framework.web")
 
@@ -64,7 +65,7 @@ class HttpProtocol:
     __slots__ = ("shared", "transport", "_reader", "_remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_task",
                  "_wpaused", "_drainers", "_inbox", "_rpaused", "_current", "_writer", "_status",
-                 "_upgrade_rest")
+                 "_upgrade_rest", "_sent")
 
     def __init__(self, shared):
         self.shared = shared
@@ -87,6 +88,7 @@ class HttpProtocol:
         self._current = None      # the request being answered
         self._writer = None       # its body's framing (h1writer), once the headers are out
         self._status = 200
+        self._sent = 0            # body bytes of the response written so far (access log)
         self._upgrade_rest = None  # bytes after an Upgrade request's head, until detach()
 
     # ---- Protocol interface ------------------------------------------------------------
@@ -363,15 +365,16 @@ class HttpProtocol:
             return
         self._writer = writer
         self._status = status
-        self._body_out(head, chunk, last, len(chunk) if last else -1)
+        self._sent = 0
+        self._body_out(head, chunk, last)
 
     def write(self, chunk):
         """More of the response's body."""
-        self._body_out(b"", chunk, False, -1)
+        self._body_out(b"", chunk, False)
 
     def finish(self, chunk=b""):
         """The last ``chunk`` of the body (may be empty): the response is complete."""
-        self._body_out(b"", chunk, True, -1)
+        self._body_out(b"", chunk, True)
 
     def drain(self):
         """An asyncio future done when the transport takes more data (at once if it does now)."""
@@ -385,10 +388,10 @@ class HttpProtocol:
             self.shared.untrack(self)
             self.transport.abort()
 
-    def _body_out(self, head, chunk, last, nbytes):
+    def _body_out(self, head, chunk, last):
         if self._closed:
             if last:
-                self._response_done(self._status, nbytes)
+                self._response_done(self._status, self._sent)
             return
         writer = self._writer
         try:
@@ -403,10 +406,12 @@ class HttpProtocol:
             self._active = self._current = None
             self.abort()
             return
+        if data:
+            self._sent += len(chunk)
         if head or data:
             self.transport.write(head + data if data else head)
         if last:
-            self._response_done(self._status, nbytes)
+            self._response_done(self._status, self._sent)
 
     def _response_done(self, status, nbytes):
         req = self._current
@@ -415,8 +420,9 @@ class HttpProtocol:
             self._inbox.close()     # the handler answered: the rest of its body is dropped
         if self._closed or req is None:
             return
-        if self.shared.access_log is not None:
-            self._log_access(req, status, nbytes)
+        access_log = self.shared.access_log
+        if access_log is not None:
+            access_log.record(req, status, nbytes)
         if not req.keep_alive or (self._stopped and not self._queue):
             self._stopped = True
             self._close()
@@ -428,11 +434,6 @@ class HttpProtocol:
             headers["Allow"] = allow
         self._current = req
         self.write_headers(status, None, headers, _page(status), last=True)
-
-    def _log_access(self, req, status, nbytes):
-        ms = (self.shared.loop.time() - req.start_time) * 1000.0
-        self.shared.access_log.info("%d %s %s (%s) %s %.2fms", status, req.method, req.uri,
-                                    req.remote_ip, "-" if nbytes < 0 else nbytes, ms)
 
     def _fail(self, status):
         """Protocol error (400/408/413/431/...): answer in turn, then close."""
@@ -572,6 +573,8 @@ class _RequestReader:
                       self.headers, b"", conn._remote_ip)
         req.connection = conn
         req.start_time = shared.loop.time()
+        if shared.config.trusted_proxies is not None:
+            apply_forwarded(req, shared.config.trusted_proxies)
         self.req = req
         stream = False
         if shared.router.early:

@@ -8,6 +8,7 @@ cdef class HttpConfig:
     cdef public object server_header
     cdef public object default_content_type
     cdef public object access_log
+    cdef public object trusted_proxies
 
 
 cdef class HttpShared:

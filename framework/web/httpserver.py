@@ -14,12 +14,17 @@ from email.utils import formatdate
 
 class HttpConfig:
     __slots__ = ("max_body_size", "max_header_size", "idle_timeout", "request_timeout",
-                 "server_header", "default_content_type", "access_log")
+                 "server_header", "default_content_type", "access_log", "trusted_proxies")
 
     def __init__(self, max_body_size=1 << 20, max_header_size=8192, idle_timeout=60.0,
                  request_timeout=30.0, server_header="framework",
-                 default_content_type="text/html; charset=UTF-8", access_log=False):
+                 default_content_type="text/html; charset=UTF-8", access_log=False,
+                 trusted_proxies=None):
+        # False, True (a line per response on the "framework.access" logger) or an object
+        # whose for_shard(shared) gives the shard's sink (framework.web.accesslog)
         self.access_log = access_log
+        # framework.web.proxy.TrustedProxies whose X-Forwarded-For/-Proto are believed
+        self.trusted_proxies = trusted_proxies
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
         # None = no limit (a deadline of +inf is never reached)
@@ -51,10 +56,14 @@ class HttpShared:
         self.server_line = (b"Server: %s\r\n" % config.server_header.encode("latin-1")
                             if config.server_header else b"")
         self.ctype_line = b"Content-Type: %s\r\n" % config.default_content_type.encode("latin-1")
-        self.access_log = access_log = logging.getLogger("framework.access") \
-            if config.access_log else None
-        if access_log is not None and not access_log.isEnabledFor(logging.INFO):
-            access_log.setLevel(logging.INFO)   # asked for explicitly: show it
+        # what _response_done hands every response to: record(req, status, nbytes)
+        wanted = config.access_log
+        if not wanted:
+            self.access_log = None
+        elif hasattr(wanted, "for_shard"):
+            self.access_log = wanted.for_shard(self)
+        else:
+            self.access_log = LoggerAccessLog(self.loop)
 
     def prefix(self):
         """``Server:`` + ``Date:`` header lines; the Date is rebuilt once per wall second."""
@@ -80,3 +89,21 @@ class HttpShared:
             conn.timed_out()
         self._sweep_handle = (self.loop.call_later(self._tick, self._sweep)
                               if self.conns else None)
+
+
+class LoggerAccessLog:
+    """``App(access_log=True)``: one INFO line per response on the "framework.access"
+    logger (``--access-log`` writes gunicorn's format instead: framework.web.accesslog)."""
+
+    __slots__ = ("loop", "log")
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.log = logging.getLogger("framework.access")
+        if not self.log.isEnabledFor(logging.INFO):
+            self.log.setLevel(logging.INFO)     # asked for explicitly: show it
+
+    def record(self, req, status, nbytes):
+        ms = (self.loop.time() - req.start_time) * 1000.0
+        self.log.info("%d %s %s (%s) %s %.2fms", status, req.method, req.uri, req.remote_ip,
+                      "-" if nbytes < 0 else nbytes, ms)

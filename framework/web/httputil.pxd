@@ -18,6 +18,7 @@ cdef class Request:
     cdef public object body_stream
     cdef public bint _body_taken
     cdef public double start_time
+    cdef public object protocol
 
 
 cpdef tuple split_target(bytes url)

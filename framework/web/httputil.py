@@ -72,7 +72,7 @@ class Request:
 
     __slots__ = ("method", "uri", "path", "query", "version", "_headers", "raw_headers",
                  "body", "_remote_ip", "keep_alive", "_query_args", "_body_args", "connection",
-                 "expect_continue", "body_stream", "_body_taken", "start_time")
+                 "expect_continue", "body_stream", "_body_taken", "start_time", "protocol")
 
     def __init__(self, method, uri, path, query, version, raw_headers, body, remote_ip):
         self.method = method
@@ -94,6 +94,7 @@ class Request:
         self.body_stream = None     # a BodyStream while the body is still arriving
         self._body_taken = False
         self.start_time = 0.0       # the shard's clock when the headers were complete
+        self.protocol = "http"      # the scheme the client used (a trusted proxy's -Proto)
 
     @property
     def remote_ip(self):
@@ -194,10 +195,8 @@ class Request:
     def host(self):
         return self.headers.get("host", "")
 
-    protocol = "http"
-
     def full_url(self):
-        return f"http://{self.host}{self.uri}"
+        return f"{self.protocol}://{self.host}{self.uri}"
 
     def __repr__(self):
         return f"Request({self.method} {self.uri} from {self.remote_ip})"

@@ -99,6 +99,9 @@ def build_app(obj, opts=None):
         raise AppKindError(f"{type(obj).__name__} is not a framework App, an ASGI 3 app "
                            "(async (scope, receive, send)) or a WSGI app (environ, "
                            "start_response); --interface asgi|wsgi|framework names it")
+    if opts.forwarded_allow_ips:
+        from .proxy import TrustedProxies
+        app.config.trusted_proxies = TrustedProxies.parse(opts.forwarded_allow_ips)
     if opts.access_log is not None:
         from .accesslog import enable
         enable(app, opts)
