@@ -17,6 +17,7 @@ import psutil
 
 from framework.master import logs
 from framework.net.stack import Stack, counter_names
+from framework.net.tcp import TcpConfig
 from framework.nic.afpacket import AfPacketPort
 from framework.nic.nsenter import netns as in_netns
 from framework.pcap import PcapPort, PcapWriter
@@ -158,8 +159,16 @@ def _user_provider(spec, shard_id):
         port = ForwardingPort(port, for_shard(shard_id, spec.shard_count, bells, rings, mode))
     stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
                   csum_offload=getattr(port, "csum_offload", False),
-                  gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500))
+                  gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500),
+                  tcp_config=_tcp_config())
     return UserStackProvider(port, stack)
+
+
+def _tcp_config():
+    """FRAMEWORK_TX_BURST (data frames per turn, 0 = unbounded): for the bench that
+    compares the TX batch's ordering on and off (bench/tx_priority.py)."""
+    burst = os.environ.get("FRAMEWORK_TX_BURST")
+    return None if burst is None else TcpConfig(tx_burst=int(burst))
 
 
 def _kernel_provider(spec):

@@ -6,7 +6,7 @@ class TcpConfig:
                  "initial_rto", "delack", "nagle", "keepalive", "ka_idle", "ka_intvl", "ka_cnt",
                  "syn_retries", "synack_retries", "max_retries", "timestamps", "window_scale",
                  "initial_window", "fin_wait2", "sack", "syncookies", "max_time_wait", "cc", "ephemeral", "challenge_ack_limit", "gso_max",
-                 "random_seed")
+                 "tx_burst", "random_seed")
 
     def __init__(self, **kw):
         self.mss = None            # None: from the MTU (mtu - 40)
@@ -40,6 +40,9 @@ class TcpConfig:
         self.ephemeral = (32768, 60999)
         self.challenge_ack_limit = 1000  # per second per layer (RFC 5961 §7)
         self.gso_max = 65000       # largest GSO payload
+        # data frames per flush (a turn), after control segments and pure ACKs; 0: no bound
+        # and no reordering (the order connections queued output in)
+        self.tx_burst = 64
         # bytes (any length) from which the layer derives its ISN key (RFC 6528), SYN-cookie
         # key, timestamp offset and ephemeral port start; None: os.urandom, once per layer.
         # A fixed seed makes ISNs and SYN-ACKs reproducible (tests); never fix it in production.

@@ -23,7 +23,8 @@ cdef class TcpLayer:
     cdef public double ka_idle, ka_intvl
     cdef public long long ka_cnt
     cdef public dict flows, listeners, syn_opts, counters
-    cdef public list events, _timers, _pending
+    cdef public list events, _timers, _pending, _deferred
+    cdef public long long tx_burst, tx_left
     cdef public long long tw_count, _tseq, ts_off, _eph, _chack_sec, _chack_n, _psum_base
     cdef public Py_ssize_t _acc_pos
     cdef public double now

@@ -62,6 +62,8 @@ def _derive(seed: bytes, purpose: bytes, size: int) -> bytes:
     return hashlib.blake2b(seed, digest_size=size, person=purpose).digest()
 
 
+_UNBOUNDED = 1 << 62      # tx_left outside a flush (timers, input): no budget
+
 class Listener:
     """A listening port: SYN queue (connections in SYN_RECEIVED) and accept queue
     (established connections whose EV_ACCEPT the shard has not drained yet), both
@@ -131,6 +133,13 @@ class TcpLayer:
         self.tw_queue = deque()  # (deadline, TimeWait) in deadline order (timewait.py)
         self._tseq = 0
         self._pending = []
+        # mTCP's TX manager: per flush, control segments and pure ACKs leave first and at
+        # most tx_burst data frames follow, so one bulk sender cannot hold back the turn's
+        # SYN-ACKs, ACKs and short responses; connections cut short wait in _deferred and
+        # go after the next turn's fresh ones (round robin). 0: no bound, in order.
+        self.tx_burst = cfg.tx_burst
+        self.tx_left = _UNBOUNDED
+        self._deferred = []
         # Every secret and offset below comes from one seed (TcpConfig.random_seed), so a
         # test can fix it; without one, the only randomness the layer draws is here.
         seed = cfg.random_seed if cfg.random_seed is not None else os.urandom(32)
@@ -271,19 +280,22 @@ class TcpLayer:
         """Output for every connection with pending data, FIN or ACK."""
         self.now = now
         p = self._pending
-        if not p:
+        d = self._deferred
+        if not p and not d:
             return
         self._pending = []
-        flush_pending(p, now)
+        if d:
+            self._deferred = []
+        flush_pending(self, p, d, now)
 
     def output_pending(self) -> bool:
         """A connection has data, FIN or ACK waiting for ``flush``."""
-        return bool(self._pending)
+        return bool(self._pending) or bool(self._deferred)
 
     def poll_at(self):
         """The next deadline, exact: stale heap entries and entries whose connection moved
         its deadline later are fixed up here, so an idle loop sleeps until a real timer."""
-        if self._pending:
+        if self._pending or self._deferred:
             return self.now
         return next_deadline(self)
 

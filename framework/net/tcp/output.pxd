@@ -6,8 +6,9 @@ from framework.net.tcp.consts cimport ESTABLISHED, LAST_ACK, SYN_SENT
 from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport TcpLayer
 
-@cython.locals(conn=Connection)
-cpdef flush_pending(list pending, double now)
+@cython.locals(conn=Connection, data=list, short=list, burst=cython.longlong,
+               unsent=cython.longlong)
+cpdef flush_pending(TcpLayer L, list pending, list deferred, double now)
 @cython.locals(L=TcpLayer)
 cpdef output(Connection self, double now, bint force=*)
 @cython.locals(L=TcpLayer)

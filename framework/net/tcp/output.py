@@ -11,18 +11,58 @@ from ..wire import vnet
 from ..wire.tcp import TS_PREFIX, build_options
 from .bits import _EMPTY, _ii_pack, _pack, _ts_pack
 
+_UNBOUNDED = 1 << 62      # TcpLayer.tx_left outside a flush
+
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK, FIN, PSH, SYN
     from .bits import B_ACK_NOW, B_CWLTD, B_NAGLE, B_PENDING, B_RECOVERY, B_SACK, B_TS, B_WS, M
     from .consts import ESTABLISHED, LAST_ACK, SYN_SENT
 
 
-def flush_pending(pending, now):
-    """Output for each connection of the layer's pending list (TcpLayer.flush)."""
+def flush_pending(L, pending, deferred, now):
+    """Output for the layer's pending connections, then those deferred last turn
+    (TcpLayer.flush): connections with no data to send first (ACKs, FINs, window updates),
+    then short responses (up to 4 segments), then bulk senders, at most ``L.tx_burst``
+    data frames in all; whoever the budget cuts short waits in ``L._deferred`` for the
+    next flush."""
+    burst = L.tx_burst
+    if burst <= 0:
+        for conn in pending:
+            conn.bits &= ~B_PENDING
+            if conn.state:
+                output(conn, now)
+        return
+    short = []
+    data = []
     for conn in pending:
         conn.bits &= ~B_PENDING
         if conn.state:
-            output(conn, now)
+            unsent = conn.sbuf_seq + len(conn.sndbuf) - conn.snd_nxt
+            if unsent <= 0:
+                output(conn, now)
+            elif unsent <= conn.mss << 2:
+                short.append(conn)     # a short response goes before the bulk senders
+            else:
+                data.append(conn)
+    if short:
+        data = short + data
+    if deferred:
+        for conn in deferred:
+            conn.bits &= ~B_PENDING
+            if conn.state:
+                data.append(conn)
+    L.tx_left = burst
+    try:
+        for conn in data:
+            if L.tx_left > 0:
+                output(conn, now)
+                if L.tx_left > 0:
+                    continue
+            if conn.state and not conn.bits & B_PENDING:
+                conn.bits |= B_PENDING
+                L._deferred.append(conn)
+    finally:
+        L.tx_left = _UNBOUNDED
 
 
 def output(self, now, force=False):
@@ -83,6 +123,9 @@ def output(self, now, force=False):
                     if self.rtt_seq is None and nxt >= self.snd_max and not self.bits & B_TS:
                         self.rtt_seq = nxt + n
                         self.rtt_time = now
+                    if L.tx_left <= 0:
+                        break            # this turn's data budget is spent (flush_pending)
+                    L.tx_left -= 1
                     _tx(self, f, nxt, view[off:off + n])
                     nxt += n
                     if f & FIN:
@@ -109,7 +152,7 @@ def output(self, now, force=False):
                 self.backoff = 0
                 if self.t_rtx is None:
                     self._arm_rtx(now)
-            elif self.t_rtx is None and self.snd_max == una and nxt < end:
+            elif self.t_rtx is None and self.snd_max == una and nxt < end and L.tx_left > 0:
                 # nothing in flight and nothing sendable: persist timer
                 t = self.rto * (1 << min(self.backoff, 12))
                 self.t_rtx = now + (t if t < L.max_rto else L.max_rto)
