@@ -197,8 +197,9 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="< 2 minutes: 1 round, 2 s runs")
     p.add_argument("--servers", default=",".join(ALL_SERVERS),
                    help=f"comma list out of {','.join(ALL_SERVERS)}")
-    p.add_argument("--scenarios", default=",".join(HTTP_SCENARIOS + ("bulk", "idle", "micro")),
-                   help="comma list out of " + ",".join(HTTP_SCENARIOS + ("bulk", "idle", "micro")))
+    every = HTTP_SCENARIOS + ("bulk", "idle", "micro", "asgi")
+    p.add_argument("--scenarios", default=",".join(every),
+                   help="comma list out of " + ",".join(every))
     p.add_argument("--rounds", type=int, help="runs of each scenario per server (5; quick 1)")
     p.add_argument("--seconds", type=float, help="length of one HTTP run (3; quick 2)")
     p.add_argument("--idle", type=int, help="idle connections held (10000; quick 2000)")
@@ -633,7 +634,7 @@ def main(argv=None):
     args.loadavg_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     t0 = time.monotonic()
     results, bulk, idle, notes, profiles, syscalls = {}, {}, {}, [], {}, {}
-    micro = None
+    micro = asgi = None
     snap0 = cpu_snapshot()
     tmp = tempfile.mkdtemp(prefix="fwbench-")
     lab = Lab(tmp)
@@ -644,6 +645,9 @@ def main(argv=None):
             idle_phase(lab, args, idle, notes)
         if "bulk" in args.scenarios:
             bulk_phase(lab, args, bulk, notes, profiles)
+        if "asgi" in args.scenarios:    # a Starlette app on framework, uvicorn, granian
+            from bench import asgi_apps
+            asgi = asgi_apps.phase(lab, args.rounds, args.seconds, notes=notes)
     finally:
         lab.close()
         # keep the servers' logs only when something went wrong (the notes name them)
@@ -658,6 +662,8 @@ def main(argv=None):
     elapsed = time.monotonic() - t0
     text = build_report(args, results, bulk, idle, micro, notes, started, elapsed, profiles,
                         syscalls)
+    if asgi:
+        text += asgi_apps.report_section(asgi, args.rounds, args.seconds)
     if not args.no_save:
         os.makedirs(args.out, exist_ok=True)
         stem = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
