@@ -102,3 +102,42 @@ class Router:
                     return route, tuple(unquote(g) for g in m.groups() if g is not None), {}
                 return route, (), {k: unquote(v) for k, v in m.groupdict().items()}
         return None, None, None
+
+
+class _EveryMethod(dict):
+    """``route.methods`` / ``route.is_async`` of a catch-all route: one value for any
+    method, also those no handler method is named after (PROPFIND, PURGE, ...)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def get(self, method, default=None):
+        return self.value
+
+    def __getitem__(self, method):
+        return self.value
+
+    def __contains__(self, method):
+        return True
+
+
+class CatchAllRouter(Router):
+    """Every path and every method to one handler: the bridges to ASGI and WSGI apps,
+    which route inside the app. ``method_name`` is the handler method that answers."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, handler, method_name="handle", kwargs=None):
+        super().__init__()
+        route = self.add("/", handler, kwargs)
+        route.methods = _EveryMethod(method_name)
+        route.is_async = _EveryMethod(inspect.iscoroutinefunction(
+            getattr(handler, method_name, None)))
+        route.allow = ""
+        self.route = route
+
+    def match(self, path):
+        return self.route, (), {}
