@@ -4,9 +4,10 @@ It cleans up what crashed earlier runs left behind, sets up the default link (or
 to --iface), creates the run's shm segments (stats blocks, doorbells, rings), spawns one
 worker per core with ``multiprocess`` (fork), pins worker k to core k, restarts a dead
 worker on its core (backoff; more than 5 deaths in 10 s stops everything with exit code
-1) and kills one whose heartbeat stopped (--timeout). Signals: TERM graceful stop,
-INT/QUIT fast stop, HUP rolling restart with the app imported afresh, USR1 reopen log
-files. At exit the link and every shm segment of the run are removed (exit code 0).
+1) and kills one whose heartbeat stopped (--timeout). A worker whose app refuses to start
+(ASGI lifespan startup failed) stops the server with exit code 3, at start or later.
+Signals: TERM graceful stop, INT/QUIT fast stop, HUP rolling restart with the app imported
+afresh, USR1 reopen log files. At exit the link and every shm segment of the run are removed (exit code 0).
 """
 import collections
 import importlib
@@ -34,6 +35,8 @@ from . import metrics as metricsmod
 
 log = logging.getLogger("framework.supervisor")
 
+FATAL = "fatal: "        # a worker's report: the app refused to start, stop the server
+STARTUP_FAILED = 3      # ... with this exit code (as uvicorn)
 MAX_DEATHS = 5          # more than this many deaths ...
 DEATH_WINDOW = 10.0     # ... within this many seconds: give up
 READY_TIMEOUT = 20.0    # a worker that is not ready by then counts as failed at start
@@ -318,6 +321,12 @@ class Supervisor:
                 continue
             if status == "ready":
                 w.ready = True
+            elif status.startswith(FATAL) and not self.stopping:
+                # also from a restarted worker: a restart loop would only repeat it
+                print(f"framework: {status.removeprefix(FATAL)} (shard {shard}); stopping",
+                      file=sys.stderr, flush=True)
+                self.exit_code = STARTUP_FAILED
+                self.stopping = True
             else:
                 log.error("shard %d: %s", shard, status)
         return out
@@ -329,13 +338,18 @@ class Supervisor:
             for shard, pid, status in self._read_reports():
                 if status != "ready":
                     errors.append((shard, status))
+            if self.exit_code == STARTUP_FAILED:
+                return          # _read_reports printed it and stops the server
             if errors:
                 shard, status = errors[0]
                 raise ServeError(f"shard {shard} failed to start: {status.removeprefix('error: ')}")
             for w in self.workers:
                 if not w.ready and w.proc.exitcode is not None:
                     # it may have reported just before dying
-                    for s, pid, status in self._read_reports():
+                    reports = self._read_reports()
+                    if self.exit_code == STARTUP_FAILED:
+                        return
+                    for s, pid, status in reports:
                         if status != "ready":
                             raise ServeError(f"shard {s} failed to start: "
                                              f"{status.removeprefix('error: ')}")
@@ -416,6 +430,8 @@ class Supervisor:
         while not self.stopping:
             now = time.monotonic()
             self._read_reports()
+            if self.stopping:       # a fatal report (the app refused to start)
+                return
             self._rolling_step(now)
             for w in self.workers:
                 if w.proc is not None and w.proc.exitcode is not None:

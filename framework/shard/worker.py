@@ -26,6 +26,7 @@ from framework.shard.kernelstack import KernelProvider, raise_nofile_limit
 from framework.shard.loop import GRACE, LOOP_STATS, XSHARD_STATS
 from framework.shard.run import serve_shard
 from framework.shard.userstack import UserStackProvider, stat_names as user_stat_names
+from framework.web.lifespan import StartupFailed
 from framework.web.loader import load_app
 
 log = logging.getLogger("framework.worker")
@@ -117,7 +118,8 @@ def _setup_logging(level, shard_id, path=None):
 
 def worker_main(spec, shard_id, report=None):
     """Entry point of a worker process. ``report(shard_id, pid, status)`` tells the
-    supervisor "ready" or an error text."""
+    supervisor "ready", "error: TEXT" or "fatal: TEXT" (the app refused to start:
+    StartupFailed; the server stops with exit code 3)."""
     _prctl_setup(shard_id, spec.supervisor_pid)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     _setup_logging(spec.log_level, shard_id, spec.log_file)
@@ -139,6 +141,13 @@ def worker_main(spec, shard_id, report=None):
                     grace=spec.grace, stats=spec.stats.get(shard_id) if spec.stats else None,
                     mesh=spec.mesh, bell=spec.bells[shard_id] if spec.bells else None,
                     ready=ready, before_serve=lambda loop: _settle_heap())
+    except StartupFailed as exc:
+        # the app refused to start (ASGI lifespan startup failed): restarting would only
+        # fail again; "fatal:" tells the supervisor to stop the server (exit code 3)
+        log.error("shard %d: %s", shard_id, exc)
+        if report:
+            report(shard_id, os.getpid(), f"fatal: {exc}")
+        os._exit(3)
     except Exception as exc:
         log.exception("shard %d failed", shard_id)
         if report:
