@@ -4,7 +4,7 @@ views see a PEP 3333 environ."""
 import pytest
 
 from .flask_app import LARGE
-from .harness import Req, check_list, client_for, differences, parse_raw, raw_exchange
+from .harness import Req, check_list, client_for, parse_raw, raw_exchange
 
 pytest.importorskip("framework.web.wsgi", reason="WSGI serving not there yet")
 
@@ -57,11 +57,13 @@ def test_environ_and_bodies(served):
                       ).json() == [["a", "1"], ["a", "2"]]
 
 
-def test_raw_chunked_request_body_as_uvicorn(reference, served):
+def test_chunked_request_body_reaches_the_view(served):
+    """A chunked upload reaches Flask whole. No comparison with uvicorn here: its WSGI
+    interface gives the view an empty body (no CONTENT_LENGTH, no wsgi.input_terminated),
+    where gunicorn and werkzeug's own server hand it over."""
     data = (b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: t/x\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    ref = parse_raw(raw_exchange(reference.host, reference.port, data))
     got = parse_raw(raw_exchange(served.host, served.port, data))
-    assert (ref.status, ref.body) == (200, b"hello world")
-    assert differences(ref, got) == []
+    assert (got.status, got.body, got.header("x-body-length")) == (200, b"hello world",
+                                                                   ["11"])
