@@ -287,9 +287,9 @@ class AsgiHandler(RequestHandler):
             status = message["status"]
             if status.__class__ is not int:
                 status = int(status)
+            headers = response_headers(message.get("headers", ()), self.request)
             self._started = True
-            self._pending_head = (status, response_headers(message.get("headers", ()),
-                                                           self.request))
+            self._pending_head = (status, headers)
             # the head goes with the first body message (one write, and a single-body
             # response framed by its length); if the app awaits something else first,
             # it goes on its own on the next loop turn
