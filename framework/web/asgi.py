@@ -67,12 +67,15 @@ def http_scope(request, conn, opts, state):
         client = (peer[0], peer[1]) if peer else None
         sock = transport.get_extra_info("sockname")
         server = (sock[0], sock[1]) if sock else None
+    ip = request.remote_ip
+    if ip is not None and (client is None or ip != client[0]):
+        client = (ip, 0)        # a trusted proxy's X-Forwarded-For (as uvicorn: port 0)
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": _HTTP_VERSIONS.get(request.version) or request.version[5:],
         "method": request.method,
-        "scheme": scheme_of(transport, opts),
+        "scheme": scheme_of(request, transport, opts),
         "path": path,
         "raw_path": raw_path,
         "query_string": request.query.encode("latin-1"),
@@ -85,14 +88,18 @@ def http_scope(request, conn, opts, state):
     }
 
 
-def scheme_of(transport, opts, secure="https", plain="http"):
-    """``https`` when the connection is TLS: the app was wrapped by --certfile, or the
-    transport says so (an ``ssl_object``, as asyncio's SSL transports)."""
+def scheme_of(request, transport, opts, secure="https"):
+    """The request's scheme: a trusted proxy's X-Forwarded-Proto or ours
+    (``request.protocol``), ``https`` when the connection is TLS (--certfile, or the
+    transport has an ``ssl_object``, as asyncio's SSL transports)."""
+    scheme = getattr(request, "protocol", "http")
+    if scheme != "http":
+        return scheme
     if opts.certfile:
         return secure
     if transport is not None and transport.get_extra_info("ssl_object") is not None:
         return secure
-    return plain
+    return scheme
 
 
 def wants_websocket(request):

@@ -3,7 +3,8 @@ cimport cython
 from framework.web cimport h1writer
 from framework.web.h1writer cimport BodyWriter
 from framework.web.httpserver cimport HttpShared
-from framework.web.httputil cimport Request, split_target
+from framework.web.httputil cimport (Request, absolute_authority, head_error, is_authority,
+                                     split_target)
 
 cdef dict _METHOD_STR, _VERSION_STR, _PLAIN
 cdef int _PAUSE_AT, _RESUME_AT
@@ -73,6 +74,9 @@ cdef class _RequestReader:
     cdef public object body_limit
     cdef public bint llhttp_closed
     cdef public object upgrade         # the Upgrade header's value, or None
+    cdef public int hosts              # Host lines in the request's head
+    cdef public object host            # the (last) Host value, or None
+    cdef public object te              # the Transfer-Encoding lines joined with ",", or None
 
     @cython.locals(conn=HttpProtocol, shared=HttpShared)
     cpdef on_message_begin(self)
@@ -80,6 +84,7 @@ cdef class _RequestReader:
     cpdef on_header(self, bytes name, bytes value)
     @cython.locals(conn=HttpProtocol, shared=HttpShared, req=Request, stream=bint)
     cpdef on_headers_complete(self)
+    cdef _check_head(self, version, method, bytes url)
     @cython.locals(n=Py_ssize_t, conn=HttpProtocol)
     cpdef on_body(self, body)
     @cython.locals(conn=HttpProtocol, req=Request, keep=bint)

@@ -36,7 +36,8 @@ from . import h1writer
 from .flow import drain_future, wake_drainers
 from .h1writer import REASONS
 from .handler import HTTPError
-from .httputil import PEER_LAZY, BodyStream, Request, split_target
+from .httputil import (PEER_LAZY, BodyStream, Request, absolute_authority, head_error,
+                       is_authority, split_target)
 from .proxy import apply_to_request as apply_forwarded
 
 log = logging.getLogger("framework.web")
@@ -151,10 +152,11 @@ class HttpProtocol:
             if self._active is None and not self._queue:
                 self._close()
             return
-        except HttpParserError:
+        except HttpParserError as e:
             if reader.llhttp_closed:
                 return      # bytes after a request that closes the connection: ignored
-            self._fail(400)
+            # a version llhttp does not take (HTTP/1.2, 3.0): 505, as for 2.0 (head_error)
+            self._fail(505 if e.args and e.args[0] == "Invalid HTTP version" else 400)
             return
         if self._stopped:
             return
@@ -502,7 +504,7 @@ class _RequestReader:
 
     __slots__ = ("conn", "parser", "in_hdrs", "url", "headers", "body", "body_size",
                  "hdr_size", "partial", "req", "clen", "expect", "max_hdr", "body_limit",
-                 "llhttp_closed", "upgrade")
+                 "llhttp_closed", "upgrade", "hosts", "host", "te")
 
     def __init__(self, conn):
         self.conn = conn
@@ -523,6 +525,9 @@ class _RequestReader:
         self.clen = None
         self.expect = None
         self.upgrade = None
+        self.hosts = 0
+        self.host = None
+        self.te = None
         self.body = None
         shared = conn.shared
         self.body_limit = shared.config.max_body_size
@@ -534,15 +539,21 @@ class _RequestReader:
     def on_url(self, url):
         self.url += url
         self.hdr_size += len(url)
+        if len(self.url) > self.max_hdr:
+            raise _Reject(414)      # RFC 9112 3: a target longer than we parse
 
     def on_header(self, name, value):
         n = self.hdr_size + len(name) + len(value) + 4
         self.hdr_size = n
         if n > self.max_hdr:
             raise _Reject(431)
+        if not self.in_hdrs:
+            return      # a chunked trailer field: never merged into the headers (RFC 9112 7.1.2)
+        if value and (value[-1] == 32 or value[-1] == 9):
+            value = value.rstrip(b" \t")   # trailing OWS is not the value's (RFC 9112 5.1)
         self.headers.append((name, value))
         ln = len(name)
-        if ln == 14 or ln == 6:   # the two headers the protocol itself must look at
+        if ln == 14 or ln == 6 or ln == 4 or ln == 17:    # what the protocol looks at
             lname = name.lower()
             if lname == b"content-length":
                 if self.clen is not None and self.clen != value:
@@ -550,6 +561,11 @@ class _RequestReader:
                 self.clen = value
             elif lname == b"expect":
                 self.expect = value
+            elif lname == b"host":
+                self.hosts += 1
+                self.host = value
+            elif lname == b"transfer-encoding":
+                self.te = value if self.te is None else self.te + b"," + value
         elif ln == 7 and name.lower() == b"upgrade":
             self.upgrade = value
 
@@ -564,10 +580,17 @@ class _RequestReader:
         url = self.url
         target = split_target(url)
         if target is None:
-            raise _Reject(400)
+            # authority-form is CONNECT's (RFC 9112 3.2.3): we are no proxy (nginx: 405)
+            raise _Reject(405 if self.parser.get_method() == b"CONNECT" and
+                          is_authority(url) else 400)
         path, query = target
         version = parser.get_http_version()
         method = parser.get_method()
+        if self.hosts != 1 or self.te is not None or url[:1] != b"/" \
+                or (version != "1.1" and version != "1.0"):
+            self._check_head(version, method, url)
+        elif head_error(version, method, url, 1, self.host, None):
+            raise _Reject(400)      # an invalid Host value
         req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
                       path, query, _VERSION_STR.get(version) or "HTTP/" + version,
                       self.headers, b"", conn._remote_ip)
@@ -610,6 +633,20 @@ class _RequestReader:
             conn._inbox = req.body_stream = BodyStream(shared.loop, conn)
             conn.deadline = shared.loop.time() + shared.config.request_timeout
             conn._run(req)
+
+    def _check_head(self, version, method, url):
+        """RFC 9112's MUSTs on the request line, Host and framing (httputil.head_error);
+        absolute-form: the target's authority replaces the Host header (3.2.2)."""
+        status = head_error(version, method, url, self.hosts, self.host, self.te)
+        if status:
+            raise _Reject(status)
+        c = url[:1]
+        if c != b"/" and c != b"*" and method != b"CONNECT":
+            authority = absolute_authority(url)
+            headers = self.headers
+            for i in range(len(headers)):
+                if len(headers[i][0]) == 4 and headers[i][0].lower() == b"host":
+                    headers[i] = (headers[i][0], authority)
 
     def on_body(self, body):
         n = self.body_size + len(body)

@@ -22,3 +22,6 @@ cdef class Request:
 
 
 cpdef tuple split_target(bytes url)
+cpdef int head_error(version, method, bytes url, int hosts, host, te)
+cpdef absolute_authority(bytes url)
+cpdef bint is_authority(bytes url)

@@ -6,6 +6,7 @@ these in httputil.py too, apart from web.py).
 Request asks it only for ``remote_ip`` and ``loop``, a BodyStream for ``pause_body()``
 and ``resume_body()``.
 """
+import re
 from urllib.parse import parse_qs, unquote
 
 import httptools
@@ -60,6 +61,73 @@ def split_target(url):
     if f >= 0:
         path = path[:f]
     return path, query
+
+
+# RFC 3986 host [":" port] as RFC 9110 7.2 allows in Host: an IP-literal, or a reg-name /
+# IPv4address (unreserved, pct-encoded, sub-delims), possibly empty
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+,;=:]+\]"
+                   rb"|(?:[-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
+
+
+def head_error(version, method, url, hosts, host, te):
+    """The status an RFC 9112 MUST answers a request head with (nginx's choice where the
+    RFC leaves one), or 0. ``hosts``: how many Host lines, ``host`` the value of the last,
+    ``te`` the Transfer-Encoding lines joined with "," (or None); what llhttp already
+    refuses (CL+TE, bad Content-Length, obs-fold, bare CR, space before the colon, a TE
+    not ending in chunked) never gets here.
+
+    - HTTP/x.y other than 1.0/1.1: 505 (a later 1.x is llhttp's error, also 505);
+    - Host: more than one line, or none in HTTP/1.1, or an invalid value: 400 (3.2);
+      absolute-form: the target's authority is the host (3.2.2), checked instead;
+    - asterisk-form other than for OPTIONS: 400 (3.2.4);
+    - Transfer-Encoding in HTTP/1.0: 400 (6.1: faulty framing; nginx refuses it too);
+      a coding other than chunked (before it): 501 (6.1), chunked not last: 400 (6.3).
+    """
+    if version != "1.1" and version != "1.0":
+        return 505
+    if hosts != 1:
+        if hosts > 1 or version == "1.1":
+            return 400
+    c = url[:1]
+    if c == b"/":
+        if hosts == 1 and _HOST.fullmatch(host.strip(b" \t")) is None:
+            return 400
+    elif c == b"*" and len(url) == 1:
+        if method != b"OPTIONS":
+            return 400
+    elif method != b"CONNECT":
+        if absolute_authority(url) is None:
+            return 400
+    if te is not None:
+        if version == "1.0":
+            return 400
+        codings = [x.strip(b" \t").lower() for x in te.split(b",")]
+        if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+            return 400
+        if len(codings) > 1:
+            return 501
+    return 0
+
+
+def is_authority(url):
+    """``url`` is authority-form, host ":" port (CONNECT's request target)."""
+    return b":" in url and url[:1] != b":" and _HOST.fullmatch(url) is not None
+
+
+def absolute_authority(url):
+    """host[:port] (bytes) of an absolute-form request target, or None if it has none."""
+    try:
+        u = httptools.parse_url(url)
+    except HttpParserError:
+        return None
+    host = u.host
+    if not host or not u.schema:
+        return None
+    if b":" in host and host[:1] != b"[":
+        host = b"[" + host + b"]"          # an IPv6 literal (llhttp drops the brackets)
+    if _HOST.fullmatch(host) is None:
+        return None
+    return host if u.port is None else host + b":%d" % u.port
 
 
 # remote_ip not looked up yet: most handlers never read it, so the peername lookup and

@@ -70,14 +70,27 @@ def test_scope_fields_as_uvicorn():
     assert seen[1]["http_version"] == "1.0" and seen[1]["path"] == "/mnt/"
 
 
-def test_scheme_https_with_a_certificate():
+def test_scheme_https_with_a_certificate_and_behind_a_trusted_proxy():
     class Req:
         path, query, version, method, raw_headers = "/", "", "HTTP/1.1", "GET", []
+        remote_ip, protocol = None, "http"
 
     class Conn:
         transport = None
     assert http_scope(Req, Conn, WebOptions(certfile="c.pem"), {})["scheme"] == "https"
     assert http_scope(Req, Conn, WebOptions(), {})["scheme"] == "http"
+
+    seen = []
+
+    async def handler(scope, receive, send):
+        seen.append(scope)
+        await respond()(scope, receive, send)
+
+    opts = WebOptions(forwarded_allow_ips="198.18.5.2")
+    h = Harness(build_app(asgi(handler), opts))
+    h.request(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.7\r\n"
+              b"X-Forwarded-Proto: https\r\n\r\n")
+    assert seen[0]["scheme"] == "https" and seen[0]["client"] == ("203.0.113.7", 0)
 
 
 def test_any_method_and_head():
