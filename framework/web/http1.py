@@ -141,10 +141,10 @@ class HttpProtocol:
             # Upgrade/CONNECT: its handler may detach() the connection and speak the
             # other protocol from e.args[0] on; otherwise answer the request, then close
             self._stopped = True
+            self._upgrade_rest = data[e.args[0]:]
             req = reader.req
-            if req is not None:
+            if req is not None:     # (a streamed request's handler already runs)
                 reader.req = None
-                self._upgrade_rest = data[e.args[0]:]
                 req.body = b""
                 req.keep_alive = False
                 self._in_msg = False
