@@ -34,6 +34,8 @@ REQUESTS = [
     Req("put binary body", "PUT", "/echo",
         headers=[("Content-Type", "application/octet-stream")],
         body=bytes(range(256)) * 1000, status=200),
+    Req("2 MiB upload", "POST", "/echo", headers=[("Content-Type", "application/x-bin")],
+        body=bytes(range(256)) * 8192, status=200),
     Req("post empty body", "POST", "/echo", body=b"", status=200),
     Req("streaming", "GET", "/stream", status=200),
     Req("large", "GET", "/large", status=200),
@@ -74,6 +76,28 @@ def test_answers_are_what_the_app_says(served):
         assert c.get("/state").json() == {"started": "yes"}
 
 
+def test_concurrent_clients(served):
+    """50 clients at once, each on its own connection, streamed and plain answers mixed:
+    every one gets its own complete answer."""
+    import asyncio
+
+    import httpx
+
+    async def one(i):
+        async with httpx.AsyncClient(base_url=served.url, timeout=20) as c:
+            path = "/stream" if i % 2 else f"/items/{i}?k={i}"
+            r = await c.get(path)
+            return r.status_code, r.content
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(i) for i in range(50)))
+    got = asyncio.run(all_of_them())
+    for i, (status, body) in enumerate(got):
+        want = ("".join(f"part {j}\n" for j in range(5)).encode() if i % 2 else
+                json.dumps({"id": i, "query": [["k", str(i)]]}, separators=(",", ":")).encode())
+        assert (status, body) == (200, want), i
+
+
 def test_background_task_runs_after_the_response(served):
     with client_for(served) as c:
         assert c.get("/background?tag=t1").json() == {"queued": "t1"}
@@ -108,8 +132,8 @@ def test_app_exception_after_the_response_closes_the_connection(reference, serve
     """Starlette's error middleware sends its 500, then raises: the server logs it and
     closes the connection (uvicorn does), the next connection is served as usual."""
     req = b"GET /fail HTTP/1.1\r\nHost: h\r\n\r\n"        # keep-alive asked for
-    ref = parse_raw(raw_exchange(reference.host, reference.port, req))
-    got = parse_raw(raw_exchange(served.host, served.port, req))
+    ref = parse_raw(raw_exchange(reference.host, reference.port, req, timeout=5))
+    got = parse_raw(raw_exchange(served.host, served.port, req, timeout=5))
     assert (ref.status, ref.body) == (500, b"Internal Server Error")
     assert differences(ref, got) == []
     with client_for(served) as c:
