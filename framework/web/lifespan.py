@@ -89,6 +89,8 @@ class Lifespan:
                  "state": self.state}
         try:
             await self.asgi_app(scope, self._receive, self._send)
+        except (asyncio.CancelledError, GeneratorExit):
+            raise       # the shard's loop is going away under it: nothing to report
         except BaseException as exc:
             if not self._sent_any and self.mode == "auto":
                 log.debug("ASGI lifespan unsupported by the app (it raised %r)", exc)
@@ -99,8 +101,6 @@ class Lifespan:
                     self._failure = f"{type(exc).__name__}: {exc}"
                 self._settle(self._startup_done, "failed")
             self._settle(self._shutdown_done, "failed")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         else:
             # returned without a word: as uvicorn, nothing to wait for
             self._settle(self._startup_done, "complete" if self._sent_any else "unsupported")
@@ -111,8 +111,8 @@ class Lifespan:
 
     async def _send(self, message):
         kind = message.get("type")
-        self._sent_any = True
         if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
+            self._sent_any = True
             if self._startup_done.done():
                 raise RuntimeError(f"ASGI lifespan: {kind} sent twice or out of turn")
             if kind.endswith("failed"):
@@ -120,12 +120,15 @@ class Lifespan:
                 log.error("ASGI application startup failed: %s", self._failure)
             self._settle(self._startup_done, kind.rpartition(".")[2])
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            self._sent_any = True
             if not self._startup_done.done() or self._shutdown_done.done():
                 raise RuntimeError(f"ASGI lifespan: {kind} out of turn")
             if kind.endswith("failed"):
                 self._failure = message.get("message", "")
             self._settle(self._shutdown_done, kind.rpartition(".")[2])
         else:
+            # not a lifespan message (an app that ignores scope["type"]): it does not
+            # speak lifespan, which auto tolerates
             raise RuntimeError(f"ASGI lifespan: unexpected message type {kind!r}")
 
     @staticmethod

@@ -351,6 +351,10 @@ def test_lifespan_auto_tolerates_an_app_without_it(caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     with pytest.raises(StartupFailed, match="no lifespan here"):
         TestClient(AsgiApp(app, WebOptions(lifespan="on")))
+    # an app that ignores scope["type"] (answers the lifespan scope as HTTP) too
+    c = TestClient(AsgiApp(respond(), WebOptions(lifespan="auto")))
+    assert c.get("/").status == 200
+    c.close()
 
 
 @pytest.mark.parametrize("mode", ["auto", "on"])
