@@ -17,9 +17,9 @@ def one(h, raw):
 
 def test_hello():
     h = Harness(load_app("apps.hello:app"))
-    st, hd, body = one(h, b"GET / HTTP/1.1\r\n\r\n")
+    st, hd, body = one(h, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (st, body, hd["content-type"], hd["content-length"]) == (200, b"Hello, World!", "text/plain", "13")
-    st, hd, body = one(h, b"GET /json HTTP/1.1\r\n\r\n")
+    st, hd, body = one(h, b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
     assert body == b'{"message": "Hello, World!"}' and hd["content-type"].startswith("application/json")
 
 
@@ -27,7 +27,7 @@ def test_echo_http_and_stream():
     app = load_app("apps.echo:app")
     assert sorted(app.listeners(8080)) == [8007, 8080]
     h = Harness(app)
-    st, hd, body = one(h, b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nping")
+    st, hd, body = one(h, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping")
     assert body == b"ping"
     proto, t = h.connect(8007)
     proto.data_received(b"abc")
@@ -38,37 +38,37 @@ def test_echo_http_and_stream():
 
 def test_kv():
     h = Harness(load_app("apps.kv:app"))
-    assert one(h, b"GET /kv/a HTTP/1.1\r\n\r\n")[0] == 404
-    assert one(h, b"PUT /kv/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz")[0] == 201
-    assert one(h, b"PUT /kv/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nXYZ")[0] == 204
-    assert one(h, b"GET /kv/a HTTP/1.1\r\n\r\n")[2] == b"XYZ"
-    assert json.loads(one(h, b"GET /kv HTTP/1.1\r\n\r\n")[2]) == {"keys": ["a"], "shard": 0}
-    assert one(h, b"DELETE /kv/a HTTP/1.1\r\n\r\n")[0] == 204
-    assert one(h, b"DELETE /kv/a HTTP/1.1\r\n\r\n")[0] == 404
-    assert one(h, b"GET /kv/" + b"k" * 300 + b" HTTP/1.1\r\n\r\n")[0] == 400
+    assert one(h, b"GET /kv/a HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 404
+    assert one(h, b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz")[0] == 201
+    assert one(h, b"PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nXYZ")[0] == 204
+    assert one(h, b"GET /kv/a HTTP/1.1\r\nHost: x\r\n\r\n")[2] == b"XYZ"
+    assert json.loads(one(h, b"GET /kv HTTP/1.1\r\nHost: x\r\n\r\n")[2]) == {"keys": ["a"], "shard": 0}
+    assert one(h, b"DELETE /kv/a HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 204
+    assert one(h, b"DELETE /kv/a HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 404
+    assert one(h, b"GET /kv/" + b"k" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 400
 
 
 def test_examples():
     h = Harness(load_app("examples/hello.py:app"))
-    assert one(h, b"GET /hello/bob?greeting=hi HTTP/1.1\r\n\r\n")[2] == b"hi bob (shard 0 of 1)\n"
+    assert one(h, b"GET /hello/bob?greeting=hi HTTP/1.1\r\nHost: x\r\n\r\n")[2] == b"hi bob (shard 0 of 1)\n"
     h = Harness(load_app("examples.json_api:app"))
-    st, hd, body = one(h, b'POST /notes HTTP/1.1\r\nContent-Length: 16\r\n\r\n{"text": "milk"}')
+    st, hd, body = one(h, b'POST /notes HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n{"text": "milk"}')
     assert st == 201 and hd["location"] == "/notes/1"
-    assert json.loads(one(h, b"GET /notes/1 HTTP/1.1\r\n\r\n")[2]) == {"id": 1, "text": "milk"}
-    assert one(h, b"POST /notes HTTP/1.1\r\nContent-Length: 3\r\n\r\n{x}")[0] == 400
-    assert one(h, b"GET /notes/x HTTP/1.1\r\n\r\n")[0] == 404
-    assert one(h, b"DELETE /notes/1 HTTP/1.1\r\n\r\n")[0] == 204
+    assert json.loads(one(h, b"GET /notes/1 HTTP/1.1\r\nHost: x\r\n\r\n")[2]) == {"id": 1, "text": "milk"}
+    assert one(h, b"POST /notes HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}")[0] == 400
+    assert one(h, b"GET /notes/x HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 404
+    assert one(h, b"DELETE /notes/1 HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 204
     h = Harness(load_app("examples/echo_server.py:app"))
     proto, t = h.connect(8007)
     proto.data_received(b"one\ntw")
     proto.data_received(b"o\nbye\nignored\n")
     assert t.take() == b"welcome, say something\none\ntwo\nbye\n" and t.closed
     h = Harness(load_app("examples/async_handler.py:app"))
-    out, proto, t = h.request(b"GET /countdown HTTP/1.1\r\n\r\n")
+    out, proto, t = h.request(b"GET /countdown HTTP/1.1\r\nHost: x\r\n\r\n")
     h.run_until(h.loop.time() + 1.0, step=0.1)
     (st, hd, body), = parse_responses(out + t.take())
     assert body == b"3...\n2...\n1...\nliftoff\n"
-    out, proto, t = h.request(b"GET /slow?delay=0.3 HTTP/1.1\r\n\r\n")
+    out, proto, t = h.request(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
     h.run_until(h.loop.time() + 0.5, step=0.1)
     assert json.loads(parse_responses(t.take())[0][2]) == {"slept": 0.3, "shard": 0}
 

@@ -117,7 +117,7 @@ def test_cancelled_future_under_a_handler_is_a_500_and_the_connection_goes_on(ca
 
     c = client_for(H)
     with caplog.at_level(logging.ERROR):
-        r = c.raw(b"GET /x HTTP/1.1\r\n\r\n")
+        r = c.raw(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
     assert r.status == 500
     assert c.get("/x").status == 500      # the client (and its loop) still work
 
@@ -234,7 +234,7 @@ def test_body_chunk_after_a_read_timed_out_is_kept():
 
     h = Harness(app)
     proto, t = h.connect()
-    proto.data_received(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+    proto.data_received(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
     h.run(1.0)
     assert t.take() == b""
     proto.data_received(b"hello")

@@ -68,8 +68,8 @@ def test_pipelining_in_order(server):
 def test_pipelining_async_keeps_order(server):
     s = connect(server.ns, server.ip, server.port)
     try:
-        s.sendall(b"GET /slow/1?t=0.2 HTTP/1.1\r\n\r\nGET /seq/2 HTTP/1.1\r\n\r\n"
-                  b"GET /slow/3?t=0.05 HTTP/1.1\r\n\r\nGET /seq/4 HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET /slow/1?t=0.2 HTTP/1.1\r\nHost: x\r\n\r\nGET /seq/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /slow/3?t=0.05 HTTP/1.1\r\nHost: x\r\n\r\nGET /seq/4 HTTP/1.1\r\nHost: x\r\n\r\n")
         got = recv_responses(s, 4, parse_responses)
         assert [b for _, _, b in got] == [b"slow 1", b"seq 2", b"slow 3", b"seq 4"]
     finally:
@@ -81,9 +81,9 @@ def test_async_does_not_block_other_connections(server):
     fast = connect(server.ns, server.ip, server.port)
     try:
         t0 = time.monotonic()
-        slow.sendall(b"GET /slow/1?t=1.0 HTTP/1.1\r\n\r\n")
+        slow.sendall(b"GET /slow/1?t=1.0 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.05)
-        fast.sendall(b"GET /seq/9 HTTP/1.1\r\n\r\n")
+        fast.sendall(b"GET /seq/9 HTTP/1.1\r\nHost: x\r\n\r\n")
         got = recv_responses(fast, 1, parse_responses)
         assert got[0][2] == b"seq 9"
         # well before the slow one's 1 s (a blocked loop answers after it); margin for a
@@ -100,13 +100,13 @@ def test_500_then_keeps_serving(server):
     a = connect(server.ns, server.ip, server.port)
     b = connect(server.ns, server.ip, server.port)
     try:
-        a.sendall(b"GET /boom HTTP/1.1\r\n\r\n")
+        a.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
         (status, headers, body), = recv_responses(a, 1, parse_responses)
         assert status == 500
         assert b"secret" not in body and b"Traceback" not in body
-        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(b, 1, parse_responses)[0][2] == b"Hello, World!"
-        a.sendall(b"GET / HTTP/1.1\r\n\r\n")   # the same connection survives too
+        a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")   # the same connection survives too
         assert recv_responses(a, 1, parse_responses)[0][2] == b"Hello, World!"
     finally:
         a.close()
@@ -115,7 +115,7 @@ def test_500_then_keeps_serving(server):
 
 def test_connection_close_and_http10(server):
     s = connect(server.ns, server.ip, server.port)
-    s.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /json HTTP/1.1\r\n\r\n")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n")
     data = recv_until_closed(s)
     s.close()
     (status, headers, body), = parse_responses(data)
@@ -139,10 +139,10 @@ def test_connection_close_and_http10(server):
 def test_chunked_request_and_response(server):
     s = connect(server.ns, server.ip, server.port)
     try:
-        s.sendall(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"hello world"
-        s.sendall(b"GET /stream HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         (st, h, body), = recv_responses(s, 1, parse_responses)
         assert h["transfer-encoding"] == "chunked"
         assert body == b"part0\npart1\npart2\nend\n"
@@ -160,7 +160,7 @@ def test_expect_100_continue(server):
     assert b"HTTP/1.1 100 Continue" in r.interim[0]
     s = connect(server.ns, server.ip, server.port)
     try:
-        s.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(b"abcde")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"abcde"
@@ -171,12 +171,12 @@ def test_expect_100_continue(server):
 def test_head_404_405(server):
     s = connect(server.ns, server.ip, server.port)
     try:
-        s.sendall(b"HEAD / HTTP/1.1\r\n\r\n")
+        s.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
             data += s.recv(1000)
         assert b"Content-Length: 13\r\n" in data and data.endswith(b"\r\n\r\n")
-        s.sendall(b"GET /nope HTTP/1.1\r\n\r\nDELETE / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nDELETE / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         got = recv_responses(s, 3, parse_responses)
         assert [g[0] for g in got] == [404, 405, 200]
         assert got[1][1]["allow"] == "GET, HEAD"
@@ -192,17 +192,17 @@ def test_limits_413_431_400(server):
         assert r.status == 413
         c.close()
     s = connect(server.ns, server.ip, server.port)
-    s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
     data = recv_until_closed(s)
     s.close()
     assert data.startswith(b"HTTP/1.1 431 ")
     s = connect(server.ns, server.ip, server.port)
-    s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000)   # never finished
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)   # never finished
     data = recv_until_closed(s)
     s.close()
     assert data.startswith(b"HTTP/1.1 431 ")
     s = connect(server.ns, server.ip, server.port)
-    s.sendall(b"GARBAGE\x01 / HTTP/1.1\r\n\r\n")
+    s.sendall(b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
     data = recv_until_closed(s)
     s.close()
     assert data.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in data
@@ -213,9 +213,9 @@ def test_idle_and_slowloris_timeouts(server):
     slow = connect(server.ns, server.ip, server.port)
     try:
         t0 = time.monotonic()
-        idle.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(idle, 1, parse_responses)[0][2] == b"Hello, World!"
-        slow.sendall(b"GET / HTTP/1.1\r\n")
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
         for _ in range(4):       # a header line every 0.25 s: never completes in time
             time.sleep(0.25)
             try:
@@ -255,7 +255,7 @@ def test_many_connections(server):
         for _ in range(50):
             s = connect(server.ns, server.ip, server.port)
             socks.append(s)
-            s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         for s in socks:
             assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
     finally:
@@ -276,7 +276,7 @@ def test_graceful_stop_finishes_inflight(server, tmp_path):
     idle = connect(server.ns, server.ip, server.port)
     try:
         mark = tmp_path / "inflight"
-        s.sendall(b"GET /slow/1?t=0.5&mark=%s HTTP/1.1\r\n\r\n" % str(mark).encode())
+        s.sendall(b"GET /slow/1?t=0.5&mark=%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(mark).encode())
         # stop once the handler runs (a fixed 0.1 s could pass on a loaded machine before
         # the server had read the request: it then looked like an idle connection)
         deadline = time.monotonic() + 10
@@ -300,7 +300,7 @@ def test_large_responses_slow_reader(server):
     s = connect(server.ns, server.ip, server.port)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        s.sendall(b"GET /big?n=96 HTTP/1.1\r\n\r\nGET /bigsync HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET /big?n=96 HTTP/1.1\r\nHost: x\r\n\r\nGET /bigsync HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)       # let the server hit its high-water mark and pause
         got = recv_responses(s, 3, parse_responses)
         big = got[0][2]
@@ -351,9 +351,9 @@ def test_thousand_idle_connections(server):
             for _ in range(1000):
                 socks.append(socket.create_connection((server.ip, server.port), timeout=5))
         s = socks[-1]
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
-        socks[0].sendall(b"GET /json HTTP/1.1\r\n\r\n")
+        socks[0].sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
         assert json.loads(recv_responses(socks[0], 1, parse_responses)[0][2])
     finally:
         for s in socks:
@@ -404,7 +404,7 @@ def test_pipelined_flood_from_a_client_that_does_not_read(server):
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         n = 300
-        reqs = b"GET /bigsync?size=100000 HTTP/1.1\r\n\r\n" * n
+        reqs = b"GET /bigsync?size=100000 HTTP/1.1\r\nHost: x\r\n\r\n" * n
         s.setblocking(False)
         sent = 0
         t0 = time.monotonic()
@@ -466,7 +466,7 @@ def test_pipelined_then_half_close_gets_every_response(server):
     s = connect(server.ns, server.ip, server.port)
     try:
         n = 60
-        s.sendall(b"GET /bigsync?size=100000 HTTP/1.1\r\n\r\n" * n)
+        s.sendall(b"GET /bigsync?size=100000 HTTP/1.1\r\nHost: x\r\n\r\n" * n)
         s.shutdown(socket.SHUT_WR)          # EOF while the server is still busy answering
         data = recv_until_closed(s, limit=1 << 30)
         got = parse_responses(data)

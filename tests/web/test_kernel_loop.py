@@ -28,7 +28,7 @@ def test_two_shards_share_the_port(lab):
         shards = set()
         for _ in range(40):
             s = connect(net.client_ns, SERVER_IP, 8080)
-            s.sendall(b"GET /info HTTP/1.1\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             (st, hd, body), = recv_responses(s, 1, parse_responses)
             s.close()
             info = json.loads(body)
@@ -45,7 +45,7 @@ def test_sigterm_stops_worker(lab):
     h = start_server("kernel", TESTAPP, net.server_ns, SERVER_IP, 8080, signals=True)
     try:
         s = connect(net.client_ns, SERVER_IP, 8080)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
         s.close()
         os.kill(h.proc.pid, signal.SIGTERM)
@@ -140,7 +140,7 @@ def test_loop_extension_hooks(lab):
     try:
         os.write(w, b"ping")
         s = connect(net.client_ns, SERVER_IP, 8080)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"None"
         s.close()
         _time.sleep(0.05)
@@ -185,7 +185,7 @@ def test_out_of_file_descriptors_backs_off_and_recovers(lab):
         time.sleep(0.3)
         s = connect(net.client_ns, SERVER_IP, 8080)
         socks.append(s)
-        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert recv_responses(s, 1, parse_responses)[0][2] == b"Hello, World!"
     finally:
         for s in socks:

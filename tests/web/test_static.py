@@ -28,7 +28,7 @@ def site(tmp_path):
 
 
 def get(h, path, *headers, method="GET"):
-    raw = f"{method} {path} HTTP/1.1\r\n".encode() + b"".join(
+    raw = f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode() + b"".join(
         x.encode() + b"\r\n" for x in headers) + b"\r\n"
     out, _, _ = h.request(raw)
     assert b"TOP SECRET" not in out
@@ -135,13 +135,13 @@ def test_big_file_streamed_with_length(site):
     (site / "big.bin").write_bytes(data)
     h = Harness(make_app(str(site)))
     proto, t = h.connect()
-    proto.data_received(b"GET /big.bin HTTP/1.1\r\n\r\n")
+    proto.data_received(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     h.run()
     out = t.take()
     (st, hd, body), = parse_responses(out)
     assert st == 200 and body == data and "transfer-encoding" not in hd
     assert hd["content-length"] == str(len(data)) and not t.closed
-    proto.data_received(b"GET /big.bin HTTP/1.1\r\nRange: bytes=100-400099\r\n\r\n")
+    proto.data_received(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=100-400099\r\n\r\n")
     h.run()
     (st, hd, body), = parse_responses(t.take())
     assert st == 206 and body == data[100:400100]

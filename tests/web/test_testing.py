@@ -44,7 +44,7 @@ def test_client_forms_head_errors_and_timeouts():
     assert c.get("/f").status == 400
     assert c.post("/f", body=b"x" * 11).status == 413
     assert c.raw(b"BAD\x01\r\n\r\n").status == 400
-    r = c.raw(b"GET /f?a=1 HTTP/1.1\r\nX-Slow: ")     # never finished: 408 after 2 s (fake)
+    r = c.raw(b"GET /f?a=1 HTTP/1.1\r\nHost: x\r\nX-Slow: ")     # never finished: 408 after 2 s (fake)
     assert r.status == 408
     r = c.raw(b"GET /f?a=9 HTTP/1.0\r\n\r\n")
     assert r.text == "9" and r.headers["connection"] == "close"
