@@ -67,9 +67,10 @@ def http_scope(request, conn, opts, state):
         client = (peer[0], peer[1]) if peer else None
         sock = transport.get_extra_info("sockname")
         server = (sock[0], sock[1]) if sock else None
-    ip = request.remote_ip
-    if ip is not None and (client is None or ip != client[0]):
-        client = (ip, 0)        # a trusted proxy's X-Forwarded-For (as uvicorn: port 0)
+    if conn.shared.config.trusted_proxies is not None:
+        ip = request.remote_ip
+        if ip is not None and (client is None or ip != client[0]):
+            client = (ip, 0)    # a trusted proxy's X-Forwarded-For (as uvicorn: port 0)
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},

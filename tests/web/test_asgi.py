@@ -3,6 +3,7 @@ on fake transports and a virtual clock (tests/web/fakes.py): the scope, request 
 in events, streamed responses, disconnects, errors, lifespan and its state."""
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
 
@@ -77,6 +78,7 @@ def test_scheme_https_with_a_certificate_and_behind_a_trusted_proxy():
 
     class Conn:
         transport = None
+        shared = SimpleNamespace(config=SimpleNamespace(trusted_proxies=None))
     assert http_scope(Req, Conn, WebOptions(certfile="c.pem"), {})["scheme"] == "https"
     assert http_scope(Req, Conn, WebOptions(), {})["scheme"] == "http"
 
