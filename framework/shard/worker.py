@@ -27,6 +27,7 @@ from framework.shard.loop import GRACE, LOOP_STATS, XSHARD_STATS
 from framework.shard.run import serve_shard
 from framework.shard.userstack import UserStackProvider, stat_names as user_stat_names
 from framework.web.lifespan import StartupFailed
+from framework.web import accesslog
 from framework.web.loader import load_app
 
 log = logging.getLogger("framework.worker")
@@ -112,6 +113,7 @@ def _setup_logging(level, shard_id, path=None):
 
     def reopen(signum, frame):  # SIGUSR1, forwarded by the supervisor
         logs.reopen()
+        accesslog.reopen_all()  # --access-log files: each shard's loop reopens its own
 
     signal.signal(signal.SIGUSR1, reopen)
 
