@@ -6,7 +6,7 @@ from framework.net.tcp.consts cimport ESTABLISHED, LAST_ACK, SYN_SENT
 from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport TcpLayer
 
-@cython.locals(conn=Connection, data=list, short=list, burst=cython.longlong,
+@cython.locals(conn=Connection, cut=Connection, bulk=list, short=list, burst=cython.longlong,
                unsent=cython.longlong)
 cpdef flush_pending(TcpLayer L, list pending, list deferred, double now)
 @cython.locals(L=TcpLayer)

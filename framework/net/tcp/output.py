@@ -20,11 +20,12 @@ if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
 
 
 def flush_pending(L, pending, deferred, now):
-    """Output for the layer's pending connections, then those deferred last turn
-    (TcpLayer.flush): connections with no data to send first (ACKs, FINs, window updates),
-    then short responses (up to 4 segments), then bulk senders, at most ``L.tx_burst``
-    data frames in all; whoever the budget cuts short waits in ``L._deferred`` for the
-    next flush."""
+    """Output for the layer's pending connections and those deferred last turn
+    (TcpLayer.flush): first connections with no data to send (ACKs, FINs, window updates),
+    then short responses (up to 4 segments each), then bulk senders, round robin: those
+    deferred last turn, then fresh ones, at most ``L.tx_burst`` frames in all; whoever the
+    budget cuts short waits in ``L._deferred``, the one it cut behind the ones it did not
+    reach, so no sender starves."""
     burst = L.tx_burst
     if burst <= 0:
         for conn in pending:
@@ -32,8 +33,8 @@ def flush_pending(L, pending, deferred, now):
             if conn.state:
                 output(conn, now)
         return
+    bulk = []
     short = []
-    data = []
     for conn in pending:
         conn.bits &= ~B_PENDING
         if conn.state:
@@ -41,28 +42,36 @@ def flush_pending(L, pending, deferred, now):
             if unsent <= 0:
                 output(conn, now)
             elif unsent <= conn.mss << 2:
-                short.append(conn)     # a short response goes before the bulk senders
+                short.append(conn)
             else:
-                data.append(conn)
-    if short:
-        data = short + data
+                bulk.append(conn)
+    for conn in short:
+        output(conn, now)
     if deferred:
         for conn in deferred:
             conn.bits &= ~B_PENDING
-            if conn.state:
-                data.append(conn)
+        bulk = deferred + bulk if bulk else deferred
+    if not bulk:
+        return
+    cut = None
     L.tx_left = burst
     try:
-        for conn in data:
+        for conn in bulk:
+            if not conn.state:
+                continue
             if L.tx_left > 0:
                 output(conn, now)
                 if L.tx_left > 0:
                     continue
-            if conn.state and not conn.bits & B_PENDING:
+                cut = conn
+            elif not conn.bits & B_PENDING:
                 conn.bits |= B_PENDING
                 L._deferred.append(conn)
     finally:
         L.tx_left = _UNBOUNDED
+    if cut is not None and not cut.bits & B_PENDING and cut.state:
+        cut.bits |= B_PENDING
+        L._deferred.append(cut)
 
 
 def output(self, now, force=False):

@@ -41,7 +41,8 @@ def test_data_frames_per_flush_are_bounded_and_the_rest_follows():
     bulk.send(b"b" * 60000)
     short.send(b"s" * 500)
     first = h.replies()
-    assert sum(1 for s in first if s.payload) == 8          # 1 short + 7 bulk
+    assert sum(1 for s in first if s.tcp.dport == 40001) == 8    # the bound is for bulk
+    assert sum(1 for s in first if s.tcp.dport == 40002) == 1
     assert h.tcp.output_pending() and h.tcp.poll_at() == h.now
     sent = sum(len(s.payload) for s in first if s.tcp.dport == 40001)
     while h.tcp.output_pending():
@@ -58,8 +59,8 @@ def test_a_deferred_bulk_sender_goes_after_the_next_turns_fresh_output():
     assert all(s.tcp.dport == 40001 for s in h.replies())    # cut at 4 frames
     short.send(b"s" * 100)
     segs = h.replies()
-    assert segs[0].tcp.dport == 40002                        # fresh before deferred
-    assert [s.tcp.dport for s in segs[1:]] == [40001] * 3
+    assert segs[0].tcp.dport == 40002                        # a short response first
+    assert [s.tcp.dport for s in segs[1:]] == [40001] * 4
 
 
 def test_burst_zero_keeps_the_queue_order_unbounded():
@@ -82,3 +83,20 @@ def test_a_connection_closed_while_deferred_is_dropped_from_the_queue():
     segs = h.replies()
     assert all(s.tcp.dport != 40001 or "R" in s.flags for s in segs)
     assert not h.tcp.output_pending()
+
+
+def test_bulk_senders_share_the_budget_round_robin():
+    h = _harness(3)
+    a, _ = h.accept(sport=40001)
+    b, _ = h.accept(sport=40002)
+    a.send(b"a" * 14600)
+    b.send(b"b" * 14600)
+    turns = []
+    while h.tcp.output_pending():
+        turns.append([s.tcp.dport for s in h.replies()])
+    assert all(len(t) <= 3 for t in turns)
+    first, second = turns[0][0], turns[1][0]
+    assert first != second                                      # neither is starved
+    assert turns[:3] == [[first] * 3, [second] * 3, [first] * 3]
+    flat = [p for t in turns for p in t]
+    assert flat.count(40001) == flat.count(40002) == 10
