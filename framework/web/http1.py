@@ -596,6 +596,7 @@ class _RequestReader:
                       self.headers, b"", conn._remote_ip)
         req.connection = conn
         req.start_time = shared.loop.time()
+        req.protocol = shared.config.scheme     # "https" over TLS (framework.web.tls)
         if shared.config.trusted_proxies is not None:
             apply_forwarded(req, shared.config.trusted_proxies)
         self.req = req

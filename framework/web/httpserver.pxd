@@ -9,6 +9,7 @@ cdef class HttpConfig:
     cdef public object default_content_type
     cdef public object access_log
     cdef public object trusted_proxies
+    cdef public object scheme
 
 
 cdef class HttpShared:

@@ -14,7 +14,8 @@ from email.utils import formatdate
 
 class HttpConfig:
     __slots__ = ("max_body_size", "max_header_size", "idle_timeout", "request_timeout",
-                 "server_header", "default_content_type", "access_log", "trusted_proxies")
+                 "server_header", "default_content_type", "access_log", "trusted_proxies",
+                 "scheme")
 
     def __init__(self, max_body_size=1 << 20, max_header_size=8192, idle_timeout=60.0,
                  request_timeout=30.0, server_header="framework",
@@ -25,6 +26,8 @@ class HttpConfig:
         self.access_log = access_log
         # framework.web.proxy.TrustedProxies whose X-Forwarded-For/-Proto are believed
         self.trusted_proxies = trusted_proxies
+        # what Request.protocol says: "https" once framework.web.tls.wrap serves the app
+        self.scheme = "http"
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
         # None = no limit (a deadline of +inf is never reached)
