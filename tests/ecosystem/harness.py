@@ -158,13 +158,42 @@ def raw_exchange(host, port, data, timeout=10.0):
             out += b
 
 
-def parse_raw(data):
-    """(status, normalised headers, body as sent on the wire) of one raw response."""
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-    return Seen(status, normalise(pairs), body)
+def parse_raw(data, head=False):
+    """Every response in ``data`` (bytes a server sent on one connection), in order, as
+    ``Seen`` (a 1xx interim response included; chunked bodies decoded: the
+    Transfer-Encoding header says how it was sent). ``head``: the requests were HEAD, no
+    response has a body. What follows the last complete response is its body when it has
+    neither Content-Length nor chunked framing (it ends at the close)."""
+    out = []
+    rest = data
+    while rest:
+        head_bytes, sep, rest = rest.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"a response head cut short: {head_bytes[:200]!r}")
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+        fields = {k.lower(): v for k, v in pairs}
+        if head or 100 <= status < 200 or status in (204, 304):
+            body = b""
+        elif "chunked" in fields.get("transfer-encoding", "").lower():
+            body = bytearray()
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                n = int(size_line.split(b";")[0], 16)
+                if n == 0:
+                    _, _, rest = rest.partition(b"\r\n")     # no trailers here
+                    break
+                body += rest[:n]
+                rest = rest[n + 2:]
+            body = bytes(body)
+        elif "content-length" in fields:
+            n = int(fields["content-length"])
+            body, rest = rest[:n], rest[n:]
+        else:
+            body, rest = rest, b""
+        out.append(Seen(status, normalise(pairs), body))
+    return out
 
 
 def differences(ref, got):

@@ -64,6 +64,6 @@ def test_chunked_request_body_reaches_the_view(served):
     data = (b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: t/x\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    got = parse_raw(raw_exchange(served.host, served.port, data))
+    [got] = parse_raw(raw_exchange(served.host, served.port, data))
     assert (got.status, got.body, got.header("x-body-length")) == (200, b"hello world",
                                                                    ["11"])
