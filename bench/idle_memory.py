@@ -33,7 +33,7 @@ import json
 import tracemalloc
 
 from bench.micro_stack import (ACK, BODY, M32, PSH, REQUEST_KA, SYN, Client, Conn,
-                               build_shard, parse)
+                               build_shard, segments_to)
 
 PORTS_PER_CLIENT = 40000
 FIRST_PORT = 20000
@@ -59,21 +59,8 @@ def open_batch(shard, cport, clock, clients, indices):
         pending = []
         clock[0] += 10e-6
         shard.run_turns(1)
-        for f in cport.rx_burst(1 << 16):
-            if f[22:24] == b"\x08\x06":
-                for cl in clients:
-                    r = cl.arp_reply(f)
-                    if r:
-                        pending.append(r)
-                continue
-            p = parse(f)
-            if p is None:
-                continue
-            dport, seq, ack, flags, payload, tsval = p
-            entry = conns.get((int.from_bytes(f[40:44], "big"), dport))
-            if entry is None:
-                continue
-            cl, c = entry
+        for cl, c, _, _, seq, ack, flags, payload, tsval in segments_to(
+                cport.rx_burst(1 << 16), clients, conns, pending):
             if c.state == "syn" and flags & (SYN | ACK) == SYN | ACK:
                 c.rcv = (seq + 1) & M32
                 c.state = "est"

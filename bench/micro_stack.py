@@ -182,6 +182,27 @@ def _request(cl, c):
     return f
 
 
+def segments_to(frames, clients, by_key, out):
+    """What the stack sent the crafted clients: ARP requests are answered into ``out``;
+    yields (client, conn, dst ip, dst port, seq, ack, flags, payload, tsval) for each TCP
+    segment of a connection in ``by_key`` ({(client ip, port): (client, conn)})."""
+    for f in frames:
+        if f[22:24] == b"\x08\x06":
+            for cl in clients:
+                r = cl.arp_reply(f)
+                if r:
+                    out.append(r)
+            continue
+        p = parse(f)
+        if p is None:
+            continue
+        dport, seq, ack, flags, payload, tsval = p
+        dst = int.from_bytes(f[40:44], "big")
+        entry = by_key.get((dst, dport))
+        if entry is not None:
+            yield entry[0], entry[1], dst, dport, seq, ack, flags, payload, tsval
+
+
 def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=None,
         warmup=200, requests=1):
     shard, cport, clock = build_shard(offload)
@@ -234,22 +255,8 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
             stack_time += dt
         got = cport.rx_burst(1 << 16)
         frames_out += len(got)
-        for f in got:
-            if f[22:24] == b"\x08\x06":
-                for cl in clients:
-                    r = cl.arp_reply(f)
-                    if r:
-                        waiting.append(r)
-                continue
-            p = parse(f)
-            if p is None:
-                continue
-            dport, seq, ack, flags, payload, tsval = p
-            dst = int.from_bytes(f[40:44], "big")
-            entry = by_key.get((dst, dport))
-            if entry is None:
-                continue
-            cl, c = entry
+        for cl, c, dst, dport, seq, ack, flags, payload, tsval in segments_to(
+                got, clients, by_key, waiting):
             c.tsecr = tsval
             if flags & RST:
                 c.done = True
@@ -304,78 +311,6 @@ def run(connections=3000, concurrency=50, trusted=True, offload=True, profile=No
     }
 
 
-def idle_memory(n=5000, batch=250, top=15, trusted=True, offload=True):
-    """Open ``n`` keep-alive connections (one request each, response ACKed) and leave them
-    idle; return the bytes Python allocated per connection (tracemalloc), by source line.
-    The figure behind the <= 2 KB per idle connection target, without any kernel."""
-    import gc
-    import tracemalloc
-    shard, cport, clock = build_shard(offload)
-    cl = Client("198.18.0.10", trusted)
-
-    def open_batch(first, k):
-        conns = {}
-        out = []
-        for i in range(first, first + k):
-            c = Conn(20000 + i, (i * 7919 * 65536) & M32)
-            conns[c.sport] = c
-            out.append(cl.frame(c.sport, c.iss, 0, SYN, options=cl.syn_opt(), win=64240))
-        pending = out
-        for _ in range(20):
-            if pending:
-                cport.tx_burst(pending)
-            pending = []
-            clock[0] += 10e-6
-            shard.run_turns(1)
-            for f in cport.rx_burst(1 << 16):
-                r = cl.arp_reply(f)
-                if r:
-                    pending.append(r)
-                    continue
-                p = parse(f)
-                if p is None or p[0] not in conns:
-                    continue
-                dport, seq, ack, flags, payload, tsval = p
-                c = conns[dport]
-                if c.state == "syn" and flags & (SYN | ACK) == SYN | ACK:
-                    c.rcv = (seq + 1) & M32
-                    c.state = "est"
-                    pending.append(cl.frame(c.sport, c.snd, c.rcv, ACK, options=cl.ts_opt(tsval)))
-                    pending.append(cl.frame(c.sport, c.snd, c.rcv, ACK | PSH, REQUEST_KA,
-                                            options=cl.ts_opt(tsval)))
-                    c.snd = (c.snd + len(REQUEST_KA)) & M32
-                elif payload and seq == c.rcv:
-                    c.resp += payload
-                    c.rcv = (c.rcv + len(payload)) & M32
-                    if c.resp.endswith(BODY):
-                        c.ok = True
-                        pending.append(cl.frame(c.sport, c.snd, c.rcv, ACK,
-                                                options=cl.ts_opt(tsval)))
-            if not pending and all(c.ok for c in conns.values()):
-                break
-        return sum(1 for c in conns.values() if c.ok)
-
-    open_batch(0, batch)                  # warm-up: first-use allocations, caches
-    gc.collect()
-    tracemalloc.start(1)
-    before = tracemalloc.take_snapshot()
-    ok = 0
-    for first in range(batch, batch + n, batch):
-        ok += open_batch(first, min(batch, batch + n - first))
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    stats = after.compare_to(before, "lineno")
-    total = sum(st.size_diff for st in stats)
-    lines = [f"{ok} idle connections open (of {n}); Python heap +{total / max(ok, 1):,.0f} bytes "
-             f"per connection (tracemalloc); top allocation sites per connection:"]
-    for st in stats[:top]:
-        fr = st.traceback[0]
-        lines.append(f"{st.size_diff / max(ok, 1):8,.0f} B {st.count_diff / max(ok, 1):6.2f} "
-                     f"blocks  {'/'.join(fr.filename.split('/')[-2:])}:{fr.lineno}")
-    return {"connections": ok, "bytes_per_conn": total / max(ok, 1), "table": "\n".join(lines)}
-
-
 def profile_table(st, conns, top=30, sort="tottime"):
     """The top functions in per-connection units (under cProfile, whose overhead inflates
     every figure about 2-3x: compare shares, not absolute times)."""
@@ -416,17 +351,10 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--sort", default="tottime", help="tottime | cumtime")
     p.add_argument("--raw", action="store_true", help="also pstats' own listing")
-    p.add_argument("--idle", type=int, metavar="N",
-                   help="instead: hold N idle keep-alive connections, print the bytes per "
-                        "connection by allocation site (tracemalloc)")
     p.add_argument("--json", action="store_true", help="one JSON line (for python -m bench)")
     a = p.parse_args(argv)
     kw = dict(connections=a.connections, concurrency=a.concurrency, trusted=not a.verify_csum,
               offload=not a.no_offload, requests=a.requests)
-    if a.idle:
-        r = idle_memory(a.idle, trusted=not a.verify_csum, offload=not a.no_offload)
-        print(json.dumps(r) if a.json else r["table"])
-        return
     if a.profile:
         prof = cProfile.Profile()
         r = run(profile=prof, **kw)

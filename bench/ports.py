@@ -6,6 +6,7 @@ RX cost per frame.
 
 Runs in namespaces of its own (198.18.77.0/24), removes them at exit. Not part of the tests.
 """
+import contextlib
 import os
 import re
 import select
@@ -130,7 +131,10 @@ def rtt(rounds=3):
         print(f"  kernel (same veth):  {fmt(kernel_rtt())}")
 
 
-def tap_rtt():
+@contextlib.contextmanager
+def tap_in_netns():
+    """(namespace, TapDevice, its queue-0 port): the TAP's kernel side has HOST_IP in a
+    namespace of its own and knows STACK_IP's MAC; all removed on exit."""
     from framework.nic.tap import TapDevice
     u = uuid.uuid4().hex[:6]
     ns = f"fwpt{u}"
@@ -142,17 +146,24 @@ def tap_rtt():
         netns.ip("link", "set", dev.name, "up", netns=ns)
         netns.ip("neigh", "add", STACK_IP, "lladdr", "02:00:00:00:00:02", "dev", dev.name, netns=ns)
         port = dev.port(0)
+        try:
+            yield ns, dev, port
+        finally:
+            port.close()
+            dev.close()
+    finally:
+        netns.del_netns(ns)
+
+
+def tap_rtt():
+    with tap_in_netns() as (ns, dev, port):
         stop = threading.Event()
         t = threading.Thread(target=responder, args=([port], stop), daemon=True)
         t.start()
         res = ping_stats(ns)
         stop.set()
         t.join()
-        port.close()
-        dev.close()
         return res
-    finally:
-        netns.del_netns(ns)
 
 
 def _sink_frames(dst_mac, batch, size=60):
@@ -204,31 +215,18 @@ def _afpacket_tx(mode, batch, seconds, other_host):
 
 
 def _tap_tx(batch, seconds):
-    from framework.nic.tap import TapDevice
-    u = uuid.uuid4().hex[:6]
-    ns = f"fwpt{u}"
-    netns.add_netns(ns)
-    try:
-        with in_netns(ns):
-            dev = TapDevice(f"fpt{u}", 1)
-        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
-        netns.ip("link", "set", dev.name, "up", netns=ns)
+    with tap_in_netns() as (ns, dev, port):
         mac = netns.ip("-o", "link", "show", dev.name, netns=ns).split("link/ether ")[1].split()[0]
         with in_netns(ns):
             sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind((HOST_IP, 9))
-        port = dev.port(0)
         try:
             rate, user, system, bursts, n = _tx_loop(port, _sink_frames(mac, batch), seconds)
             calls = (n + port.stats["tx_busy"]) / bursts      # one write() per frame
             held = port.stats["tx_busy"]
         finally:
-            port.close()
-            dev.close()
             sink.close()
         return rate, user, system, calls, held
-    finally:
-        netns.del_netns(ns)
 
 
 def tx(seconds=1.0, rounds=5, batches=(1, 8, 64, 256)):
@@ -359,17 +357,7 @@ def rx_loop_cost(nframes=100000):
 
 def tap_costs(seconds=1.5):
     """TAP: write() of 60-byte frames into the kernel, read() of frames the kernel sends."""
-    from framework.nic.tap import TapDevice
-    u = uuid.uuid4().hex[:6]
-    ns = f"fwpt{u}"
-    netns.add_netns(ns)
-    try:
-        with in_netns(ns):
-            dev = TapDevice(f"fpt{u}", 1)
-        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", dev.name, netns=ns)
-        netns.ip("link", "set", dev.name, "up", netns=ns)
-        netns.ip("neigh", "add", STACK_IP, "lladdr", "02:00:00:00:00:02", "dev", dev.name, netns=ns)
-        port = dev.port(0)
+    with tap_in_netns() as (ns, dev, port):
         from scapy.all import Ether, IP, UDP, raw
         mac = netns.ip("-o", "link", "show", dev.name, netns=ns).split("link/ether ")[1].split()[0]
         # to a UDP socket that never reads: the kernel takes each frame up to the socket
@@ -411,10 +399,6 @@ def tap_costs(seconds=1.5):
             busy += time.perf_counter() - a
         os.waitpid(pid, 0)
         print(f"tap rx: {n / seconds / 1e3:.0f} kframes/s, {busy / max(n, 1) * 1e6:.2f} us in rx_burst per frame")
-        port.close()
-        dev.close()
-    finally:
-        netns.del_netns(ns)
 
 
 def steer_cost(nframes=60000):

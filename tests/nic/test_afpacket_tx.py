@@ -57,6 +57,17 @@ def big_rcvbuf(sock):
     sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)   # SO_RCVBUFFORCE: a burst of thousands
 
 
+@pytest.fixture
+def udp_sink(link):
+    """A kernel UDP socket on the peer's side, HOST_IP:7777, room for a burst of thousands."""
+    rx = link.client_socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_rcvbuf(rx)
+    rx.bind((HOST_IP, 7777))
+    rx.settimeout(1)
+    yield rx
+    rx.close()
+
+
 def send_all(port, frames, tries=1000):
     """Call tx_burst like the shard loop does: what it did not take goes again next turn."""
     rest = list(frames)
@@ -112,14 +123,11 @@ def test_one_syscall_for_a_batch(link):
 
 
 @pytest.mark.parametrize("tx", MODES)
-def test_many_frames_arrive_complete_and_in_order(link, tx):
+def test_many_frames_arrive_complete_and_in_order(link, udp_sink, tx):
     """Several times the ring's slots in one burst, to a kernel UDP socket: every datagram,
     in order; the ring goes round (slots are reused) without a syscall per frame."""
     port = AfPacketPort(link.a, 0, 1, netns=link.S, tx=tx, tx_frames=256)
-    rx = link.client_socket(socket.AF_INET, socket.SOCK_DGRAM)
-    big_rcvbuf(rx)
-    rx.bind((HOST_IP, 7777))
-    rx.settimeout(1)
+    rx = udp_sink
     try:
         mac = peer_mac(link)
         n = 2000
@@ -138,18 +146,14 @@ def test_many_frames_arrive_complete_and_in_order(link, tx):
         if tx == "ring":
             assert port.stats["tx_syscalls"] < n // 20
     finally:
-        rx.close()
         port.close()
 
 
-def test_slots_reused_before_the_receiver_reads(link):
+def test_slots_reused_before_the_receiver_reads(link, udp_sink):
     """The kernel may give a slot back while the receiver still holds the frame (its socket
     queue): writing the next frames into those slots must not change what it reads."""
     port = AfPacketPort(link.a, 0, 1, netns=link.S, tx_frames=4)
-    rx = link.client_socket(socket.AF_INET, socket.SOCK_DGRAM)
-    big_rcvbuf(rx)
-    rx.bind((HOST_IP, 7777))
-    rx.settimeout(1)
+    rx = udp_sink
     try:
         mac = peer_mac(link)
         first = [udp_frame(i, dmac=mac, size=600, dport=7777, fill=0x41) for i in range(4)]
@@ -159,7 +163,6 @@ def test_slots_reused_before_the_receiver_reads(link):
         got = [rx.recv(2048) for _ in range(8)]
         assert got == [f[10 + 42:] for f in first + second]
     finally:
-        rx.close()
         port.close()
 
 
