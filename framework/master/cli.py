@@ -95,7 +95,7 @@ def serve(args, parser):
                      graceful_timeout=cfg.graceful_timeout, timeout=cfg.timeout,
                      metrics=metrics, metrics_netns=cfg.metrics_netns,
                      pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files,
-                     web=web)
+                     web=web, reload=cfg.reload)
     return sup.run()
 
 

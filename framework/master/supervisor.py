@@ -72,9 +72,11 @@ class Supervisor:
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
-                 pcap_size=64 << 20, pcap_files=4, web=None):
+                 pcap_size=64 << 20, pcap_files=4, web=None, reload=False):
         self.app_spec = app_spec
         self.web = web              # framework.web.serving.WebOptions (None: defaults)
+        self.reload = reload        # --reload: a CodeWatcher (framework/master/reload.py)
+        self.watcher = None
         self.cores = list(cores)
         self.stack = stack
         self.port_type = port_type
@@ -129,6 +131,9 @@ class Supervisor:
             os.set_blocking(self._report_r, False)
             for w in self.workers:
                 self._spawn(w)
+            if self.reload:     # before the workers start: an edit from now on counts
+                from .reload import CodeWatcher
+                self.watcher = CodeWatcher.for_app(self.app_spec)
             self._wait_ready()
             if not self.stopping:
                 self._start_metrics()
@@ -432,6 +437,8 @@ class Supervisor:
             self._read_reports()
             if self.stopping:       # a fatal report (the app refused to start)
                 return
+            if self.watcher is not None and self.watcher.poll(now):
+                self.reload_requested = True    # as SIGHUP: import afresh, roll the workers
             self._rolling_step(now)
             for w in self.workers:
                 if w.proc is not None and w.proc.exitcode is not None:
@@ -440,7 +447,7 @@ class Supervisor:
                         return
                 if w.proc is None and w.restart_at is not None and w.restart_at <= now:
                     self._spawn(w)
-            timeout = 1.0
+            timeout = 1.0 if self.watcher is None else self.watcher.interval
             pending = [w.restart_at for w in self.workers if w.proc is None and w.restart_at]
             if pending:
                 timeout = max(0.0, min(pending) - time.monotonic())
