@@ -14,7 +14,7 @@ from .harness import Framework, Uvicorn
 STACKS = ["user", "kernel"]
 
 
-def _need_root():
+def need_root():
     if os.geteuid() != 0:
         pytest.fail("the ecosystem tests serve on a link of their own: they need root "
                     "(CI runs as root)")
@@ -36,7 +36,7 @@ def reference(request):
 
 @pytest.fixture(scope="module", params=STACKS)
 def served(request):
-    _need_root()
+    need_root()
     mod = request.module
     yield from _started(lambda: Framework(mod.APP, request.param,
                                           getattr(mod, "SERVE_FLAGS", ())))

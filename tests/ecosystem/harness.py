@@ -41,15 +41,17 @@ class Uvicorn:
 
     stack = "uvicorn"
 
-    def __init__(self, spec, interface="auto", timeout=20.0):
+    def __init__(self, spec, interface="auto", timeout=20.0, tls=None):
         self.port = free_port()
         self.host = "127.0.0.1"
-        self.url = f"http://{self.host}:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.host}:{self.port}"
+        extra = ["--ssl-certfile", tls.certfile, "--ssl-keyfile", tls.keyfile] if tls else []
         self.errfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", spec, "--app-dir", HERE, "--host", self.host,
              "--port", str(self.port), "--interface", interface, "--lifespan", "auto",
-             "--no-proxy-headers", "--log-level", "warning", "--no-access-log"],
+             "--no-proxy-headers", "--log-level", "warning", "--no-access-log", *extra],
             cwd=HERE, stdout=subprocess.DEVNULL, stderr=self.errfile)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -81,19 +83,45 @@ class Uvicorn:
 class Framework:
     """``framework serve ecosystem.<spec>`` on ``stack`` (one worker), on its own link."""
 
-    def __init__(self, spec, stack, extra=()):
+    def __init__(self, spec, stack, extra=(), tls=None):
         self.stack = stack
+        self.tls = tls
+        if tls:
+            extra = (*extra, "--certfile", tls.certfile, "--keyfile", tls.keyfile)
         self.server = Server(app=f"ecosystem.{spec}", cores=1, cwd=TESTS,
-                             extra=("--stack", stack, *extra))
+                             extra=("--stack", stack, *extra),
+                             subnet=tls.subnet if tls else "auto")
         self.host = self.server.ip
         self.port = 8080
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}:{self.port}"
 
     def stderr(self):
         return self.server.stderr()
 
     def stop(self):
         self.server.cleanup()
+
+
+class Tls:
+    """A trustme CA and a certificate for 127.0.0.1 and the address of the default link
+    of ``subnet`` (chosen before the server starts, so the certificate can name it)."""
+
+    def __init__(self, directory, subnet):
+        import ssl
+
+        import trustme
+        self.subnet = subnet
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", subnet[:-len("0/24")] + "2", "ecosystem.test")
+        self.certfile = os.path.join(directory, "cert.pem")
+        self.keyfile = os.path.join(directory, "key.pem")
+        self.cafile = os.path.join(directory, "ca.pem")
+        cert.cert_chain_pems[0].write_to_path(self.certfile)
+        for extra in cert.cert_chain_pems[1:]:
+            extra.write_to_path(self.certfile, append=True)
+        cert.private_key_pem.write_to_path(self.keyfile)
+        ca.cert_pem.write_to_path(self.cafile)
+        self.client_context = ssl.create_default_context(cafile=self.cafile)
 
 
 class Req:
@@ -215,8 +243,10 @@ HOST = "ecosystem.test"      # the same Host to every server: apps echo it (redi
 
 
 def client_for(server):
+    tls = getattr(server, "tls", None)
     return httpx.Client(base_url=server.url, timeout=10.0, follow_redirects=False,
-                        headers={"Host": HOST})
+                        headers={"Host": HOST},
+                        verify=tls.client_context if tls else True)
 
 
 def run_list(ref_server, server, requests):

@@ -181,9 +181,11 @@ def test_app_exception_after_the_response_closes_the_connection(reference, serve
 def ws_session(server):
     """What a websockets client sees of one conversation with the echo endpoint."""
     seen = []
-    url = f"ws://{server.host}:{server.port}/ws"
-    with ws_connect(url, subprotocols=["chat", "other"], max_size=None,
-                    open_timeout=10) as ws:
+    tls = getattr(server, "tls", None)
+    base = f"{'wss' if tls else 'ws'}://{server.host}:{server.port}"
+    kw = {"open_timeout": 10, "ssl": tls.client_context} if tls else {"open_timeout": 10}
+    url = base + "/ws"
+    with ws_connect(url, subprotocols=["chat", "other"], max_size=None, **kw) as ws:
         seen.append(("subprotocol", ws.subprotocol))
         # the 101's headers; Sec-WebSocket-Accept follows the client's random key (and
         # the client checked it); of an extension only its name: the parameters are the
@@ -204,13 +206,13 @@ def ws_session(server):
             ws.recv(timeout=10)
         except websockets.exceptions.ConnectionClosed as e:
             seen.append(("closed by server", e.rcvd.code, e.rcvd.reason))
-    with ws_connect(url, open_timeout=10) as ws:
+    with ws_connect(url, **kw) as ws:
         ws.send("bye")
         seen.append(("echo", ws.recv(timeout=10)))
         ws.close(code=1000, reason="client done")
         seen.append(("closed by client", ws.close_code, ws.close_reason))
     try:
-        with ws_connect(f"ws://{server.host}:{server.port}/ws-reject", open_timeout=10):
+        with ws_connect(base + "/ws-reject", **kw):
             seen.append(("rejected", "no"))
     except websockets.exceptions.InvalidStatus as e:
         seen.append(("rejected", e.response.status_code))
@@ -219,7 +221,7 @@ def ws_session(server):
         seen.append(("rejected answer", [h for h in normalise(e.response.headers.raw_items())
                                          if h[0] != "content-type"], bytes(e.response.body)))
     try:
-        with ws_connect(f"ws://{server.host}:{server.port}/nothing", open_timeout=10):
+        with ws_connect(base + "/nothing", **kw):
             seen.append(("no route", "accepted"))
     except websockets.exceptions.InvalidStatus as e:
         seen.append(("no route", e.response.status_code))
