@@ -185,7 +185,11 @@ class AsgiHandler(RequestHandler):
         if wants_websocket(request):
             serve = _websocket_bridge()
             if serve is not None:
-                await serve(app.asgi, scope, self)
+                try:
+                    await serve(app.asgi, scope, self)
+                except Exception:
+                    log.exception("ASGI WebSocket bridge failed (%s)", request.uri)
+                    self._conn.abort()      # no-op once the bridge took the connection
                 return
         try:
             result = await app.asgi(scope, self.receive, self.send)

@@ -50,6 +50,7 @@ class Lifespan:
         self._startup_done = None
         self._shutdown_done = None
         self._failure = None        # the app's message with *.failed, or its exception
+        self._shutdown_asked = False    # lifespan.shutdown is (being) delivered
 
     async def startup(self):
         """Run the app's startup; raises StartupFailed if it failed (per the mode)."""
@@ -76,9 +77,14 @@ class Lifespan:
         """Run the app's shutdown (a failure is logged: the shard stops anyway)."""
         if not self.supported or self._task is None:
             return
-        self._inbox.put_nowait({"type": "lifespan.shutdown"})
+        if not self._shutdown_asked:
+            self._shutdown_asked = True
+            self._inbox.put_nowait({"type": "lifespan.shutdown"})
         await asyncio.shield(self._shutdown_done)
-        if self._shutdown_done.result() != "complete":
+        outcome = self._shutdown_done.result()
+        if outcome == "cancelled":
+            log.warning("ASGI lifespan: the app was cancelled before its shutdown completed")
+        elif outcome != "complete":
             log.error("ASGI application shutdown failed: %s", one_line(self._failure) or
                       "no message")
         self.supported = False
@@ -90,7 +96,10 @@ class Lifespan:
         try:
             await self.asgi_app(scope, self._receive, self._send)
         except (asyncio.CancelledError, GeneratorExit):
-            raise       # the shard's loop is going away under it: nothing to report
+            # the shard's loop is going away under it: nothing to report
+            self._settle(self._startup_done, "cancelled")
+            self._settle(self._shutdown_done, "cancelled")
+            raise
         except BaseException as exc:
             if not self._sent_any and self.mode == "auto":
                 log.debug("ASGI lifespan unsupported by the app (it raised %r)", exc)
@@ -107,7 +116,19 @@ class Lifespan:
             self._settle(self._shutdown_done, "complete")
 
     async def _receive(self):
-        return await self._inbox.get()
+        try:
+            return await self._inbox.get()
+        except asyncio.CancelledError:
+            # The shard loop cancels every task still running once its connections are
+            # done (ShardLoop._finish), before the app's stop_shard: for a started app
+            # that waits for its shutdown this is the shutdown, so it runs (and is
+            # awaited by the loop) instead of being cut short.
+            task = asyncio.current_task()
+            if (self._startup_done.done() and not self._shutdown_asked
+                    and task is not None and task.uncancel() == 0):
+                self._shutdown_asked = True
+                return {"type": "lifespan.shutdown"}
+            raise
 
     async def _send(self, message):
         kind = message.get("type")
@@ -133,5 +154,8 @@ class Lifespan:
 
     @staticmethod
     def _settle(fut, outcome):
-        if not fut.done():
-            fut.set_result(outcome)
+        if fut is not None and not fut.done():
+            try:
+                fut.set_result(outcome)
+            except RuntimeError:        # its loop is closed: nobody waits any more
+                pass

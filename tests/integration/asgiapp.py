@@ -8,6 +8,7 @@
 ``failing_app``: lifespan startup fails with a message (the server exits with code 3).
 """
 import json
+import sys
 
 
 async def app(scope, receive, send):
@@ -18,6 +19,7 @@ async def app(scope, receive, send):
                 scope["state"]["started"] = "yes"
                 await send({"type": "lifespan.startup.complete"})
             else:
+                print("asgiapp: lifespan shutdown", file=sys.stderr, flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"][len(scope["root_path"]):]   # path includes root_path

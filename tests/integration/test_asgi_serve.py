@@ -82,3 +82,11 @@ def test_failed_startup_exits_3_with_the_message(stack):
         assert s.leftovers() == []
     finally:
         s.cleanup()
+
+
+def test_sigterm_runs_the_lifespan_shutdown(served):
+    # last of the module's tests on this server: it stops it
+    s, client = served
+    assert client.get("/").status_code == 200
+    assert s.stop() == 0
+    assert "asgiapp: lifespan shutdown" in s.stderr()

@@ -336,6 +336,21 @@ def test_lifespan_state_per_request_copy_and_shutdown():
     assert events == ["lifespan.startup", "lifespan.shutdown"]
 
 
+def test_lifespan_shutdown_runs_when_the_shard_loop_cancels_its_tasks():
+    # ShardLoop._finish cancels every task still running before stop_shard runs
+    events = []
+    app = AsgiApp(lifespan_app(events), WebOptions(lifespan="on"))
+    h = Harness(app)
+    tasks = [t for t in asyncio.all_tasks(h.loop) if not t.done()]
+    assert tasks
+    for t in tasks:
+        t.cancel()
+    h.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    h.loop.run_until_complete(app.stop_shard(h.ctx))       # nothing left to do: returns
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+
+
 def test_lifespan_off_never_calls_the_app():
     events = []
     c = TestClient(AsgiApp(lifespan_app(events), WebOptions(lifespan="off")))
