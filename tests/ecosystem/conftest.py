@@ -1,7 +1,8 @@
 """Fixtures of the ecosystem tests: one server per stack per module.
 
-A test module names its app (``APP = "starlette_app:app"``, a module of this package) and
-how uvicorn serves it (``UVICORN_INTERFACE``); ``reference`` is uvicorn serving it,
+A test module names its app (``APP = "starlette_app:app"``, a module of this package),
+how uvicorn serves it (``UVICORN_INTERFACE``, ``UVICORN_FLAGS``) and the flags of
+``framework serve`` (``SERVE_FLAGS``); ``reference`` is uvicorn serving it,
 ``served`` is ``framework serve`` serving it on the user and on the kernel stack (the
 tests using it run once per stack, the server started once per stack and module).
 """
@@ -31,7 +32,8 @@ def _started(make):
 @pytest.fixture(scope="module")
 def reference(request):
     mod = request.module
-    yield from _started(lambda: Uvicorn(mod.APP, getattr(mod, "UVICORN_INTERFACE", "auto")))
+    yield from _started(lambda: Uvicorn(mod.APP, getattr(mod, "UVICORN_INTERFACE", "auto"),
+                                        extra=getattr(mod, "UVICORN_FLAGS", ())))
 
 
 @pytest.fixture(scope="module", params=STACKS)

@@ -41,12 +41,13 @@ class Uvicorn:
 
     stack = "uvicorn"
 
-    def __init__(self, spec, interface="auto", timeout=20.0, tls=None):
+    def __init__(self, spec, interface="auto", timeout=20.0, tls=None, extra=()):
         self.port = free_port()
         self.host = "127.0.0.1"
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://{self.host}:{self.port}"
-        extra = ["--ssl-certfile", tls.certfile, "--ssl-keyfile", tls.keyfile] if tls else []
+        extra = [*extra, *(("--ssl-certfile", tls.certfile, "--ssl-keyfile", tls.keyfile)
+                           if tls else ())]
         self.errfile = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", spec, "--app-dir", HERE, "--host", self.host,
