@@ -4,7 +4,7 @@ views see a PEP 3333 environ."""
 import pytest
 
 from .flask_app import LARGE
-from .harness import Req, check_list, client_for, parse_raw, raw_exchange
+from .harness import Req, check_list, client_for, differences, parse_raw, raw_exchange
 
 pytest.importorskip("framework.web.wsgi", reason="WSGI serving not there yet")
 
@@ -55,6 +55,29 @@ def test_environ_and_bodies(served):
         assert c.post("/form", content=b"a=1&a=2",
                       headers={"content-type": "application/x-www-form-urlencoded"}
                       ).json() == [["a", "1"], ["a", "2"]]
+
+
+RAW = [
+    ("raw pipelined", b"GET /items/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /items/2?a=%41 HTTP/1.1\r\n"
+     b"Host: h\r\nConnection: close\r\n\r\n"),
+    ("raw head of a stream", b"HEAD /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+    ("raw expect 100-continue", b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+     b"Expect: 100-continue\r\nConnection: close\r\n\r\nhello"),
+    ("raw http/1.0", b"GET /environ HTTP/1.0\r\nHost: h\r\n\r\n"),
+    ("raw query untouched", b"GET /environ?a=%41&b=%2x&c=+ HTTP/1.1\r\nHost: h\r\n"
+     b"Connection: close\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("name,data", RAW, ids=[r[0] for r in RAW])
+def test_raw_requests_as_uvicorn(reference, served, name, data):
+    head = data.startswith(b"HEAD")
+    ref = parse_raw(raw_exchange(reference.host, reference.port, data), head)
+    got = parse_raw(raw_exchange(served.host, served.port, data), head)
+    assert ref and ref[-1].status == 200, (name, [(r.status, r.body) for r in ref])
+    assert [r.status for r in got] == [r.status for r in ref], name
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert differences(r, g) == [], f"{name}: response {i + 1}"
 
 
 def test_chunked_request_body_reaches_the_view(served):
