@@ -15,7 +15,8 @@ The handler answers through this connection's ``write_headers`` / ``write`` /
 
 A handler with ``stream_request_body = True`` starts as soon as its headers are in
 (when it is the connection's turn) and reads the body through a BodyStream
-(``await self.request.read()``); reading pauses while it lags behind.
+(``await self.request.read()``); reading pauses while it lags behind, also while a
+pipelined one waits for its turn.
 
 An Upgrade request (``Upgrade: websocket``) is dispatched to its route like any other;
 its handler may take the connection over with ``detach()`` (CONTRACTS section 5,
@@ -37,7 +38,7 @@ from .flow import drain_future, wake_drainers
 from .h1writer import REASONS
 from .handler import HTTPError
 from .httputil import (PEER_LAZY, BodyStream, Request, absolute_authority, head_error,
-                       is_authority, split_target)
+                       is_authority, split_target, valid_host)
 from .proxy import apply_to_request as apply_forwarded
 
 log = logging.getLogger("framework.web")
@@ -418,8 +419,9 @@ class HttpProtocol:
     def _response_done(self, status, nbytes):
         req = self._current
         self._active = self._current = self._writer = None
-        if self._inbox is not None:
-            self._inbox.close()     # the handler answered: the rest of its body is dropped
+        inbox = self._inbox
+        if inbox is not None and (req is None or req.body_stream is inbox):
+            inbox.close()     # the handler answered: the rest of its body is dropped
         if self._closed or req is None:
             return
         access_log = self.shared.access_log
@@ -589,8 +591,8 @@ class _RequestReader:
         if self.hosts != 1 or self.te is not None or url[:1] != b"/" \
                 or (version != "1.1" and version != "1.0"):
             self._check_head(version, method, url)
-        elif head_error(version, method, url, 1, self.host, None):
-            raise _Reject(400)      # an invalid Host value
+        elif not valid_host(self.host):
+            raise _Reject(400)      # an invalid Host value (RFC 9112 3.2)
         req = Request(_METHOD_STR.get(method) or method.decode("ascii"), url.decode("latin-1"),
                       path, query, _VERSION_STR.get(version) or "HTTP/" + version,
                       self.headers, b"", conn._remote_ip)
@@ -606,10 +608,7 @@ class _RequestReader:
             if route is not None:
                 if route.max_body_size is not None:
                     self.body_limit = route.max_body_size
-                # stream only when it is this request's turn; a pipelined one waiting
-                # behind others is buffered and read() gives it in one piece
-                stream = (route.streaming and req.method in route.methods
-                          and conn._active is None and not conn._queue)
+                stream = route.streaming and req.method in route.methods
         cl = self.clen
         if cl is not None:
             try:
@@ -633,7 +632,10 @@ class _RequestReader:
             req.keep_alive = parser.should_keep_alive()
             conn._inbox = req.body_stream = BodyStream(shared.loop, conn)
             conn.deadline = shared.loop.time() + shared.config.request_timeout
-            conn._run(req)
+            # its handler starts now if it is the connection's turn; a pipelined one
+            # waits in the queue while its body fills the stream, and reading pauses
+            # at the stream's mark: a queued upload is never buffered whole
+            conn._dispatch(req)
 
     def _check_head(self, version, method, url):
         """RFC 9112's MUSTs on the request line, Host and framing (httputil.head_error);

@@ -202,6 +202,39 @@ def test_pipelined_requests_answered_in_order():
     assert [r[2] for r in parse_responses(t.take())] == [b"/1", b"/2", b"/3"]
 
 
+def test_a_pipelined_upload_waits_unread_not_buffered():
+    # no body limit for ASGI apps: a big body queued behind a slow request must not pile
+    # up in memory; it waits in its stream, reading paused, until its turn
+    got = []
+
+    async def handler(scope, receive, send):
+        if scope["path"] == "/slow":
+            await asyncio.sleep(5)
+        got.append(len(await read_body(receive)))
+        await respond(body=scope["path"].encode())(scope, receive, send)
+
+    h = Harness(AsgiApp(asgi(handler)))
+    proto, t = h.connect()
+    n = 4 << 20
+    proto.data_received(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"
+                        b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % n)
+    sent = 0
+    while not t.paused and sent < n:
+        proto.data_received(b"x" * 65536)
+        sent += 65536
+        h.run()
+    assert t.paused and sent <= 1 << 20      # a client reading nothing stops being read
+    h.run(6.0)                                # /slow answers; /up reads its body
+    while sent < n:
+        assert not t.paused
+        proto.data_received(b"x" * 65536)
+        sent += 65536
+        h.run()
+    h.run()
+    assert got == [0, n]
+    assert [r[2] for r in parse_responses(t.take())] == [b"/slow", b"/up"]
+
+
 def test_disconnect_after_the_body_and_at_close():
     got = []
 
