@@ -4,11 +4,7 @@ fixed list of requests exactly as uvicorn does: path and query parameters, a bod
 FastAPI's thread pool), 404/405, HEAD, and the generated OpenAPI document and docs page."""
 import json
 
-import pytest
-
 from .harness import Req, check_list, client_for
-
-pytest.importorskip("framework.web.asgi", reason="ASGI serving not there yet")
 
 APP = "fastapi_app:app"
 JSON = [("Content-Type", "application/json")]

@@ -6,8 +6,6 @@ import pytest
 from .flask_app import LARGE
 from .harness import Req, check_list, client_for, differences, parse_raw, raw_exchange
 
-pytest.importorskip("framework.web.wsgi", reason="WSGI serving not there yet")
-
 APP = "flask_app:app"
 UVICORN_INTERFACE = "wsgi"
 

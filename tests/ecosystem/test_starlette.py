@@ -12,8 +12,6 @@ from .harness import (Req, check_list, client_for, differences, normalise, parse
                       raw_exchange)
 from .starlette_app import LARGE
 
-pytest.importorskip("framework.web.asgi", reason="ASGI serving not there yet")
-
 APP = "starlette_app:app"
 
 REQUESTS = [
@@ -229,7 +227,6 @@ def ws_session(server):
 
 
 def test_websocket_as_uvicorn(reference, served):
-    pytest.importorskip("framework.web.asgi_ws", reason="ASGI WebSockets not there yet")
     ref = ws_session(reference)
     assert [x for x in ref if x[0] not in ("handshake", "rejected answer")] == [
         ("subprotocol", "chat"),
