@@ -223,8 +223,12 @@ class AsgiHandler(RequestHandler):
                     nxt.cancel()
 
     def _fail(self):
-        """The app failed: a 500 if nothing reached the client yet, else cut."""
-        if self._disconnected or self._complete:
+        """The app failed: a 500 if nothing reached the client yet, else cut; after a
+        complete response the connection closes once it is out (as uvicorn)."""
+        if self._disconnected:
+            return
+        if self._complete:
+            self._conn.shutdown()
             return
         self._complete = True
         if self._head_call is not None:

@@ -310,6 +310,20 @@ def test_exception_after_start_cuts_the_connection(caplog):
     assert any(r.exc_info for r in caplog.records if r.name == "framework.asgi")
 
 
+def test_exception_after_a_complete_response_closes_the_connection(caplog):
+    # Starlette's error middleware sends its 500, then raises (uvicorn closes then)
+    async def handler(scope, receive, send):
+        await respond(status=500, body=b"Internal Server Error")(scope, receive, send)
+        raise ValueError("after the response")
+
+    h = Harness(AsgiApp(asgi(handler)))
+    with caplog.at_level(logging.ERROR, logger="framework.asgi"):
+        out, _, t = h.request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert parse_responses(out)[0][2] == b"Internal Server Error"
+    assert t.closed and not t.aborted
+    assert any(r.exc_info for r in caplog.records if r.name == "framework.asgi")
+
+
 def test_no_response_is_a_500_and_bad_headers_too(caplog):
     async def nothing(scope, receive, send):
         return None
