@@ -8,12 +8,14 @@ itself runs in a bounded thread pool per shard (``opts.threads``), so a view tha
 
 One request, two threads:
 
-    loop    headers + body complete -> environ -> submit to the pool ----------------+
-    thread  app(environ, start_response) -> iterate the body; each block is handed   |
-            to the loop (call_soon_threadsafe) and the thread waits until it is      |
-            written and the transport takes more (back-pressure: a slow client       |
-            slows the app's iteration down, nothing piles up in our buffers)         |
-    loop    _deliver: write_headers / write / finish, then drain() -> wakes thread <-+
+    loop    headers + body complete -> environ -> submit to the pool
+    thread  app(environ, start_response) -> iterate the body; each block is handed
+            to the loop (call_soon_threadsafe) and the thread goes on, unless WINDOW
+            bytes are still on their way or the transport said pause_writing: then it
+            waits (back-pressure: a slow client slows the app's iteration down,
+            nothing piles up in our buffers)
+    loop    _deliver: write_headers / write / finish; a full transport blocks the
+            thread until drain()
 
 ``wsgi.input`` is the whole request body, buffered by the protocol before the app is
 called (up to the app's ``max_body_size``; more is a 413 the app never sees): a BytesIO,
@@ -29,6 +31,7 @@ The iterable's ``close()`` is always called.
 import concurrent.futures
 import io
 import logging
+import threading
 from urllib.parse import unquote_to_bytes
 
 from .app import App
@@ -45,6 +48,8 @@ _HOP_BY_HOP = frozenset(("connection", "keep-alive", "transfer-encoding", "te", 
 # names the framing code looks up exactly as spelled
 _CANONICAL = {"content-type": "Content-Type", "content-length": "Content-Length"}
 _PLAIN_500 = {"Content-Type": "text/plain; charset=UTF-8"}
+# response bytes a pool thread may hand to the loop before they are written
+WINDOW = 256 * 1024
 
 
 class ClientGone(ConnectionError):
@@ -188,13 +193,16 @@ class WsgiBridge(RequestHandler):
         ctx = self._ctx
         environ = build_environ(self.request, ctx, app.script_name,
                                 app.server_address(ctx, conn))
-        exchange = Exchange(self, app.wsgi_app, environ)
+        exchange = self.exchange = Exchange(self, app.wsgi_app, environ)
         self._finished = False
         return exchange.serve(app.pool(ctx))
 
     def on_connection_close(self):
         # the client went away mid-request: the thread learns it at its next write
         self._finished = True
+        exchange = self.__dict__.get("exchange")
+        if exchange is not None:
+            exchange._stop_thread(ClientGone("client went away"))
 
 
 class Exchange:
@@ -202,7 +210,8 @@ class Exchange:
     (``_deliver``) of its response."""
 
     __slots__ = ("handler", "conn", "loop", "wsgi_app", "environ", "status", "reason",
-                 "headers", "declared", "headers_sent", "sent", "complete", "close_after")
+                 "headers", "declared", "headers_sent", "sent", "complete", "close_after",
+                 "flow", "in_flight", "blocked", "gone")
 
     def __init__(self, handler, wsgi_app, environ):
         self.handler = handler
@@ -218,19 +227,32 @@ class Exchange:
         self.sent = 0               # body bytes handed to the connection
         self.complete = False       # the last block went out
         self.close_after = False    # the app said "Connection: close"
+        # flow control between the two threads (under ``flow``): bytes handed to the loop
+        # and not written yet, whether the transport asked us to wait (pause_writing),
+        # and why no more may be sent (a ClientGone), if so
+        self.flow = threading.Condition(threading.Lock())
+        self.in_flight = 0
+        self.blocked = False
+        self.gone = None
 
     # ---- loop side --------------------------------------------------------------------
     async def serve(self, pool):
         try:
-            await self.loop.run_in_executor(pool, self.run)
+            fut = self.loop.run_in_executor(pool, self.run)
         except RuntimeError:
             # the pool is shut down (the shard is stopping): no thread will answer
-            if not self.conn.closed and not self.headers_sent:
-                self._deliver(None, (503, None, dict(_PLAIN_500)), _page(503), True, True)
+            if not self.conn.closed:
+                self._deliver((503, None, dict(_PLAIN_500)), _page(503), True, True)
+            return
+        try:
+            await fut
+        except Exception:       # a bug of ours, not the app's (run() catches those)
+            log.exception("WSGI bridge failed")
+            self._abort()
 
-    def _deliver(self, done, head, chunk, last, close=False):
-        """Write one block of the response (on the loop); ``done`` (a concurrent future
-        the thread waits on) resolves once it is written and the transport takes more."""
+    def _deliver(self, head, chunk, last, close=False):
+        """Write one block of the response (on the loop), then let the thread send more
+        unless the transport is full (then once it drained)."""
         conn = self.conn
         try:
             if conn.closed:
@@ -244,20 +266,39 @@ class Exchange:
                 conn.finish(chunk)
             else:
                 conn.write(chunk)
-        except BaseException as e:      # noqa: B902 - handed to the thread, not lost
-            if done is not None:
-                done.set_exception(e)
+        except BaseException as e:      # noqa: B902 - the thread learns it
+            if not isinstance(e, ConnectionError):
+                log.error("writing the WSGI response failed", exc_info=e)
+                self._abort()
+            self._stop_thread(e if isinstance(e, ClientGone) else ClientGone(str(e)))
             return
         if last:
             self.handler._finished = True
-            if done is not None:
-                done.set_result(None)
             return
-        drained = conn.drain()
-        if drained.done():
-            _copy_result(drained, done)
-        else:
-            drained.add_done_callback(lambda f: _copy_result(f, done))
+        drained = None if conn.closed else conn.drain()
+        with self.flow:
+            self.in_flight -= len(chunk) + 1
+            if conn.closed:
+                self.gone = ClientGone("client went away")
+            elif not drained.done():
+                self.blocked = True
+            self.flow.notify()
+        if drained is not None and not drained.done():
+            drained.add_done_callback(self._drained)
+
+    def _drained(self, fut):
+        exc = None if fut.cancelled() else fut.exception()
+        with self.flow:
+            self.blocked = False
+            if exc is not None:
+                self.gone = ClientGone(str(exc))
+            self.flow.notify()
+
+    def _stop_thread(self, exc):
+        with self.flow:
+            if self.gone is None:
+                self.gone = exc
+            self.flow.notify()
 
     def _abort(self):
         self.handler._finished = True
@@ -302,7 +343,7 @@ class Exchange:
                 raise TypeError(f"response header {name!r}: {value!r}: names and values "
                                 "are str")
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name or \
-                    ":" in name:
+                    ":" in name or not (value.isascii() or _latin1(value)):
                 raise ValueError(f"unsafe response header {name!r}: {value!r}")
             lname = name.lower()
             if lname in _HOP_BY_HOP:
@@ -369,17 +410,21 @@ class Exchange:
             self.complete = True
 
     def _to_loop(self, head, block, last, close=False):
-        done = concurrent.futures.Future()
+        """Hand a block to the loop; wait first while WINDOW bytes are on their way or the
+        transport is full (back-pressure: the app is not asked for more meanwhile)."""
+        flow = self.flow
+        with flow:
+            while (self.blocked or self.in_flight >= WINDOW) and self.gone is None:
+                flow.wait()
+            if self.gone is not None:
+                if head is not None:
+                    self.headers_sent = True    # nothing more goes out, whatever happens
+                raise self.gone
+            self.in_flight += len(block) + 1
         try:
-            self.loop.call_soon_threadsafe(self._deliver, done, head, block, last, close)
+            self.loop.call_soon_threadsafe(self._deliver, head, block, last, close)
         except RuntimeError:    # the loop is closed: the shard stopped
             raise ClientGone("the shard stopped") from None
-        try:
-            done.result()
-        except ConnectionError as e:
-            if head is not None:
-                self.headers_sent = True    # whatever the app does now, nothing more goes out
-            raise ClientGone(str(e)) from None
 
     def _failed(self, exc):
         env = self.environ
@@ -399,14 +444,12 @@ class Exchange:
             pass
 
 
-def _copy_result(src, dst):
-    if dst is None or dst.done():
-        return
-    exc = src.exception()
-    if exc is None:
-        dst.set_result(None)
-    else:
-        dst.set_exception(exc)
+def _latin1(text):
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_status(status):
