@@ -162,7 +162,7 @@ class AsgiHandler(RequestHandler):
     stream_request_body = True
 
     __slots__ = ("_started", "_complete", "_disconnected", "_pending_head", "_body_done",
-                 "_next_chunk", "_waiter", "_head_call")
+                 "_next_chunk", "_waiter", "_head_call", "_client_eof")
 
     def __init__(self, app, request, conn, ctx):
         super().__init__(app, request, conn, ctx)
@@ -174,6 +174,7 @@ class AsgiHandler(RequestHandler):
         self._next_chunk = None         # a read of the body ahead of the app's receive()
         self._waiter = None             # receive() waiting for the disconnect
         self._head_call = None
+        self._client_eof = False        # the client sends no more (EOF)
 
     def _execute(self, route, method_name, args, kwargs):
         return self.handle()
@@ -244,7 +245,7 @@ class AsgiHandler(RequestHandler):
     # ---- receive ---------------------------------------------------------------------
     async def receive(self):
         if self._body_done or self._complete or self._disconnected:
-            if not (self._complete or self._disconnected):
+            if not (self._complete or self._disconnected or self._client_eof):
                 fut = self._waiter = self._conn.loop.create_future()
                 await fut
             return _DISCONNECT
@@ -281,6 +282,12 @@ class AsgiHandler(RequestHandler):
 
     def on_connection_close(self):
         self._disconnected = True
+        self._wake()
+
+    def on_client_eof(self):
+        """The client half-closed (or closed): an app waiting for more after the body
+        gets http.disconnect (as uvicorn); what it still sends goes out."""
+        self._client_eof = True
         self._wake()
 
     def _wake(self):

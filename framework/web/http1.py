@@ -184,6 +184,13 @@ class HttpProtocol:
         if self._active is None and not self._queue:
             self._close()
             return False
+        h = self._active
+        if h is not None:
+            # a handler may want to know the client sends no more (ASGI: http.disconnect
+            # to an app waiting on receive(), as uvicorn); the response may still go out
+            notice = getattr(h, "on_client_eof", None)
+            if notice is not None:
+                notice()
         return True   # keep the write side open to finish the responses
 
     def connection_lost(self, exc):

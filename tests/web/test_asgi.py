@@ -251,6 +251,24 @@ def test_disconnect_after_the_body_and_at_close():
     h.run()
     assert got == [{"type": "http.disconnect"}]
 
+    # a client that closes (EOF) while the app waits: http.disconnect, as uvicorn; what
+    # the app still sends goes out (a half-closed client reads on)
+    async def poll(scope, receive, send):
+        await read_body(receive)
+        got.append(await receive())
+        await respond(body=b"bye")(scope, receive, send)
+
+    h = Harness(AsgiApp(asgi(poll)))
+    proto, t = h.connect()
+    proto.data_received(b"GET /poll HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.run(10.0)
+    assert len(got) == 1
+    assert proto.eof_received() is True
+    h.run()
+    assert got[1] == {"type": "http.disconnect"}
+    assert parse_responses(t.take())[0][2] == b"bye" and t.closed
+    del got[:]
+
     async def upload(scope, receive, send):
         got.append(await receive())
         got.append(await receive())         # the client left mid-body
@@ -261,8 +279,8 @@ def test_disconnect_after_the_body_and_at_close():
     h.run()
     proto.connection_lost(ConnectionResetError())
     h.run()
-    assert got[1]["body"] == b"abc" and got[1]["more_body"] is True
-    assert got[2] == {"type": "http.disconnect"}
+    assert got[0]["body"] == b"abc" and got[0]["more_body"] is True
+    assert got[1] == {"type": "http.disconnect"}
 
 
 def test_send_after_completion_raises_in_the_app(caplog):
