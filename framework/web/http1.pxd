@@ -4,7 +4,7 @@ from framework.web cimport h1writer
 from framework.web.h1writer cimport BodyWriter
 from framework.web.httpserver cimport HttpShared
 from framework.web.httputil cimport (Request, absolute_authority, head_error, is_authority,
-                                     split_target)
+                                     split_target, valid_host)
 
 cdef dict _METHOD_STR, _VERSION_STR, _PLAIN
 cdef int _PAUSE_AT, _RESUME_AT

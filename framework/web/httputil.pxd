@@ -1,5 +1,7 @@
 # C layout of framework/web/httputil.py (Cython pure-Python mode; the .py is the source).
 
+cimport cython
+
 cdef class Request:
     cdef public object method
     cdef public object uri
@@ -22,6 +24,9 @@ cdef class Request:
 
 
 cpdef tuple split_target(bytes url)
+cdef bytes _NAME_OK
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=int)
+cpdef bint valid_host(bytes host)
 cpdef int head_error(version, method, bytes url, int hosts, host, te)
 cpdef absolute_authority(bytes url)
 cpdef bint is_authority(bytes url)

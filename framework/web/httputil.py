@@ -69,6 +69,32 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'(
                    rb"|(?:[-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
 
 
+# the usual Host (a name or IPv4 address, maybe a port) is checked byte by byte (a C loop
+# when compiled), anything else by the regex: _NAME_OK[c] is 1 for a reg-name byte
+_NAME_OK = bytes(1 if chr(c) in ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789-._~!$&'()*+,;=") else 0 for c in range(256))
+
+
+def valid_host(host):
+    """``host`` (bytes, OWS stripped) is a valid Host value (RFC 9110 7.2)."""
+    n = len(host)
+    i = 0
+    while i < n:
+        c = host[i]
+        if not _NAME_OK[c]:
+            if c != 58:         # ":" then only digits (the port)
+                return _HOST.fullmatch(host) is not None
+            i += 1
+            while i < n:
+                c = host[i]
+                if c < 48 or c > 57:
+                    return _HOST.fullmatch(host) is not None
+                i += 1
+            return True
+        i += 1
+    return True
+
+
 def head_error(version, method, url, hosts, host, te):
     """The status an RFC 9112 MUST answers a request head with (nginx's choice where the
     RFC leaves one), or 0. ``hosts``: how many Host lines, ``host`` the value of the last,
@@ -90,7 +116,7 @@ def head_error(version, method, url, hosts, host, te):
             return 400
     c = url[:1]
     if c == b"/":
-        if hosts == 1 and _HOST.fullmatch(host.strip(b" \t")) is None:
+        if hosts == 1 and not valid_host(host.strip(b" \t")):
             return 400
     elif c == b"*" and len(url) == 1:
         if method != b"OPTIONS":
