@@ -26,12 +26,14 @@ cdef class Ipv4Layer:
     cdef public dict templates
     cdef public unsigned int ip_id
     cdef public double now
+    cdef public dict local_extra
+    cdef public list aliases
 
     @cython.locals(c=dict, mymac=bytes, mp="const unsigned char*", myip="unsigned int", ip_obj=object,
                    good_src=set, n=Py_ssize_t, p="const unsigned char*", etype="unsigned int",
                    vhl="unsigned int", tot="unsigned int", frag="unsigned int",
                    proto="unsigned int", src="unsigned int", dst="unsigned int", l4=Py_ssize_t,
-                   end=Py_ssize_t, for_us=bint, bad_sum=bint, bad_src=bint, trusted=bint)
+                   end=Py_ssize_t, for_us=bint, extra=dict, inputs=tuple, bad_sum=bint, bad_src=bint, trusted=bint)
     cpdef rx(self, frames, now)
     cdef inline bint _martian(self, unsigned int src)
     cdef bint _src_ok(self, unsigned int src) except -1
@@ -42,6 +44,7 @@ cdef class Ipv4Layer:
     @cython.locals(e=Neighbour, now=double)
     cdef _output_slow(self, dst, int proto, payload, bytes vnet_hdr)
     cpdef neighbour_changed(self, ip, queued)
+    cpdef Ipv4Layer alias(self, unsigned int ip)
 
 
 @cython.locals(plen=Py_ssize_t, vp="const unsigned char*", pp="const unsigned char*",

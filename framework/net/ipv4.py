@@ -6,8 +6,14 @@ Pure: frames and ``now`` in, frames out (appended to the stack's ``tx`` list).
 Input checks, in order, each with its own drop counter: destination MAC, version, IHL,
 total length against the frame (Ethernet padding trimmed: the segment ends at
 ``24 + total length``, not at the end of the frame), header checksum, fragments
-(dropped: there is no reassembly yet), destination address (ours; broadcast and
-multicast are dropped quietly), source address, protocol.
+(dropped: there is no reassembly yet), destination address (ours, or one of the extra
+local addresses in ``local_extra``; broadcast and multicast are dropped quietly), source
+address, protocol.
+
+Extra local addresses (service addresses, VIPs: CONTRACTS section 3) are never ARPed for:
+their traffic arrives routed to our MAC. Each has its own TCP and ICMP input (set by the
+stack) and its own output ``alias``: an Ipv4Layer that shares this one's link (MAC,
+subnet, gateway, ARP, tx list, counters) but writes the extra address as the source.
 TTL is not checked on input: RFC 1122 3.2.1.7 says a host MUST NOT discard a datagram
 just because its TTL is below 2; TTL matters on output (64, never 0).
 
@@ -55,7 +61,8 @@ LOOPBACK_NET = 127
 
 class Ipv4Layer:
     __slots__ = ("mac", "ip", "mask", "net", "bcast", "gateway", "mtu", "counters", "tx", "arp",
-                 "tcp_input", "icmp_input", "other", "good_src", "templates", "ip_id", "now")
+                 "tcp_input", "icmp_input", "other", "good_src", "templates", "ip_id", "now",
+                 "local_extra", "aliases")
 
     def __init__(self, mac: bytes, ip: int, prefix: int, gateway, mtu: int, counters: dict,
                  tx: list, arp):
@@ -79,6 +86,8 @@ class Ipv4Layer:
         self.templates = {}
         self.ip_id = 0
         self.now = 0.0
+        self.local_extra = {}      # extra local address -> (tcp_input, icmp_input) (set by the stack)
+        self.aliases = []          # the output aliases made by alias()
         for k in COUNTERS:
             counters.setdefault(k, 0)
 
@@ -98,6 +107,7 @@ class Ipv4Layer:
         good_src = self.good_src
         tcp_input = self.tcp_input
         other = self.other
+        extra = self.local_extra
         if cython.compiled:
             mp = mymac
         for f in frames:
@@ -157,12 +167,15 @@ class Ipv4Layer:
                 if frag & 0x3FFF:                     # MF or a fragment offset
                     c["drop.ipv4.fragment"] += 1
                     continue
+                inputs = None
                 if dst != myip:
-                    if dst == BROADCAST or dst == self.bcast or dst >= MULTICAST:
-                        c["drop.ipv4.broadcast"] += 1
-                    else:
-                        c["drop.ipv4.not_for_us"] += 1
-                    continue
+                    inputs = extra.get(dst) if extra else None
+                    if inputs is None:
+                        if dst == BROADCAST or dst == self.bcast or dst >= MULTICAST:
+                            c["drop.ipv4.broadcast"] += 1
+                        else:
+                            c["drop.ipv4.not_for_us"] += 1
+                        continue
                 # trusted: vnet flags F_NEEDS_CSUM | F_DATA_VALID
                 if cython.compiled:
                     bad_src = self._martian(src)      # five C compares: no cache needed
@@ -173,7 +186,14 @@ class Ipv4Layer:
                 if bad_src:
                     c["drop.ipv4.bad_src"] += 1
                     continue
-                if proto == PROTO_TCP:
+                if inputs is not None:          # an extra local address (a VIP)
+                    if proto == PROTO_TCP:
+                        inputs[0](f, src, dst, l4, end, trusted, now)
+                    elif proto == PROTO_ICMP:
+                        inputs[1](f, src, dst, l4, end, trusted)
+                    else:
+                        c["drop.ipv4.unknown_proto"] += 1
+                elif proto == PROTO_TCP:
                     tcp_input(f, src, ip_obj, l4, end, trusted, now)
                 elif proto == PROTO_ICMP:
                     self.icmp_input(f, src, ip_obj, l4, end, trusted)
@@ -198,6 +218,18 @@ class Ipv4Layer:
             good.clear()
         good.add(src)
         return True
+
+    def alias(self, ip):
+        """An output for the extra local address ``ip``: an Ipv4Layer sharing this one's
+        link and neighbours, whose frames carry ``ip`` as their source. Next hops are
+        chosen on this layer's subnet (a VIP is usually off it: replies go through the
+        gateway, the way the request came)."""
+        a = Ipv4Layer(self.mac, self.ip, bin(self.mask).count("1"), self.gateway, self.mtu,
+                      self.counters, self.tx, self.arp)
+        a.ip = ip
+        a.good_src = self.good_src
+        self.aliases.append(a)
+        return a
 
     # -- output --------------------------------------------------------------------------
     def output(self, dst, proto, payload, vnet_hdr=PLAIN):
@@ -241,7 +273,8 @@ class Ipv4Layer:
         e = self.arp.lookup(nh, now)
         if e is None:
             c["ipv4.tx_queued_arp"] += 1
-            self.arp.enqueue(nh, (dst, proto, payload, vnet_hdr), now)
+            # the layer rides along: an alias's frame must leave with the alias's source
+            self.arp.enqueue(nh, (dst, proto, payload, vnet_hdr, self), now)
             return
         templates = self.templates
         if len(templates) >= _MAX_TEMPLATES:
@@ -258,8 +291,10 @@ class Ipv4Layer:
     def neighbour_changed(self, ip, queued):
         """ARP learned ``ip`` or saw it change its MAC: drop stale templates, send what waited."""
         self.templates.clear()     # rare; templates of gateway-routed dsts depend on it too
-        for dst, proto, payload, vnet_hdr in queued:
-            self.output(dst, proto, payload, vnet_hdr)
+        for a in self.aliases:
+            a.templates.clear()
+        for dst, proto, payload, vnet_hdr, layer in queued:
+            layer.output(dst, proto, payload, vnet_hdr)
 
 
 def _frame(vnet_hdr, prefix, tot, ident, proto, csum, addrs, payload):

@@ -18,6 +18,7 @@ cdef class Stack:
     cdef public ArpLayer arp
     cdef public Ipv4Layer ipv4
     cdef public object icmp, tcp, ip_output
+    cdef public list vips, tcp_layers
 
     cpdef process(self, frames, now)
     @cython.locals(tx=list, out=list)

@@ -5,6 +5,12 @@ Pure: ``process(frames, now)`` takes received frames, ``dispatch(now)`` fires ti
 returns the frames to send. No sockets, no clock reads, no globals: every test drives it
 with crafted frames and a fake ``now``.
 
+Extra local addresses (``vips``: service addresses routed to this node, never ARPed
+for) each get a TcpLayer and an IcmpLayer of their own, answering from that address;
+the TCP layers share the primary one's listeners, event list and counters, so above
+the stack one TCP layer is seen (``tcp``), and every listening port answers on every
+address. ``tcp_layers`` is the primary one first, then one per VIP.
+
 Every frame is ``vnet header (10 bytes) + Ethernet``. Every malformed frame is counted
 under one reason in ``counters`` and dropped; nothing raises out of ``process``.
 """
@@ -30,11 +36,12 @@ _L3 = VNET_LEN + 14
 
 class Stack:
     __slots__ = ("mac", "ip", "prefix", "gateway", "mtu", "csum_offload", "gso", "now",
-                 "_counters", "_tx", "arp", "ipv4", "icmp", "tcp", "ip_output")
+                 "_counters", "_tx", "arp", "ipv4", "icmp", "tcp", "ip_output", "vips",
+                 "tcp_layers")
 
     def __init__(self, mac, ip="198.18.0.2", prefix=24, gateway=None, csum_offload=True,
                  gso=False, mtu=1500, tcp_config=None, tcp_factory=TcpLayer, arp_ttl=60.0,
-                 arp_retry=1.0, arp_tries=3, arp_queue=4, arp_max_pending=256):
+                 arp_retry=1.0, arp_tries=3, arp_queue=4, arp_max_pending=256, vips=()):
         self.mac = mac_to_bytes(mac)
         self.ip = ip_to_int(ip)
         self.prefix = prefix
@@ -60,6 +67,25 @@ class Stack:
         self.tcp = tcp_factory(self.ip_output, self.ip, mtu, csum_offload, gso, tcp_config)
         self.ipv4.tcp_input = self.tcp.input
         self.ipv4.other = self._rx_other
+        self.vips = [ip_to_int(v) for v in vips]
+        self.tcp_layers = [self.tcp]
+        for vip in self.vips:
+            self._add_vip(vip, tcp_factory, mtu, csum_offload, gso, tcp_config)
+
+    def _add_vip(self, vip, tcp_factory, mtu, csum_offload, gso, tcp_config):
+        if vip == self.ip or vip in self.ipv4.local_extra:
+            raise ValueError("a VIP is given twice or is the stack's own address")
+        out = cython.cast(object, self.ipv4.alias(vip)).output
+        tcp = tcp_factory(out, vip, mtu, csum_offload, gso, tcp_config)
+        primary = self.tcp
+        # one TCP layer as seen from above: the same listeners, events and counters
+        tcp.listeners = primary.listeners
+        tcp.events = primary.events
+        tcp.counters = primary.counters
+        icmp_layer = IcmpLayer(out, self._counters)
+        self.ipv4.local_extra[vip] = (tcp.input, icmp_layer.input)
+        self.tcp_layers.append(tcp)
+
 
     @property
     def counters(self) -> dict:
@@ -98,6 +124,10 @@ class Stack:
         tcp = self.tcp
         tcp.poll(now)
         tcp.flush(now)
+        if len(self.tcp_layers) > 1:
+            for tcp in self.tcp_layers[1:]:
+                tcp.poll(now)
+                tcp.flush(now)
         tx = self._tx
         if not tx:
             return []
@@ -109,17 +139,22 @@ class Stack:
     def output_pending(self):
         """Frames queued or TCP output waiting (what the next ``dispatch`` would send,
         timers aside): cheap, for a loop deciding whether to dispatch now."""
-        return bool(self._tx) or self.tcp.output_pending()
+        if self._tx or self.tcp.output_pending():
+            return True
+        if len(self.tcp_layers) > 1:
+            for tcp in self.tcp_layers[1:]:
+                if tcp.output_pending():
+                    return True
+        return False
 
     def poll_at(self):
         """The next absolute deadline (ARP retries, TCP timers), or None."""
-        a = self.arp.poll_at()
-        t = self.tcp.poll_at()
-        if a is None:
-            return t
-        if t is None:
-            return a
-        return a if a < t else t
+        best = self.arp.poll_at()
+        for tcp in self.tcp_layers:
+            t = tcp.poll_at()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def announce(self):
         """Queue a gratuitous ARP so neighbours (re)learn our MAC, e.g. after a start."""

@@ -165,9 +165,10 @@ class UserStackProvider:
         ps = getattr(self.port, "stats", None) or {}
         vals = dict(sc)
         by_state = {}
-        for c in self.tcp.flows.values():
-            k = "state." + STATE_NAMES.get(c.state, "?")
-            by_state[k] = by_state.get(k, 0) + 1
+        for tcp in getattr(self.stack, "tcp_layers", (self.tcp,)):   # primary, then VIPs
+            for c in tcp.flows.values():
+                k = "state." + STATE_NAMES.get(c.state, "?")
+                by_state[k] = by_state.get(k, 0) + 1
         for n in set(STATE_NAMES.values()):
             vals[f"state.{n}"] = by_state.get(f"state.{n}", 0)
         vals.update({
