@@ -10,8 +10,7 @@ A message is text; ``/nick NAME`` sets the name shown with yours. A client that 
 answering pings for 20 s is dropped; a message over 64 KiB closes its socket (1009).
 """
 import framework
-from framework import App, RequestHandler
-from framework.web.websocket import WebSocketClosedError, WebSocketHandler
+from framework import App, RequestHandler, WebSocketClosedError, WebSocketHandler
 
 app = App()
 

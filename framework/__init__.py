@@ -10,7 +10,8 @@ native.select()
 
 _WEB = ("App", "RequestHandler", "StreamHandler", "HTTPError", "load_app")
 _CONTEXT = ("ShardContext", "ShardUnavailable", "ShardTimeout", "current_shard")
-__all__ = list(_WEB + _CONTEXT + ("StreamConnection",))
+_WEBSOCKET = ("WebSocketHandler", "WebSocketClosedError")
+__all__ = list(_WEB + _CONTEXT + _WEBSOCKET + ("StreamConnection",))
 
 
 def __getattr__(name):
@@ -20,6 +21,9 @@ def __getattr__(name):
     if name in _CONTEXT:
         from . import context
         return getattr(context, name)
+    if name in _WEBSOCKET:
+        from .web import websocket
+        return getattr(websocket, name)
     if name == "StreamConnection":
         from .connection import StreamConnection
         return StreamConnection

@@ -1,5 +1,5 @@
 """The ASGI ``websocket`` scope (ASGI spec 2.4, as uvicorn serves it) on our WebSocket
-engine and protocol (framework.web.websocket).
+engine (framework.web.wsengine) and protocol (framework.web.websocket).
 
 framework.web.asgi's handler calls ``await serve_websocket(asgi_app, http_scope,
 handler)`` for a request with ``Upgrade: websocket``: the connection is detached from

@@ -7,8 +7,7 @@ limit, the default); a text ``close:CODE:REASON`` makes the server close with th
 
 ``asgi_app``: a raw ASGI 3 echo app (served through framework.web.asgi).
 """
-from framework import App, RequestHandler
-from framework.web.websocket import WebSocketHandler
+from framework import App, RequestHandler, WebSocketHandler
 
 app = App()
 

@@ -1,6 +1,7 @@
-"""WebSockets without sockets: the engine fed bytes, the handshake functions, and
-WebSocketHandler behind the HTTP protocol on a fake transport and a virtual clock (the
-client is wsproto's, so every frame on the wire is one a real client makes)."""
+"""WebSockets without sockets: the engine fed bytes and the handshake functions
+(framework.web.wsengine), and WebSocketHandler behind the HTTP protocol on a fake
+transport and a virtual clock (the client is wsproto's, so every frame on the wire is
+one a real client makes)."""
 import asyncio
 
 import pytest
@@ -13,9 +14,10 @@ from wsproto.frame_protocol import FrameProtocol
 
 from framework import App, RequestHandler
 from framework.web.httputil import HTTPHeaders
-from framework.web.websocket import (Closed, Message, WebSocketClosedError, WebSocketEngine,
-                                     WebSocketHandler, accept_response, handshake_error)
-from framework.web.websocket import Pong as EnginePong
+from framework.web.websocket import WebSocketHandler
+from framework.web.wsengine import (Closed, Message, WebSocketClosedError, WebSocketEngine,
+                                    accept_response, handshake_error)
+from framework.web.wsengine import Pong as EnginePong
 
 from .fakes import FakeTransport, Harness
 
