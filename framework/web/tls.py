@@ -70,15 +70,27 @@ def server_context(opts):
         try:
             ctx.load_verify_locations(cafile=opts.ca_certs)
         except (OSError, ssl.SSLError) as e:
-            raise TlsConfigError(f"--ca-certs {opts.ca_certs}: {_why(e)}") from None
+            raise TlsConfigError(f"--ca-certs {opts.ca_certs}: "
+                                 f"{_why(e, 'PEM CA certificates')}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
 
-def _why(e):
-    return (getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)).lower() \
-        .replace("_", " ") if not isinstance(e, FileNotFoundError) else "no such file"
+def _why(e, what="a PEM certificate chain with its private key"):
+    """One short reason for a TlsConfigError."""
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    reason = getattr(e, "reason", None)
+    if reason == "KEY_VALUES_MISMATCH":
+        return "the private key does not match the certificate"
+    if reason:
+        return reason.lower().replace("_", " ")
+    if isinstance(e, ssl.SSLError) and e.args and isinstance(e.args[0], str):
+        return e.args[0].rstrip(".").lower()
+    if isinstance(e, ssl.SSLError):
+        return f"not {what}"
+    return e.strerror or str(e)
 
 
 def wrap(app, opts):

@@ -189,6 +189,25 @@ def test_bad_certificate_is_one_line_error(pki, tmp_path):
                                         ssl_ciphers="NO-SUCH-CIPHER"))
 
 
+def test_serve_refuses_a_bad_certificate_with_exit_2(pki, tmp_path):
+    """The supervisor builds the app once: a certificate it cannot use is one line on
+    stderr and exit code 2, before anything is created."""
+    import sys
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    for flags, says in ([["--certfile", str(bad)], "--certfile"],
+                        [["--certfile", pki.cert, "--keyfile", pki.expired_key],
+                         "does not match"],
+                        [["--certfile", pki.cert, "--keyfile", pki.key, "--ca-certs",
+                          str(bad)], "--ca-certs"]):
+        r = subprocess.run([sys.executable, "-m", "framework", "serve", TLSAPP, *flags],
+                           capture_output=True, text=True, timeout=60,
+                           cwd=os.path.dirname(os.path.dirname(HERE)))
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], r.stderr
+
+
 # ---- both stacks ---------------------------------------------------------------------------
 def serve(lab, stack, web):
     net = Net(lab, kernel_ip=stack == "kernel")
