@@ -65,3 +65,22 @@ async def failing_app(scope, receive, send):
                     "message": "database at 198.18.0.9 refused the connection"})
         return
     raise AssertionError("no HTTP request may reach an app that failed to start")
+
+
+async def fails_on_restart(scope, receive, send):
+    """Starts once; a worker started again (after a crash) finds the marker file of the
+    first start (ASGIAPP_MARKER) and fails its startup."""
+    import os
+    if scope["type"] == "lifespan":
+        marker = os.environ["ASGIAPP_MARKER"]
+        await receive()
+        if os.path.exists(marker):
+            await send({"type": "lifespan.startup.failed",
+                        "message": "the second start is refused"})
+            return
+        open(marker, "w").close()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await app(scope, receive, send)

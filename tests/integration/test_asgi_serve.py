@@ -90,3 +90,17 @@ def test_sigterm_runs_the_lifespan_shutdown(served):
     assert client.get("/").status_code == 200
     assert s.stop() == 0
     assert "asgiapp: lifespan shutdown" in s.stderr()
+
+
+def test_failed_startup_of_a_restarted_worker_stops_the_server(serve, tmp_path):
+    # a worker killed and restarted whose app now refuses to start: exit 3, no loop
+    marker = tmp_path / "started"
+    s = serve(app="asgiapp:fails_on_restart", cores=1, extra=("--stack", "kernel"),
+              env={"ASGIAPP_MARKER": str(marker)})
+    assert marker.exists()
+    s.workers()[0].kill()
+    rc = s.proc.wait(30)
+    err = s.stderr()
+    assert rc == 3, err
+    assert "application startup failed: the second start is refused" in err
+    assert err.count("died") <= 1, err          # one death (the kill), no restart storm
