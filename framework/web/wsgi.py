@@ -388,6 +388,11 @@ class Exchange:
             if block and not self.complete:
                 self._send(block)
         if not self.complete:
+            if not self.headers_sent and self.declared is None and \
+                    self.environ["REQUEST_METHOD"] == "HEAD":
+                # a HEAD's empty iterable says nothing of the GET's length: no
+                # Content-Length: 0 (the headers go as a stream's, then it ends)
+                self._send(b"")
             self._send(b"", last=True)
 
     def _send(self, block, last=False):

@@ -183,6 +183,16 @@ def test_list_body_framed_by_length_and_write_callable_and_head():
         assert out.endswith(b"\r\n\r\n") and b"one" not in out
 
 
+def test_head_of_an_empty_stream_claims_no_length():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter(()) if environ["REQUEST_METHOD"] == "HEAD" else iter([b"a", b"b"])
+    with serving(app):
+        head = raw(b"HEAD / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    assert b"Content-Length" not in head
+
+
 class Closing:
     """A body iterable that says when close() was called."""
 
