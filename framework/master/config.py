@@ -148,6 +148,27 @@ def parse_ipv4(v):
         raise ValueError(str(e))
 
 
+def parse_vips(v):
+    """``"198.19.0.1,198.19.0.2"`` (or a TOML list) -> a list of distinct IPv4 addresses."""
+    items = v if isinstance(v, list) else _str_from(v).split(",")
+    out = []
+    for item in items:
+        a = parse_ipv4(item.strip() if isinstance(item, str) else item)
+        if a in out:
+            raise ValueError(f"{a} is listed twice")
+        out.append(a)
+    if not out:
+        raise ValueError("no address given")
+    return out
+
+
+def parse_url_path(v):
+    text = _str_from(v).strip()
+    if not text.startswith("/") or any(c in text for c in "?# "):
+        raise ValueError(f"{text!r}: expected a path like /healthz")
+    return text
+
+
 def parse_hostport(v):
     """``HOST:PORT`` (or ``:PORT`` / ``PORT`` = 127.0.0.1) -> (host, port); "off" -> None."""
     text = _str_from(v).strip() if not isinstance(v, int) else str(v)
@@ -303,6 +324,17 @@ OPTIONS = {o.name: o for o in (
            "addresses (comma list, or *) (default: from nobody)", "IPS"),
     Option("reload", parse_bool, False, "development: restart the workers when a .py file "
            "under the app's directory changes", flag_only=True),
+    # behind a balancer (docs/DEPLOY.md)
+    Option("vip", parse_vips, None, "extra service addresses to answer on, e.g. "
+           "198.19.0.1 (comma list): routed to this node, never ARPed for", "ADDR[,ADDR]"),
+    Option("health_path", parse_url_path, None, "answer GET PATH with 200 while serving, "
+           "503 once a stop begins, on every interface (default off)", "PATH"),
+    Option("drain_delay", parse_seconds_or_off, None, "on SIGTERM, report unhealthy and keep "
+           "serving this long before the graceful stop (default 0)", "S"),
+    Option("on_ready", _str_from, None, "shell command run once every worker serves, e.g. "
+           "'birdc enable vip'", "CMD"),
+    Option("on_drain", _str_from, None, "shell command run when draining starts, e.g. "
+           "'birdc disable vip'", "CMD"),
     Option("link_subnet", parse_subnet, None, "a /24 in 198.18.0.0/15 for the default link",
            "NET", hidden=True),
 )}
@@ -430,6 +462,8 @@ def check(cfg, available_cores, iface_exists=None):
     if (cfg.ip or cfg.gateway) and not cfg.iface:
         raise ConfigError("--ip/--gateway only go with --iface "
                           "(the default link chooses its own addresses)")
+    if cfg.vip and cfg.ip and cfg.ip.split("/")[0] in cfg.vip:
+        raise ConfigError("--vip: a VIP is the node's own --ip")
     if cfg.iface and cfg.link_subnet:
         raise ConfigError("--link-subnet only applies to the default link, not --iface")
     if (cfg.keyfile or cfg.ca_certs or cfg.ssl_ciphers) and not cfg.certfile:

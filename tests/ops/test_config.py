@@ -53,7 +53,9 @@ def test_every_option_has_env_and_file_form(tmp_path):
                "root_path": "/api", "lifespan": "off", "threads": "2",
                "certfile": "/tmp/c.pem", "keyfile": "/tmp/k.pem", "ca_certs": "/tmp/ca.pem",
                "ssl_ciphers": "ECDHE+AESGCM", "access_log": "-",
-               "forwarded_allow_ips": "198.18.0.1", "reload": "true"}
+               "forwarded_allow_ips": "198.18.0.1", "reload": "true",
+               "vip": "198.19.0.1,198.19.0.2", "health_path": "/healthz", "drain_delay": "2",
+               "on_ready": "birdc enable vip", "on_drain": "birdc disable vip"}
     assert set(samples) == set(OPTIONS)
     for name, text in samples.items():
         a = getattr(resolve({name: text}, env={}), name)
