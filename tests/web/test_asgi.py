@@ -366,6 +366,29 @@ def test_body_over_the_limit_is_413_before_the_app():
     assert parse_responses(out)[0][0] == 413 and called == []
 
 
+def test_chunked_body_over_the_limit_is_413_and_a_disconnect_for_the_app():
+    got = []
+
+    async def handler(scope, receive, send):
+        while True:
+            m = await receive()
+            got.append(m["type"])
+            if m["type"] == "http.disconnect" or not m["more_body"]:
+                break
+        await respond()(scope, receive, send)      # dropped: the client is answered
+
+    h = Harness(AsgiApp(asgi(handler), max_body_size=10))
+    proto, t = h.connect()
+    proto.data_received(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"6\r\nabcdef\r\n")
+    h.run()
+    proto.data_received(b"6\r\nghijkl\r\n0\r\n\r\n")
+    h.run()
+    assert got[-1] == "http.disconnect"
+    responses = parse_responses(t.take())
+    assert [r[0] for r in responses] == [413] and t.closed
+
+
 # ---- lifespan ----------------------------------------------------------------------------
 def lifespan_app(events, fail=None, message="db down"):
     async def lifespan(scope, receive, send):
