@@ -194,23 +194,25 @@ class AsgiHandler(RequestHandler):
                 return
         try:
             result = await app.asgi(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            # the shard is stopping and its grace is over (ShardLoop cancels what is left)
+            log.warning("ASGI application cancelled (%s %s)", request.method, request.uri)
+            self._fail()
+            raise
         except BaseException as exc:
             log.error("exception in ASGI application (%s %s)", request.method, request.uri,
                       exc_info=exc)
             self._fail()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         else:
             if result is not None:
                 log.error("ASGI callable returned %r, not None (%s %s)", result,
                           request.method, request.uri)
-            if not self._started and not self._disconnected:
-                log.error("ASGI callable returned without starting a response (%s %s)",
-                          request.method, request.uri)
-                self._fail()
-            elif not self._complete and not self._disconnected:
-                log.error("ASGI callable returned without completing the response "
-                          "(%s %s)", request.method, request.uri)
+            if not (self._complete or self._disconnected):
+                # after the client's EOF the app may well give up: no error then
+                level = logging.DEBUG if self._client_eof else logging.ERROR
+                log.log(level, "ASGI callable returned without %s the response (%s %s)",
+                        "completing" if self._started else "starting", request.method,
+                        request.uri)
                 self._fail()
         finally:
             self._finished = True
