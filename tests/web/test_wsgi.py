@@ -347,10 +347,11 @@ def test_exc_info_replaces_the_status_before_anything_went_out():
 
 # ---- threads --------------------------------------------------------------------------
 def test_a_blocking_view_does_not_stop_the_shard():
-    released = threading.Event()
+    released, entered = threading.Event(), threading.Event()
 
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/block":
+            entered.set()
             assert released.wait(10)         # blocks this pool thread, not the loop
             time.sleep(0.05)
             body = b"unblocked"
@@ -362,6 +363,7 @@ def test_a_blocking_view_does_not_stop_the_shard():
     with serving(app, threads=2):
         blocked = http.client.HTTPConnection(HOST, PORT, timeout=10)
         blocked.request("GET", "/block")
+        assert entered.wait(10)             # the view is blocked in its thread now
         assert get("/release")[2] == b"released"
         assert blocked.getresponse().read() == b"unblocked"
         blocked.close()
