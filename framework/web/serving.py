@@ -25,11 +25,11 @@ class WebOptions:
     """Plain data (it pickles into the worker spec); defaults are what ``serve`` uses."""
 
     __slots__ = ("interface", "root_path", "lifespan", "threads", "certfile", "keyfile",
-                 "ca_certs", "ssl_ciphers", "access_log", "forwarded_allow_ips")
+                 "ca_certs", "ssl_ciphers", "access_log", "forwarded_allow_ips", "health_path")
 
     def __init__(self, interface="auto", root_path="", lifespan="auto", threads=4,
                  certfile=None, keyfile=None, ca_certs=None, ssl_ciphers=None,
-                 access_log=None, forwarded_allow_ips=None):
+                 access_log=None, forwarded_allow_ips=None, health_path=None):
         self.interface = interface          # auto | asgi | wsgi | framework
         self.root_path = root_path          # ASGI root_path / WSGI SCRIPT_NAME
         self.lifespan = lifespan            # auto | on | off (ASGI lifespan protocol)
@@ -40,6 +40,7 @@ class WebOptions:
         self.ssl_ciphers = ssl_ciphers
         self.access_log = access_log        # None (off), "-" (stderr) or a file path
         self.forwarded_allow_ips = forwarded_allow_ips  # None, "*" or "a,b,c" (trusted proxies)
+        self.health_path = health_path      # None, or the path answered 200/503 (health.py)
 
     @classmethod
     def from_config(cls, cfg):
@@ -105,6 +106,9 @@ def build_app(obj, opts=None):
     if opts.access_log is not None:
         from .accesslog import enable
         enable(app, opts)
+    if opts.health_path:
+        from .health import wrap as answer_health
+        answer_health(app, opts.health_path)
     if opts.certfile:
         from .tls import wrap
         app = wrap(app, opts)
