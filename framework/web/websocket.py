@@ -64,6 +64,7 @@ class WebSocketProtocol:
         self._rpaused = 0
         self._timer = None          # the next keep-alive ping, its pong deadline, or
         self._ping_payload = None   # the close timeout
+        self._close_started = False  # our Close is out: only the close timeout runs
 
     # ---- set-up ------------------------------------------------------------------------------
     def attach(self, transport, rest=b""):
@@ -106,7 +107,8 @@ class WebSocketProtocol:
             if cls is Message:
                 listener.ws_message(ev.data)
             elif cls is Pong:
-                if self._ping_payload is not None and ev.payload == self._ping_payload:
+                if self._ping_payload is not None and ev.payload == self._ping_payload \
+                        and not self._close_started:
                     self._ping_payload = None
                     self._schedule_ping()
                 listener.ws_pong(ev.payload)
@@ -117,8 +119,9 @@ class WebSocketProtocol:
                 self.transport.close()      # the server closes TCP first (RFC 6455 7.1.1)
             if self._lost:
                 break
-        if engine.closing and not engine.done and self._timer is None:
-            self._start_close_timer()     # we sent Close (e.g. 1009): wait for the reply
+        if engine.closing and not engine.done and not self._close_started:
+            self._cancel_timer()          # the engine sent Close (1009): wait for the reply
+            self._start_close_timer()
 
     def eof_received(self):
         return False    # a peer that half-closes is gone: close (connection_lost follows)
@@ -247,6 +250,7 @@ class WebSocketProtocol:
         self.transport.abort()
 
     def _start_close_timer(self):
+        self._close_started = True
         if self.close_timeout is not None and not self._lost:
             self._timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
 
@@ -363,6 +367,11 @@ class WebSocketHandler(RequestHandler):
             return
         subprotocols = offered_subprotocols(headers)
         subprotocol = self.select_subprotocol(subprotocols) if subprotocols else None
+        extra = [(k, v) for k, vs in (self._headers or {}).items()
+                 for v in (vs if isinstance(vs, list) else [vs])]
+        shared = getattr(self._conn, "shared", None)
+        head, extensions = accept_response(headers, subprotocol, self.compression, extra,
+                                           shared.prefix() if shared is not None else b"")
         taken = self._conn.detach()
         if taken is None:       # not an Upgrade llhttp saw (HTTP/1.0), or the client left
             self.set_status(400)
@@ -377,11 +386,6 @@ class WebSocketHandler(RequestHandler):
         ws = self._ws = WebSocketProtocol(
             self._conn.loop, self, self.max_message_size, self.ping_interval,
             self.ping_timeout, self.close_timeout)
-        extra = [(k, v) for k, vs in (self._headers or {}).items()
-                 for v in (vs if isinstance(vs, list) else [vs])]
-        shared = getattr(self._conn, "shared", None)
-        head, extensions = accept_response(headers, subprotocol, self.compression, extra,
-                                           shared.prefix() if shared is not None else b"")
         ws.attach(transport, rest)
         ws.accept(head, extensions)
         if not self._run(self.open, args, kwargs):
@@ -432,7 +436,10 @@ class WebSocketHandler(RequestHandler):
         try:
             await awaitable
         except Exception:
-            if not self._gone:
+            if self._gone:      # on_close, or a callback the connection's end cut short
+                log.exception("%s.%s failed", type(self).__name__,
+                              getattr(fn, "__name__", "callback"))
+            else:
                 self._failed(fn)
 
     async def _await_then_next(self, awaitable, fn):

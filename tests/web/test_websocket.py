@@ -256,6 +256,10 @@ class KeepAlive(WebSocketHandler):
         EVENTS.append(("close", self.close_code, self.close_reason))
 
 
+class SmallKeepAlive(KeepAlive):
+    max_message_size = 100
+
+
 class Plain(RequestHandler):
     def get(self):
         self.write("plain")
@@ -264,7 +268,7 @@ class Plain(RequestHandler):
 @pytest.fixture
 def h():
     EVENTS.clear()
-    app = App([("/ws/{name}", Echo), ("/slow", SlowEcho), ("/ka", KeepAlive),
+    app = App([("/ws/{name}", Echo), ("/slow", SlowEcho), ("/ka", KeepAlive), ("/ka-small", SmallKeepAlive),
                ("/plain", Plain)])
     return Harness(app)
 
@@ -397,6 +401,16 @@ def test_handler_keepalive_ping_and_timeout(h):
     cl.receive_data(t.take())
     h.run()
     assert EVENTS[-1] == ("close", None, None)
+
+
+def test_handler_1009_then_the_close_timeout_even_with_keepalive(h):
+    cl, t, _, _ = open_ws(h, "/ka-small")
+    (ev,) = pump(h, cl, t, cl.send(BytesMessage(b"b" * 101)))
+    assert isinstance(ev, CloseConnection) and ev.code == 1009
+    h.run(4.9)                                 # no reply; no keep-alive ping either
+    assert not t.closed and t.take() == b""
+    h.run(0.2)
+    assert t.aborted and EVENTS[-1] == ("close", None, None)
 
 
 def test_handler_rejections_and_plain_routes(h):
