@@ -260,6 +260,16 @@ class SmallKeepAlive(KeepAlive):
     max_message_size = 100
 
 
+class LateTaker(RequestHandler):
+    """Takes the connection over only after an await (an async prepare, say)."""
+    taken = []
+
+    async def get(self):
+        await asyncio.sleep(0.1)
+        LateTaker.taken.append(self.request.connection.detach())
+        self._finished = True
+
+
 class Plain(RequestHandler):
     def get(self):
         self.write("plain")
@@ -269,7 +279,7 @@ class Plain(RequestHandler):
 def h():
     EVENTS.clear()
     app = App([("/ws/{name}", Echo), ("/slow", SlowEcho), ("/ka", KeepAlive), ("/ka-small", SmallKeepAlive),
-               ("/plain", Plain)])
+               ("/plain", Plain), ("/late", LateTaker)])
     return Harness(app)
 
 
@@ -443,3 +453,22 @@ def test_wsproto_client_sees_a_rejection_as_a_rejection(h):
     cl.receive_data(t.take())
     kinds = [type(e) for e in cl.events()]
     assert kinds[0] is RejectConnection and RejectData in kinds
+
+
+def test_detach_hands_over_every_byte_after_the_head(h):
+    LateTaker.taken.clear()
+    proto, t = h.connect()
+    head = (b"GET /late HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n")
+    proto.data_received(head + b"first")
+    proto.data_received(b"-second")
+    proto.data_received(b"x" * 70000)          # past 64 KiB held: reading pauses
+    assert t.paused
+    h.run(0.2)
+    (transport, rest), = LateTaker.taken
+    assert transport is t and rest == b"first-second" + b"x" * 70000
+    assert not t.paused and t.take() == b"" and not t.closed
+    proto.data_received(b"ignored")            # the HTTP protocol has let go
+    proto.connection_lost(None)
+    assert t.take() == b""
+    assert proto.detach() is None
