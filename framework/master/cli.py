@@ -88,6 +88,7 @@ def serve(args, parser):
 
     logs.setup(cfg.log_level, None, cfg.log_file)
     # imported here for start-up cost (multiprocess, the worker, the stack), as _load_app
+    from .hooks import Lifecycle
     from .supervisor import Supervisor
     sup = Supervisor(cfg.app, cores, stack=cfg.stack, port_type=cfg.port_type,
                      http_port=cfg.port, iface=cfg.iface, ip=cfg.ip, gateway=cfg.gateway,
@@ -95,7 +96,9 @@ def serve(args, parser):
                      graceful_timeout=cfg.graceful_timeout, timeout=cfg.timeout,
                      metrics=metrics, metrics_netns=cfg.metrics_netns,
                      pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files,
-                     web=web, reload=cfg.reload)
+                     web=web, reload=cfg.reload, vips=cfg.vip or (),
+                     lifecycle=Lifecycle(cfg.on_ready, cfg.on_drain, cfg.drain_delay,
+                                         cfg.vip or ()))
     return sup.run()
 
 

@@ -74,7 +74,7 @@ class LinkInfo:
     """What a worker needs to open its port: picklable, no handles."""
 
     __slots__ = ("port_type", "ifname", "netns", "mac", "ip", "prefix", "gateway",
-                 "host_ifname", "host_ip", "kernel_ip")
+                 "host_ifname", "host_ip", "kernel_ip", "vips")
 
     def __init__(self, port_type, ifname, netns, mac, ip, prefix, gateway=None,
                  host_ifname=None, host_ip=None, kernel_ip=False):
@@ -88,6 +88,7 @@ class LinkInfo:
         self.host_ifname = host_ifname
         self.host_ip = host_ip      # where a client on the host talks from
         self.kernel_ip = kernel_ip  # True for --stack kernel: the kernel owns self.ip
+        self.vips = []              # --vip: extra addresses routed to the stack (hooks.py)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}

@@ -30,7 +30,7 @@ from framework.shard.xshard import Mesh
 from framework.shm import StatsBlock, naming
 
 from . import link as linkmod
-from . import logs, watchdog
+from . import hooks, logs, watchdog
 from . import metrics as metricsmod
 
 log = logging.getLogger("framework.supervisor")
@@ -72,12 +72,17 @@ class Supervisor:
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
-                 pcap_size=64 << 20, pcap_files=4, web=None, reload=False):
+                 pcap_size=64 << 20, pcap_files=4, web=None, reload=False, vips=(),
+                 lifecycle=None):
         self.app_spec = app_spec
         self.web = web              # framework.web.serving.WebOptions (None: defaults)
         self.reload = reload        # --reload: a CodeWatcher (framework/master/reload.py)
         self.watcher = None
         self.cores = list(cores)
+        self.vips = list(vips or ())        # --vip: extra addresses the stack answers on
+        # --on-ready/--on-drain/--drain-delay (framework/master/hooks.py)
+        self.lifecycle = lifecycle or hooks.Lifecycle(vips=self.vips)
+        self._loopback_vips = []            # --stack kernel: VIPs we put on lo
         self.stack = stack
         self.port_type = port_type
         self.http_port = http_port
@@ -138,6 +143,7 @@ class Supervisor:
             if not self.stopping:
                 self._start_metrics()
                 self._announce()
+                self.lifecycle.ready()
                 self._monitor()
         except ServeError as e:
             print(f"framework: {e}", file=sys.stderr, flush=True)
@@ -155,6 +161,9 @@ class Supervisor:
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
         def handler(signum, frame):
+            if signum == signal.SIGTERM and self.lifecycle.drain_delay and not self.stopping:
+                self.lifecycle.request_drain()    # unhealthy first; the monitor stops later
+                return
             if not self.stopping:
                 log.info("got %s, stopping", signal.Signals(signum).name)
             self.stopping = True
@@ -198,6 +207,7 @@ class Supervisor:
         n = len(self.workers)
         if self.iface:
             self.link_info = linkmod.attached(self.port_type, self.iface, self.ip, self.gateway)
+            self._setup_vips()
             if self.port_type == "tap" and self.stack == "user":
                 try:
                     self.device = TapDevice(self.iface, n)
@@ -216,6 +226,15 @@ class Supervisor:
             raise ServeError(f"could not create the default link: {e}")
         self.link_info = self.link.info()
         self.device = self.link.device
+        self._setup_vips()
+
+    def _setup_vips(self):
+        self.link_info.vips = self.vips
+        if self.vips and self.stack == "kernel":
+            try:
+                self._loopback_vips = hooks.add_loopback_vips(self.vips, self.link_info.netns)
+            except Exception as e:
+                raise ServeError(f"--vip: cannot add the VIPs to lo: {e}", code=2)
 
     def _create_shm(self):
         """One stats block per shard, made before any fork: the workers inherit the
@@ -440,6 +459,9 @@ class Supervisor:
             if self.watcher is not None and self.watcher.poll(now):
                 self.reload_requested = True    # as SIGHUP: import afresh, roll the workers
             self._rolling_step(now)
+            if self.lifecycle.step(now, [w.pid for w in self.workers if w.ready]):
+                self.stopping = True        # the drain delay is over: graceful stop
+                return
             for w in self.workers:
                 if w.proc is not None and w.proc.exitcode is not None:
                     self._on_death(w, now)
@@ -449,6 +471,9 @@ class Supervisor:
                     self._spawn(w)
             timeout = 1.0 if self.watcher is None else self.watcher.interval
             pending = [w.restart_at for w in self.workers if w.proc is None and w.restart_at]
+            drain_at = self.lifecycle.next_deadline()
+            if drain_at is not None:
+                pending.append(drain_at)
             if pending:
                 timeout = max(0.0, min(pending) - time.monotonic())
             fds = [self._report_r] + [w.proc.sentinel for w in self.workers if w.proc is not None]
@@ -521,6 +546,8 @@ class Supervisor:
             self.metrics = None
         alive = [w for w in self.workers if w.proc is not None and w.proc.exitcode is None]
         sig = signal.SIGQUIT if self.fast_stop or self.exit_code else signal.SIGTERM
+        if sig == signal.SIGTERM and alive:
+            self.lifecycle.begin_drain()    # --on-drain, also without a drain delay
         for w in alive:
             try:
                 os.kill(w.proc.pid, sig)
@@ -551,6 +578,10 @@ class Supervisor:
                 self.link.teardown()
             except Exception:
                 log.exception("removing the link failed")
+        if self._loopback_vips:
+            hooks.remove_loopback_vips(self._loopback_vips, self.link_info.netns)
+            self._loopback_vips = []
+        self.lifecycle.close()
         for st in self.stats.values():
             st.close()
         self.stats = {}

@@ -142,8 +142,9 @@ class KernelProvider:
 
     polls = True        # the kernel's readiness comes only from epoll: poll every turn
 
-    def __init__(self, host, netns=None):
+    def __init__(self, host, netns=None, vips=()):
         self.host = host
+        self.vips = list(vips)   # --vip: each listener port is opened on these too
         self.netns = netns
         self.loop = None
         self.ctx = None
@@ -163,16 +164,20 @@ class KernelProvider:
             return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
     def listen(self, port, factory):
+        for host in [self.host] + self.vips:
+            self._listen_on(host, port, factory)
+
+    def _listen_on(self, host, port, factory):
         s = self._socket()
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((self.host, port))
+            s.bind((host, port))
             s.listen(_BACKLOG)
             s.setblocking(False)
         except OSError as e:
             s.close()
-            raise OSError(e.errno, f"cannot listen on {self.host}:{port}: {e.strerror}") from e
+            raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
         self.listeners[s.fileno()] = s
         self.loop.add_native(s.fileno(), lambda ev: self._accept(s, factory))
 

@@ -27,7 +27,7 @@ from framework.shard.loop import GRACE, LOOP_STATS, XSHARD_STATS
 from framework.shard.run import serve_shard
 from framework.shard.userstack import UserStackProvider, stat_names as user_stat_names
 from framework.web.lifespan import StartupFailed
-from framework.web import accesslog
+from framework.web import accesslog, health
 from framework.web.loader import load_app
 
 log = logging.getLogger("framework.worker")
@@ -142,7 +142,7 @@ def worker_main(spec, shard_id, report=None):
         serve_shard(app, provider, spec.http_port, shard_id, spec.shard_count,
                     grace=spec.grace, stats=spec.stats.get(shard_id) if spec.stats else None,
                     mesh=spec.mesh, bell=spec.bells[shard_id] if spec.bells else None,
-                    ready=ready, before_serve=lambda loop: _settle_heap())
+                    ready=ready, before_serve=_before_serve)
     except StartupFailed as exc:
         # the app refused to start (ASGI lifespan startup failed): restarting would only
         # fail again; "fatal:" tells the supervisor to stop the server (exit code 3)
@@ -159,6 +159,12 @@ def worker_main(spec, shard_id, report=None):
     os._exit(0)
 
 
+def _before_serve(loop):
+    _settle_heap()
+    # the supervisor's drain (--drain-delay): report unhealthy, keep serving
+    loop.add_signal_handler(signal.SIGUSR2, health.begin_drain, loop)
+
+
 def _user_provider(spec, shard_id):
     link = spec.link
     port = open_port(link, shard_id, spec.shard_count, spec.device)
@@ -171,7 +177,7 @@ def _user_provider(spec, shard_id):
     stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
                   csum_offload=getattr(port, "csum_offload", False),
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500),
-                  tcp_config=_tcp_config())
+                  tcp_config=_tcp_config(), vips=getattr(link, "vips", ()))
     return UserStackProvider(port, stack)
 
 
@@ -186,7 +192,8 @@ def _kernel_provider(spec):
     raise_nofile_limit()
     # default link: the kernel owns the stack's address in the namespace; --iface: the
     # user's own interface, in our namespace
-    return KernelProvider(spec.link.ip, netns=spec.link.netns)
+    return KernelProvider(spec.link.ip, netns=spec.link.netns,
+                          vips=getattr(spec.link, "vips", ()))
 
 
 def _settle_heap():
