@@ -8,12 +8,14 @@ the HTTP protocol at once, and the app sees
 - ``receive()``: ``websocket.connect`` first, then ``websocket.receive`` (``text`` or
   ``bytes``, whole messages) and, once the connection is gone,
   ``websocket.disconnect`` (``code``: the client's Close code, 1006 without one;
-  ``reason``);
+  ``reason``), at once when the app closes (as uvicorn);
 - ``send()``: ``websocket.accept`` (``subprotocol``, ``headers``) writes the 101;
   ``websocket.send`` (``text`` or ``bytes``) returns once the transport takes more (the
   client's pace); ``websocket.close`` (``code``, ``reason``) starts the close handshake,
   or, before accept, answers 403 (as uvicorn). After the client left, ``send`` raises
-  ``ClientDisconnected`` (an OSError, as uvicorn's).
+  ``ClientDisconnected`` (an OSError, as uvicorn's). The Denial Response extension
+  (``websocket.http.response.start``/``.body`` before accept) answers with that HTTP
+  response instead.
 
 An exception in the app, or a return without accept, before the handshake gives a 500;
 after it, a Close 1011 (exception) or 1000 (return). Received messages wait in a queue;
@@ -23,6 +25,7 @@ import asyncio
 import logging
 from collections import deque
 
+from .h1writer import REASONS
 from .websocket import (CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, PING_INTERVAL, PING_TIMEOUT,
                         WebSocketClosedError, WebSocketProtocol, accept_response,
                         handshake_error, offered_subprotocols)
@@ -30,7 +33,7 @@ from .websocket import (CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, PING_INTERVAL, PING_TIM
 log = logging.getLogger("framework.asgi")
 
 _QUEUE_PAUSE = 32
-_CONNECTING, _ACCEPTED, _CLOSED = 0, 1, 2
+_CONNECTING, _RESPONDING, _ACCEPTED, _CLOSED = 0, 1, 2, 3
 _500 = (b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n"
         b"Connection: close\r\n\r\nInternal Server Error")
 
@@ -48,6 +51,8 @@ def websocket_scope(http_scope, headers):
     scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
     scope["scheme"] = "wss" if http_scope.get("scheme") in ("https", "wss") else "ws"
     scope["subprotocols"] = offered_subprotocols(headers)
+    scope["extensions"] = {**(http_scope.get("extensions") or {}),
+                           "websocket.http.response": {}}
     return scope
 
 
@@ -95,10 +100,12 @@ class AsgiWebSocket:
             getattr(opts, "ws_ping_interval", PING_INTERVAL),
             getattr(opts, "ws_ping_timeout", PING_TIMEOUT), CLOSE_TIMEOUT)
         self.state = _CONNECTING
-        self.gone = False           # the connection is lost (disconnect queued)
+        self.gone = False           # the connection is lost
         self._queue = deque([{"type": "websocket.connect"}])
+        self._final = None          # the websocket.disconnect, once due
         self._waiter = None
         self._paused = False
+        self._denial = None         # [status, headers, body parts] of a denial response
 
     async def run(self, asgi_app):
         path = self.scope.get("path")
@@ -129,13 +136,15 @@ class AsgiWebSocket:
     # ---- the app's side --------------------------------------------------------------------
     async def receive(self):
         queue = self._queue
-        while not queue:
+        while not queue and self._final is None:
             fut = self._waiter = self.loop.create_future()
             try:
                 await fut
             finally:
                 self._waiter = None
-        message = queue[0] if self.gone and len(queue) == 1 else queue.popleft()
+        if not queue:
+            return self._final
+        message = queue.popleft()
         if self._paused and len(queue) < _QUEUE_PAUSE // 2:
             self._paused = False
             self.ws.resume_reading()
@@ -151,9 +160,18 @@ class AsgiWebSocket:
                 self.state = _CLOSED
                 self.ws.reject(_response(403, b"Forbidden", self.prefix,
                                          b"Content-Length: 0\r\nConnection: close\r\n\r\n"))
+            elif kind == "websocket.http.response.start":
+                self._deny_start(message)
             else:
-                raise RuntimeError(f"Expected ASGI message 'websocket.accept' or "
-                                   f"'websocket.close', but got {kind!r}.")
+                raise RuntimeError(f"Expected ASGI message 'websocket.accept', "
+                                   f"'websocket.close' or 'websocket.http.response.start', "
+                                   f"but got {kind!r}.")
+            return
+        if state == _RESPONDING:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body', "
+                                   f"but got {kind!r}.")
+            self._deny_body(message)
             return
         if self.gone:
             raise ClientDisconnected("the WebSocket client has disconnected")
@@ -171,11 +189,41 @@ class AsgiWebSocket:
             except (ConnectionError, WebSocketClosedError):
                 raise ClientDisconnected("the WebSocket client has disconnected") from None
         elif kind == "websocket.close":
+            # as uvicorn: the app hears its own close at once; the handshake runs on
+            code = message.get("code") or 1000
+            reason = message.get("reason") or ""
             self.state = _CLOSED
-            self.ws.close(message.get("code") or 1000, message.get("reason") or "")
+            self._disconnect(code, reason)
+            self.ws.close(code, reason)
         else:
             raise RuntimeError(f"Expected ASGI message 'websocket.send' or "
                                f"'websocket.close', but got {kind!r}.")
+
+    def _deny_start(self, message):
+        """The WebSocket Denial Response extension: an HTTP response instead of 101."""
+        status = int(message["status"])
+        if not 100 <= status < 600:
+            raise RuntimeError(f"Invalid HTTP status code {status} in response.")
+        lines = []
+        for name, value in message.get("headers") or ():
+            if b"\n" in name + value or b"\r" in name + value:
+                raise RuntimeError(f"invalid HTTP header {name!r}: {value!r}")
+            if name.lower() not in (b"content-length", b"connection", b"transfer-encoding"):
+                lines.append(b"%s: %s\r\n" % (name, value))
+        self.state = _RESPONDING
+        self._denial = [status, b"".join(lines), []]
+
+    def _deny_body(self, message):
+        status, headers, parts = self._denial
+        parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(parts)
+        self._denial = None
+        self.state = _CLOSED
+        self.ws.reject(_response(status, REASONS.get(status, "Unknown").encode(), self.prefix,
+                                 headers + b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                 % len(body) + body))
 
     def _accept(self, message):
         if self.gone:
@@ -204,11 +252,18 @@ class AsgiWebSocket:
 
     def ws_closed(self, code, reason):
         self.gone = True
-        self._push({"type": "websocket.disconnect", "code": code or 1006,
-                    "reason": reason or ""})
+        self._disconnect(code or 1006, reason or "")
+
+    def _disconnect(self, code, reason):
+        if self._final is None:
+            self._final = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._wake()
 
     def _push(self, message):
         self._queue.append(message)
+        self._wake()
+
+    def _wake(self):
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)

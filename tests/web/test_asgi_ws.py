@@ -35,6 +35,13 @@ async def echo_app(scope, receive, send):
         return
     if scope["path"] == "/r/fail-early":
         raise RuntimeError("boom")
+    if scope["path"] == "/r/denial":
+        assert "websocket.http.response" in scope["extensions"]
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-why", b"token")]})
+        await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"entry"})
+        return
     subs = scope["subprotocols"]
     await send({"type": "websocket.accept", "subprotocol": subs[0] if subs else None,
                 "headers": [(b"x-asgi", b"yes")]})
@@ -45,7 +52,8 @@ async def echo_app(scope, receive, send):
             return
         if m.get("text") == "bye":
             await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
-            continue
+            SEEN.append(await receive())        # at once (as uvicorn), not after the echo
+            return
         if m.get("text") == "fail":
             raise RuntimeError("boom after accept")
         await send({"type": "websocket.send", **{k: v for k, v in m.items() if k != "type"}})
@@ -122,10 +130,11 @@ def test_app_close_handshake_and_client_close_code():
     cl, t, _ = connect(h, "/x")
     (ev,) = exchange(h, cl, t, cl.send(TextMessage("bye")))
     assert isinstance(ev, CloseConnection) and (ev.code, ev.reason) == (4000, "bye")
+    assert SEEN[-1] == {"type": "websocket.disconnect", "code": 4000, "reason": "bye"}
+    assert not t.closed                       # the handshake goes on without the app
     exchange(h, cl, t, cl.send(ev.response()))
     h.run()
-    assert t.closed and SEEN[-1] == {"type": "websocket.disconnect", "code": 4000,
-                                     "reason": "bye"}
+    assert t.closed
     cl, t, _ = connect(h, "/x")
     exchange(h, cl, t, cl.send(CloseConnection(code=1001, reason="tab closed")))
     h.run()
@@ -157,3 +166,14 @@ def test_vanishing_client_gives_one_disconnect():
     assert [m for m in SEEN if isinstance(m, dict) and m.get("type") ==
             "websocket.disconnect"] == [{"type": "websocket.disconnect", "code": 1006,
                                          "reason": ""}]
+
+
+def test_denial_response_extension():
+    h = harness()
+    cl, t, events = connect(h, "/denial")
+    rej = events[0]
+    assert isinstance(rej, RejectConnection) and rej.status_code == 401
+    assert (b"x-why", b"token") in rej.headers
+    assert b"".join(e.data for e in events[1:]) == b"no entry"
+    h.run()
+    assert t.closed
