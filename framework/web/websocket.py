@@ -6,8 +6,8 @@ framework.web.asgi_ws, runs on the same protocol.
 ``WebSocketProtocol`` is the asyncio Protocol the transport is handed to once the HTTP
 protocol has let go of it (``HttpProtocol.detach``, CONTRACTS section 5): it writes what
 the engine produces, sends keep-alive pings (``loop.call_later``; no Pong within the
-timeout: Close 1011 and cut), bounds the wait for the peer's Close, follows write flow
-control (``drain``) and pauses reading for a busy listener; it tells its listener
+timeout: Close 1011), bounds the wait for the peer's Close (then cuts), follows write
+flow control (``drain``) and pauses reading for a busy listener; it tells its listener
 ``ws_message(msg)``, ``ws_ping(payload)``, ``ws_pong(payload)`` and, exactly once, from
 ``connection_lost``, ``ws_closed(code, reason)``.
 """
@@ -241,13 +241,15 @@ class WebSocketProtocol:
             self._timer = self.loop.call_later(self.ping_timeout, self._pong_missing)
 
     def _pong_missing(self):
-        """No Pong in time: the peer is gone. Close 1011 and cut (as websockets does)."""
+        """No Pong in time: fail the connection (as websockets does): Close 1011, FIN,
+        and the close timeout's abort for a peer that is really gone."""
         self._timer = None
         if self._lost:
             return
         self.engine.close(1011, "keepalive ping timeout")
         self._flush()
-        self.transport.abort()
+        self.transport.close()
+        self._start_close_timer()
 
     def _start_close_timer(self):
         self._close_started = True

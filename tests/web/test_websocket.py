@@ -407,8 +407,9 @@ def test_handler_keepalive_ping_and_timeout(h):
     (ping2,) = pump(h, cl, t)
     assert isinstance(ping2, Ping)
     h.run(0.6)
-    assert t.aborted
+    assert t.closed                            # Close 1011, then FIN
     cl.receive_data(t.take())
+    assert [(type(e), e.code) for e in cl.events()] == [(CloseConnection, 1011)]
     h.run()
     assert EVENTS[-1] == ("close", None, None)
 
