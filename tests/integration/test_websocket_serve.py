@@ -223,6 +223,34 @@ def _handshake(sock, path):
     assert head.startswith(b"HTTP/1.1 101 ")
 
 
+def test_keepalive_pings_keep_a_quiet_client_and_drop_a_silent_one(srv):
+    async def go(url):
+        async with ws(url + "/keepalive", ping_interval=None) as c:   # it answers pings
+            await asyncio.sleep(1.0)                  # five pings, all answered
+            await c.send("still here")
+            return await c.recv()
+
+    assert srv.run(go) == "still here"
+    before = srv.stats()
+    with in_netns(srv.ns):
+        s = socket.create_connection((SERVER_IP, HTTP_PORT), timeout=5)
+    try:
+        _handshake(s, "/keepalive")                   # then never answers anything
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+    finally:
+        s.close()
+    assert data[:1] == b"\x89"                        # a Ping came first ...
+    close = data[data.index(b"\x88"):]                # ... then a Close 1011, then FIN
+    assert struct.unpack("!H", close[2:4])[0] == 1011
+    st = srv.wait_stats(lambda st: len(st["closes"]) > len(before["closes"]))
+    assert st["closes"][-1] == ["/keepalive", None, None]
+
+
 def test_a_client_that_vanishes_mid_message(srv):
     before = srv.stats()
     with in_netns(srv.ns):

@@ -2,7 +2,8 @@
 
 ``app``: our WebSocketHandler (framework App). ``/echo`` echoes text and binary (16 MiB
 limit, the default); a text ``close:CODE:REASON`` makes the server close with that code;
-``/small`` allows 1 KiB messages; ``/proto`` picks the client's last subprotocol;
+``/small`` allows 1 KiB messages; ``/keepalive`` pings every 0.2 s (0.3 s for the
+Pong); ``/proto`` picks the client's last subprotocol;
 ``/stats`` (HTTP) tells how many sockets are open and what closes were seen, as JSON.
 
 ``asgi_app``: a raw ASGI 3 echo app (served through framework.web.asgi).
@@ -43,9 +44,15 @@ class Small(Echo):
     max_message_size = 1024
 
 
+class KeepAlive(Echo):
+    ping_interval = 0.2
+    ping_timeout = 0.3
+
+
 app.add_route("/echo", Echo)
 app.add_route("/small", Small)
 app.add_route("/proto", Echo)
+app.add_route("/keepalive", KeepAlive)
 
 
 @app.route("/stats")
