@@ -3,15 +3,19 @@ streaming, a background task, lifespan state, a WebSocket echo, and a view of th
 scope (every field that does not depend on the server's address)."""
 import asyncio
 import contextlib
+import os
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.responses import (JSONResponse, PlainTextResponse, Response,
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse, Response,
                                  StreamingResponse)
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 LARGE = bytes(range(256)) * 4096            # 1 MiB, every byte value
+A_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flask_app.py")
 
 
 @contextlib.asynccontextmanager
@@ -97,6 +101,11 @@ async def cookies(request):
     return r
 
 
+async def a_file(request):
+    # Starlette answers Range requests (206, 416) and If-Range itself
+    return FileResponse(A_FILE, media_type="text/x-python")
+
+
 async def fail(request):
     raise RuntimeError("boom (expected by the test)")
 
@@ -123,6 +132,14 @@ async def ws_reject(websocket):
     await websocket.close(code=1008)
 
 
+# the same endpoints behind middleware: gzip (Accept-Encoding) and CORS (preflight)
+gzipped = GZipMiddleware(Starlette(routes=[Route("/large", large), Route("/stream", stream),
+                                           Route("/json", as_json)]), minimum_size=20)
+cors = CORSMiddleware(Starlette(routes=[Route("/json", as_json),
+                                        Route("/echo", echo, methods=["POST"])]),
+                      allow_origins=["https://example.org"], allow_methods=["GET", "POST"],
+                      allow_headers=["X-Custom"], expose_headers=["X-Body-Length"])
+
 routes = [
     Route("/", index),
     Route("/json", as_json),
@@ -137,7 +154,10 @@ routes = [
     Route("/headers", headers),
     Route("/scope/{rest:path}", scope),
     Route("/cookies", cookies),
+    Route("/file", a_file),
     Route("/fail", fail),
+    Mount("/gz", app=gzipped),
+    Mount("/cors", app=cors),
     WebSocketRoute("/ws", ws_echo),
     WebSocketRoute("/ws-reject", ws_reject),
 ]
