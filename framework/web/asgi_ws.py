@@ -230,7 +230,8 @@ class AsgiWebSocket:
             raise ClientDisconnected("the WebSocket client has disconnected")
         subprotocol = message.get("subprotocol")
         head, extensions = accept_response(self.headers, subprotocol, self.compression,
-                                           message.get("headers") or (), self.prefix)
+                                           message.get("headers") or (), self.prefix,
+                                           self.ws.max_message_size)
         self.state = _ACCEPTED
         self.ws.accept(head, extensions)
 

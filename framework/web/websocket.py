@@ -373,7 +373,8 @@ class WebSocketHandler(RequestHandler):
                  for v in (vs if isinstance(vs, list) else [vs])]
         shared = getattr(self._conn, "shared", None)
         head, extensions = accept_response(headers, subprotocol, self.compression, extra,
-                                           shared.prefix() if shared is not None else b"")
+                                           shared.prefix() if shared is not None else b"",
+                                           self.max_message_size)
         taken = self._conn.detach()
         if taken is None:       # not an Upgrade llhttp saw (HTTP/1.0), or the client left
             self.set_status(400)

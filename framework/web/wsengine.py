@@ -11,11 +11,13 @@ runs it on a transport.
 """
 import base64
 import binascii
+import zlib
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping as WsPing, Pong as WsPong
 from wsproto.events import TextMessage
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
@@ -60,11 +62,32 @@ def offered_extensions(headers):
     return [e.strip() for e in value.split(",") if e.strip()] if value else []
 
 
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate whose inflating stops at the message size limit: a small
+    compressed frame cannot make us hold more than the limit (it is a 1009 instead)."""
+
+    def __init__(self, limit, **params):
+        super().__init__(**params)
+        self.limit = limit
+
+    def frame_inbound_payload_data(self, proto, data):
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        try:
+            out = self._decompressor.decompress(bytes(data), self.limit + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self._decompressor.unconsumed_tail or len(out) > self.limit:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+
 def accept_response(headers, subprotocol=None, compression=True, extra_headers=(),
-                    prefix=b""):
+                    prefix=b"", max_message_size=MAX_MESSAGE_SIZE):
     """``(101 response bytes, the extensions agreed)`` for a request that passed
     ``handshake_error``. ``prefix``: header lines every response carries (Server, Date).
-    ``extra_headers``: [(name, value)] as str or bytes."""
+    ``extra_headers``: [(name, value)] as str or bytes. ``max_message_size`` bounds what
+    a compressed frame may inflate to (BoundedDeflate)."""
     if subprotocol is not None and subprotocol not in offered_subprotocols(headers):
         raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
     accept = generate_accept_token(headers["Sec-WebSocket-Key"].strip().encode("latin-1"))
@@ -76,7 +99,7 @@ def accept_response(headers, subprotocol=None, compression=True, extra_headers=(
     extensions = []
     offers = offered_extensions(headers)
     if compression and offers:
-        deflate = PerMessageDeflate()
+        deflate = BoundedDeflate(max_message_size)
         agreed = server_extensions_handshake(offers, [deflate])
         if agreed:
             extensions.append(deflate)

@@ -3,6 +3,7 @@
 transport and a virtual clock (the client is wsproto's, so every frame on the wire is
 one a real client makes)."""
 import asyncio
+import tracemalloc
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -20,6 +21,8 @@ from framework.web.wsengine import (Closed, Message, WebSocketClosedError, WebSo
 from framework.web.wsengine import Pong as EnginePong
 
 from .fakes import FakeTransport, Harness
+
+MiB = 1 << 20
 
 
 # ---- the engine --------------------------------------------------------------------------------
@@ -129,6 +132,26 @@ def test_engine_pong_event_and_permessage_deflate():
     cl.receive_data(out)
     assert [x.data for x in cl.events()] == [text]
     assert [type(x) for x in feed(e, cl.send(Pong(b"p")))] == [EnginePong]
+
+
+def test_engine_a_deflate_bomb_is_1009_before_it_inflates():
+    h = headers(**{"Sec-WebSocket-Extensions": "permessage-deflate"})
+    _, (server_ext,) = accept_response(h, None, True, max_message_size=MiB)
+    client_ext = PerMessageDeflate()
+    client_ext.finalize(server_ext.accept("permessage-deflate") or "")
+    e = WebSocketEngine([server_ext], max_message_size=MiB)
+    cl = Connection(ConnectionType.CLIENT, [client_ext])
+    wire = cl.send(BytesMessage(bytes(64 * MiB)))         # 64 MiB of zeros: ~64 KiB sent
+    assert len(wire) < MiB // 8
+    tracemalloc.start()
+    try:
+        events = feed(e, wire)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB                     # never the 64 MiB the frame inflates to
+    assert [type(x) for x in events] == [Closed]
+    assert [x.code for x in received(cl, e)] == [1009]
 
 
 # ---- the handshake functions ------------------------------------------------------------------
