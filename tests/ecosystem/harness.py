@@ -11,7 +11,8 @@ kernel stack), send each the same requests, and compare what came back.
 
 Header comparison: names case-insensitive, the multiset of (name, value) pairs (a server may
 order them its own way); ``Date`` and ``Server`` are left out (they name the server and the
-second), ``Allow`` is compared as a set (see ``normalise``); nothing else may differ.
+second), ``Allow`` is compared as a set (see ``normalise``); nothing else may differ. The
+status line's reason phrase is compared too (for ASGI the server picks it).
 """
 import os
 import socket
@@ -141,8 +142,9 @@ class Req:
 
 
 class Seen:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, reason=None):
         self.status = status
+        self.reason = reason            # the status line's reason phrase
         self.headers = headers          # sorted [(lower-case name, value)], Date/Server out
         self.body = body
 
@@ -168,7 +170,8 @@ def exchange(client, req):
     """Send ``req`` on ``client`` (an httpx.Client with the server's base_url)."""
     r = client.request(req.method, req.path, headers=req.headers, content=req.body)
     return Seen(r.status_code, normalise(
-        (k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers.raw), r.content)
+        (k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers.raw), r.content,
+        r.reason_phrase)
 
 
 def raw_exchange(host, port, data, timeout=10.0):
@@ -200,7 +203,8 @@ def parse_raw(data, head=False):
         if not sep:
             raise AssertionError(f"a response head cut short: {head_bytes[:200]!r}")
         lines = head_bytes.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
+        _, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        status = int(status)
         pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
         fields = {k.lower(): v for k, v in pairs}
         if head or 100 <= status < 200 or status in (204, 304):
@@ -221,15 +225,18 @@ def parse_raw(data, head=False):
             body, rest = rest[:n], rest[n:]
         else:
             body, rest = rest, b""
-        out.append(Seen(status, normalise(pairs), body))
+        out.append(Seen(status, normalise(pairs), body, reason))
     return out
 
 
-def differences(ref, got):
-    """Lines saying how ``got`` differs from ``ref`` (empty: the same to a client)."""
+def differences(ref, got, reason=True):
+    """Lines saying how ``got`` differs from ``ref`` (empty: the same to a client).
+    ``reason``: compare the reason phrases too (not for WSGI: see test_flask.py)."""
     out = []
-    if ref.status != got.status:
-        out.append(f"status {got.status}, reference {ref.status}")
+    if (ref.status, ref.reason if reason else None) != (got.status,
+                                                         got.reason if reason else None):
+        out.append(f"status {got.status} {got.reason!r}, reference {ref.status} "
+                   f"{ref.reason!r}")
     if ref.headers != got.headers:
         extra = [h for h in got.headers if h not in ref.headers]
         missing = [h for h in ref.headers if h not in got.headers]
@@ -250,7 +257,7 @@ def client_for(server):
                         verify=tls.client_context if tls else True)
 
 
-def run_list(ref_server, server, requests):
+def run_list(ref_server, server, requests, reason=True):
     """Send every request of the list to both servers (one keep-alive client each);
     returns {req.name: difference lines} for those that differ, and the reference's
     answers (to check against what the app is known to answer)."""
@@ -260,16 +267,16 @@ def run_list(ref_server, server, requests):
             ref = exchange(rc, req)
             got = exchange(fc, req)
             ref_seen[req.name] = ref
-            d = differences(ref, got)
+            d = differences(ref, got, reason)
             if d:
                 diffs[req.name] = d
     return diffs, ref_seen
 
 
-def check_list(ref_server, server, requests):
+def check_list(ref_server, server, requests, reason=True):
     """Assert the reference answers each request as the list says and the server under
     test answers exactly like the reference."""
-    diffs, ref_seen = run_list(ref_server, server, requests)
+    diffs, ref_seen = run_list(ref_server, server, requests, reason)
     wrong_ref = {n: s.status for n, s in ref_seen.items()
                  if [r for r in requests if r.name == n][0].status not in (None, s.status)}
     assert not wrong_ref, f"the reference answered other statuses than expected: {wrong_ref}"
