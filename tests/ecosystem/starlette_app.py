@@ -106,6 +106,13 @@ async def a_file(request):
     return FileResponse(A_FILE, media_type="text/x-python")
 
 
+async def odd_headers(request):
+    r = Response(b"odd", media_type="text/plain")
+    r.raw_headers += [(b"x-latin", b"caf\xe9"), (b"x-empty", b""), (b"x-dup", b"1"),
+                      (b"x-dup", b"2"), (b"x-long", b"v" * 6000)]
+    return r
+
+
 async def fail(request):
     raise RuntimeError("boom (expected by the test)")
 
@@ -155,6 +162,7 @@ routes = [
     Route("/scope/{rest:path}", scope),
     Route("/cookies", cookies),
     Route("/file", a_file),
+    Route("/odd-headers", odd_headers),
     Route("/fail", fail),
     Mount("/gz", app=gzipped),
     Mount("/cors", app=cors),
