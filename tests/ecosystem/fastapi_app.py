@@ -2,13 +2,23 @@
 dependencies (a header check, a yield dependency), and the generated OpenAPI document."""
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 app = FastAPI(title="ecosystem test")
 
 opened = []                 # what the yield dependency saw (per worker)
+done = []                   # what background tasks finished (per worker)
+
+
+class Teapot(Exception):
+    pass
+
+
+@app.exception_handler(Teapot)
+async def teapot_handler(request: Request, exc: Teapot):
+    return JSONResponse({"short": "and stout", "path": request.url.path}, status_code=418)
 
 
 class Item(BaseModel):
@@ -57,3 +67,41 @@ async def hello(user: str):
 @app.delete("/items/{item_id}", status_code=204)
 async def delete_item(item_id: int):
     return None
+
+
+class Public(BaseModel):
+    name: str
+
+
+@app.get("/users/{user}", response_model=Public)
+async def user(user: str):
+    return {"name": user, "password": "never shown"}       # response_model filters it
+
+
+@app.get("/search")
+async def search(tag: Annotated[list[str], Query()] = []):
+    return {"tags": tag}
+
+
+@app.get("/stream")
+async def stream():
+    async def lines():
+        for i in range(3):
+            yield f"line {i}\n"
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.post("/later/{tag}", status_code=202)
+async def later(tag: str, tasks: BackgroundTasks):
+    tasks.add_task(done.append, tag)
+    return {"queued": tag}
+
+
+@app.get("/later")
+async def later_done():
+    return {"done": done}
+
+
+@app.get("/teapot")
+async def teapot():
+    raise Teapot()

@@ -40,6 +40,10 @@ REQUESTS = [
     Req("not found", "GET", "/nope", status=404),
     Req("method not allowed", "PATCH", "/items/3", status=405),
     Req("head of a get route", "HEAD", "/items/5", status=405),
+    Req("response model filters", "GET", "/users/ann", status=200),
+    Req("a list query", "GET", "/search?tag=a&tag=b%20c&tag=", status=200),
+    Req("streamed", "GET", "/stream", status=200),
+    Req("custom exception handler", "GET", "/teapot", status=418),
     Req("openapi", "GET", "/openapi.json", status=200),
     Req("docs", "GET", "/docs", status=200),
     Req("docs redirect", "GET", "/docs/", status=307),
@@ -61,3 +65,13 @@ def test_validation_and_dependencies(served):
         assert sorted(e["loc"][-1] for e in r.json()["detail"]) == ["name", "price"]
         assert c.get("/users/J%C3%BCrgen/hello").text == "hello Jürgen"
         assert c.get("/openapi.json").json()["info"]["title"] == "ecosystem test"
+
+
+def test_background_task(served):
+    import time
+    with client_for(served) as c:
+        assert c.post("/later/x1").json() == {"queued": "x1"}
+        deadline = time.monotonic() + 5
+        while "x1" not in c.get("/later").json()["done"]:
+            assert time.monotonic() < deadline, "the background task never ran"
+            time.sleep(0.02)
