@@ -26,6 +26,7 @@ cdef class Ipv4Layer:
     cdef public dict templates
     cdef public unsigned int ip_id
     cdef public double now
+    cdef public object reasm
     cdef public dict local_extra
     cdef public list aliases
 

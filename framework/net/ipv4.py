@@ -6,7 +6,7 @@ Pure: frames and ``now`` in, frames out (appended to the stack's ``tx`` list).
 Input checks, in order, each with its own drop counter: destination MAC, version, IHL,
 total length against the frame (Ethernet padding trimmed: the segment ends at
 ``24 + total length``, not at the end of the frame), header checksum, fragments
-(dropped: there is no reassembly yet), destination address (ours, or one of the extra
+(reassembled: ``_fragment``, below), destination address (ours, or one of the extra
 local addresses in ``local_extra``; broadcast and multicast are dropped quietly), source
 address, protocol.
 
@@ -14,6 +14,11 @@ Extra local addresses (service addresses, VIPs: CONTRACTS section 3) are never A
 their traffic arrives routed to our MAC. Each has its own TCP and ICMP input (set by the
 stack) and its own output ``alias``: an Ipv4Layer that shares this one's link (MAC,
 subnet, gateway, ARP, tx list, counters) but writes the extra address as the source.
+Fragments leave the per-frame path after the header checksum (``_fragment``: the same
+address and protocol checks, then reassembly.py); a datagram they complete goes up in a
+frame of its own, as if it had come whole. On output a datagram larger than the MTU is
+fragmented (ICMP echo replies: TCP keeps to its MSS and sets DF, so a TCP segment too
+big without GSO is a bug, counted and dropped).
 TTL is not checked on input: RFC 1122 3.2.1.7 says a host MUST NOT discard a datagram
 just because its TTL is below 2; TTL matters on output (64, never 0).
 
@@ -27,15 +32,16 @@ try:
 except ImportError:
     from framework import _cython_shim as cython
 
+from .reassembly import Reassembler
 from .wire.ethernet import ETH_LEN
-from .wire.ipv4 import (BROADCAST, DEFAULT_TTL, FLAG_DF, MAX_TOTAL_LENGTH, PROTO_ICMP, PROTO_TCP,
-                        prefix_mask)
+from .wire.ipv4 import (BROADCAST, DEFAULT_TTL, FLAG_DF, FLAG_MF, MAX_TOTAL_LENGTH, PROTO_ICMP,
+                        PROTO_TCP, header, prefix_mask)
 from .wire.vnet import PLAIN, VNET_LEN
 
 COUNTERS = (
     "drop.eth.not_for_us",
     "drop.ipv4.short", "drop.ipv4.bad_version", "drop.ipv4.bad_ihl", "drop.ipv4.bad_length",
-    "drop.ipv4.bad_checksum", "drop.ipv4.fragment", "drop.ipv4.not_for_us",
+    "drop.ipv4.bad_checksum", "drop.ipv4.not_for_us",
     "drop.ipv4.broadcast", "drop.ipv4.bad_src", "drop.ipv4.unknown_proto",
     "drop.ipv4.no_route", "drop.ipv4.bad_dst", "drop.ipv4.too_big",
     "ipv4.tx_queued_arp",
@@ -62,7 +68,7 @@ LOOPBACK_NET = 127
 class Ipv4Layer:
     __slots__ = ("mac", "ip", "mask", "net", "bcast", "gateway", "mtu", "counters", "tx", "arp",
                  "tcp_input", "icmp_input", "other", "good_src", "templates", "ip_id", "now",
-                 "local_extra", "aliases")
+                 "local_extra", "aliases", "reasm")
 
     def __init__(self, mac: bytes, ip: int, prefix: int, gateway, mtu: int, counters: dict,
                  tx: list, arp):
@@ -88,6 +94,7 @@ class Ipv4Layer:
         self.now = 0.0
         self.local_extra = {}      # extra local address -> (tcp_input, icmp_input) (set by the stack)
         self.aliases = []          # the output aliases made by alias()
+        self.reasm = Reassembler(counters)    # fragments waiting for their datagram (reassembly.py)
         for k in COUNTERS:
             counters.setdefault(k, 0)
 
@@ -165,7 +172,7 @@ class Ipv4Layer:
                     c["drop.ipv4.bad_checksum"] += 1
                     continue
                 if frag & 0x3FFF:                     # MF or a fragment offset
-                    c["drop.ipv4.fragment"] += 1
+                    self._fragment(f, l4, end, frag, proto, src, dst, now)
                     continue
                 inputs = None
                 if dst != myip:
@@ -202,6 +209,43 @@ class Ipv4Layer:
             except Exception:
                 # last resort, never relied upon: every known malformation has its counter
                 c["drop.internal"] += 1
+
+    def _fragment(self, f, l4, end, frag, proto, src, dst, now):
+        """A fragment (header checksum already good): the checks the per-frame path does
+        after that point, then reassembly; a completed datagram goes up in a frame of its
+        own (vnet PLAIN + this fragment's Ethernet header + a 20-byte IPv4 header), its
+        transport checksum verified over the whole (never trusted)."""
+        c = self.counters
+        tcp_input = self.tcp_input
+        icmp_input = self.icmp_input
+        if dst != self.ip:
+            inputs = self.local_extra.get(dst) if self.local_extra else None
+            if inputs is None:
+                if dst == BROADCAST or dst == self.bcast or dst >= MULTICAST:
+                    c["drop.ipv4.broadcast"] += 1
+                else:
+                    c["drop.ipv4.not_for_us"] += 1
+                return
+            tcp_input, icmp_input = inputs            # an extra local address (a VIP)
+        if self._martian(src):
+            c["drop.ipv4.bad_src"] += 1
+            return
+        if proto != PROTO_TCP and proto != PROTO_ICMP:
+            c["drop.ipv4.unknown_proto"] += 1     # nothing above would take it: not stored
+            return
+        data = self.reasm.add(src, dst, proto, (f[28] << 8) | f[29], (frag & 0x1FFF) << 3,
+                              frag & FLAG_MF, l4 - L3, f[l4:end], now)
+        if data is None:
+            return
+        whole = PLAIN + f[VNET_LEN:L3] + header(src, dst, proto, len(data), 0, flags=0) + data
+        if proto == PROTO_TCP:
+            tcp_input(whole, src, dst, L4_NO_OPTIONS, len(whole), False, now)
+        else:
+            icmp_input(whole, src, dst, L4_NO_OPTIONS, len(whole), False)
+
+    def expire(self, now):
+        """Drop the reassembly datagrams whose 30 s are up (Stack.dispatch, when any wait)."""
+        self.reasm.expire(now)
 
     def _martian(self, src):
         """RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, loopback, 0/8 or our
@@ -243,6 +287,9 @@ class Ipv4Layer:
             return self._output_slow(dst, proto, payload, vnet_hdr)
         tot = 20 + len(payload)
         if tot > self.mtu and (tot > MAX_TOTAL_LENGTH or not vnet_hdr[1]):   # vnet_hdr[1]: gso_type
+            if tot <= MAX_TOTAL_LENGTH and proto != PROTO_TCP:
+                self._output_fragments(t, proto, payload)
+                return
             self.counters["drop.ipv4.too_big"] += 1
             return
         ident = (self.ip_id + 1) & 0xFFFF
@@ -256,6 +303,29 @@ class Ipv4Layer:
         else:
             self.tx.append(_tx(vnet_hdr, t[1], tot, ident, FLAG_DF, _TTL_PROTO | proto, s ^ 0xFFFF,
                                t[2]) + payload)
+
+    def _output_fragments(self, t, proto, payload):
+        """RFC 791 3.2: the datagram in MTU-sized fragments of one identification, every
+        one but the last carrying MF and a multiple of 8 bytes (DF clear: it is fragmented)."""
+        ident = (self.ip_id + 1) & 0xFFFF
+        self.ip_id = ident
+        step = (self.mtu - 20) & ~7
+        n = len(payload)
+        base = t[3] - FLAG_DF + ident + proto
+        off = 0
+        while off < n:
+            chunk = payload[off:off + step]
+            ff = off >> 3
+            if off + step < n:
+                ff |= FLAG_MF
+            tot = 20 + len(chunk)
+            s = base + tot + ff
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            self.tx.append(_TX.pack(PLAIN, t[1], tot, ident, ff, _TTL_PROTO | proto, s ^ 0xFFFF,
+                                    t[2]) + bytes(chunk))
+            self.counters["ipv4.frag_tx"] += 1
+            off += step
 
     def _output_slow(self, dst, proto, payload, vnet_hdr):
         c = self.counters

@@ -19,12 +19,13 @@ try:
 except ImportError:
     from framework import _cython_shim as cython
 
-from . import arp, icmp, ipv4
+from . import arp, icmp, ipv4, reassembly
 from .arp import ArpLayer
 from .icmp import IcmpLayer
 from .ipv4 import Ipv4Layer
 from .tcp import TcpLayer
 from .tcp import layer as tcp_layer
+from .tcp import icmperr
 from .wire.ethernet import ETH_P_ARP, mac_to_bytes
 from .wire.ipv4 import ip_to_int
 from .wire.vnet import VNET_LEN
@@ -66,6 +67,8 @@ class Stack:
         # tcp_factory: TcpLayer's signature; tests pass a fake to see what the stack hands TCP
         self.tcp = tcp_factory(self.ip_output, self.ip, mtu, csum_offload, gso, tcp_config)
         self.ipv4.tcp_input = self.tcp.input
+        if isinstance(self.tcp, TcpLayer):    # ICMP errors quoting our segments (tcp/icmperr.py)
+            self.icmp.tcp_error = icmperr.handler(self.tcp)
         self.ipv4.other = self._rx_other
         self.vips = [ip_to_int(v) for v in vips]
         self.tcp_layers = [self.tcp]
@@ -83,9 +86,10 @@ class Stack:
         tcp.events = primary.events
         tcp.counters = primary.counters
         icmp_layer = IcmpLayer(out, self._counters)
+        if isinstance(tcp, TcpLayer):
+            icmp_layer.tcp_error = icmperr.handler(tcp)
         self.ipv4.local_extra[vip] = (tcp.input, icmp_layer.input)
         self.tcp_layers.append(tcp)
-
 
     @property
     def counters(self) -> dict:
@@ -121,6 +125,8 @@ class Stack:
         """TX: fire due timers, let TCP emit, and return every queued frame."""
         self.now = self.ipv4.now = now
         self.arp.poll(now)
+        if self.ipv4.reasm.datagrams:
+            self.ipv4.expire(now)
         tcp = self.tcp
         tcp.poll(now)
         tcp.flush(now)
@@ -165,4 +171,5 @@ def counter_names():
     """Every key ``Stack.counters`` can hold, without building a stack (the stats block
     is sized before any worker starts)."""
     return sorted(set(COUNTERS) | set(arp.COUNTERS) | set(icmp.COUNTERS)
-                  | set(ipv4.COUNTERS) | set(tcp_layer.COUNTERS))
+                  | set(ipv4.COUNTERS) | set(reassembly.COUNTERS) | set(tcp_layer.COUNTERS)
+                  | set(icmperr.COUNTERS))

@@ -12,8 +12,11 @@ the same with the NIC's RSS hash): about one port in N qualifies, found by a sho
 The connection is handed to the shard's Streams (framework/shard/streams.py) like an
 accepted one: the same StreamTransport, the same protocol callbacks. A connect that
 fails (RST, SYN retransmission timeout, our ``timeout``) fails the future with
-ConnectionRefusedError / TimeoutError / OSError.
+ConnectionRefusedError / TimeoutError / OSError; one an ICMP destination unreachable
+ends (a router's ``prohibit``/``unreachable`` route, a port unreachable) fails at once
+with the errno Linux gives (EHOSTUNREACH, ENETUNREACH, ECONNREFUSED).
 """
+import errno
 import ipaddress
 import socket
 
@@ -122,11 +125,24 @@ class Connector:
         return fut
 
 
+# conn.error of a connect an ICMP destination unreachable ended (net/tcp/icmperr.py) ->
+# the errno a Linux socket reports for it (icmp_err_convert)
+_ICMP_ERRNO = {
+    "network unreachable": errno.ENETUNREACH, "host unreachable": errno.EHOSTUNREACH,
+    "administratively prohibited": errno.EHOSTUNREACH, "protocol unreachable": errno.ENOPROTOOPT,
+    "source route failed": errno.EOPNOTSUPP, "destination unreachable": errno.EHOSTUNREACH,
+}
+
+
 def failure_for(ev_name, error):
     """The exception for a connect that ended before it was established."""
     text = error or ev_name
     if ev_name == "reset":
         return ConnectionRefusedError(111, f"connection refused ({text})")
+    if error == "connection refused":                   # ICMP port unreachable
+        return ConnectionRefusedError(errno.ECONNREFUSED, "connection refused (ICMP port unreachable)")
+    if error in _ICMP_ERRNO:
+        return OSError(_ICMP_ERRNO[error], f"{error} (ICMP destination unreachable)")
     if "timeout" in (error or "").lower() or "timed out" in (error or "").lower():
         return TimeoutError(text)
     return OSError(text)

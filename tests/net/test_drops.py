@@ -76,9 +76,18 @@ CASES = {
     "ipv4.checksum_zero": ("drop.ipv4.bad_checksum", frame(tcp_pkt(chksum=0))),
     "ipv4.checksum_options": ("drop.ipv4.bad_checksum",
                               frame(tcp_pkt(chksum=0x1234, options=[b"\x01\x01\x01\x01"]))),
-    "ipv4.more_fragments": ("drop.ipv4.fragment", frame(tcp_pkt(flags="MF"))),
-    "ipv4.last_fragment": ("drop.ipv4.fragment", frame(tcp_pkt(frag=185))),
-    "ipv4.middle_fragment": ("drop.ipv4.fragment", frame(tcp_pkt(flags="MF", frag=10))),
+    # fragments (one frame each; overlaps, timeouts and limits: test_reassembly.py)
+    "ipv4.frag_first_without_tcp_header": ("drop.ipv4.frag_short_first",
+                                           frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=6, id=101, flags="MF")
+                                                 / Raw(b"x" * 16))),
+    "ipv4.frag_beyond_64k": ("drop.ipv4.frag_too_big",
+                             frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=6, id=102, frag=8189) / Raw(b"x" * 40))),
+    "ipv4.frag_not_multiple_of_8": ("drop.ipv4.frag_bad",
+                                    frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=6, id=103, flags="MF", frag=10)
+                                          / Raw(b"x" * 13))),
+    "ipv4.frag_for_other_host": ("drop.ipv4.not_for_us", frame(tcp_pkt(dst="198.18.0.9", flags="MF"))),
+    "ipv4.frag_udp": ("drop.ipv4.unknown_proto",
+                      frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=17, id=104, flags="MF") / Raw(b"x" * 16))),
     "ipv4.other_host": ("drop.ipv4.not_for_us", frame(tcp_pkt(dst="198.18.0.9"))),
     "ipv4.other_net": ("drop.ipv4.not_for_us", frame(tcp_pkt(dst="198.19.0.2"))),
     "ipv4.limited_broadcast": ("drop.ipv4.broadcast",
@@ -98,6 +107,8 @@ CASES = {
     # --- ICMP
     "icmp.truncated": ("drop.icmp.short", frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=1) / Raw(b"\x08\x00\xf7\xff"))),
     "icmp.empty": ("drop.icmp.short", frame(ETH / IP(src=PEER_IP, dst=MYIP, proto=1))),
+    "icmp.unreachable_short_quote": ("drop.icmp.bad_quote",
+                                     frame(ETH / IP(src=PEER_IP, dst=MYIP) / ICMP(type=3, code=1) / (b"\x45" + bytes(19)))),
     "icmp.bad_checksum": ("drop.icmp.bad_checksum",
                           frame(ETH / IP(src=PEER_IP, dst=MYIP) / ICMP(type=8, id=1, seq=1, chksum=0x1111) / b"abc")),
 }
@@ -118,6 +129,8 @@ def test_every_input_drop_reason_has_a_case():
     ones have their own tests)."""
     from .conftest import make_stack
     output_side = {"drop.ipv4.no_route", "drop.ipv4.bad_dst", "drop.ipv4.too_big",
+                   # several frames each: test_reassembly.py
+                   "drop.ipv4.frag_overlap", "drop.ipv4.frag_timeout", "drop.ipv4.frag_limit",
                    "drop.arp.queue_full", "drop.arp.unresolved", "drop.arp.too_many_pending",
                    "drop.internal"}
     declared = {k for k in make_stack().counters if k.startswith("drop.") and not k.startswith("drop.tcp.")}

@@ -69,7 +69,7 @@ def test_checksum_partial_request_not_verified(stack):
     assert icmp.chksum == verified(ICMP, bytes(icmp)) and drops(d) == {}
 
 
-@pytest.mark.parametrize("type_,code", [(0, 0), (3, 3), (11, 0), (13, 0)])
+@pytest.mark.parametrize("type_,code", [(0, 0), (4, 0), (11, 0), (12, 0), (13, 0)])
 def test_other_types_counted(stack, type_, code):
     learn_peer(stack)
     out, d = inject(stack, frame(ETH / IP(src=PEER_IP, dst=MYIP) / ICMP(type=type_, code=code) / b"12345678"))
@@ -82,3 +82,15 @@ def test_many_pings_sequence(stack):
     out, _ = inject(stack, frames)
     assert [parse(f)[ICMP].seq for f in out] == list(range(20))
     assert [bytes(parse(f)[ICMP].payload) for f in out] == [b"%d" % i for i in range(20)]
+
+
+def test_unreachable_quoting_ours_counted_short_quote_dropped(stack):
+    """Destination unreachable goes to TCP when it quotes a TCP segment of ours
+    (tests/net/tcp/test_icmp_errors.py); a quote of something else is counted and ignored,
+    a quote too short to name a flow is dropped."""
+    learn_peer(stack)
+    udp_quote = bytes(IP(src=MYIP, dst=PEER_IP, proto=17) / (b"\x00" * 8))
+    out, d = inject(stack, frame(ETH / IP(src=PEER_IP, dst=MYIP) / ICMP(type=3, code=3) / udp_quote))
+    assert out == [] and d["icmp.rx_unreachable"] == 1 and drops(d) == {}
+    out, d = inject(stack, frame(ETH / IP(src=PEER_IP, dst=MYIP) / ICMP(type=3, code=3) / udp_quote[:27]))
+    assert out == [] and drops(d) == {"drop.icmp.bad_quote": 1}

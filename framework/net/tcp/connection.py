@@ -360,7 +360,8 @@ class Connection:
     def _fail(self, reason, send_rst=True):
         if send_rst and SYN_RECEIVED <= self.state < TIME_WAIT:
             self._tx(RST | ACK, self.snd_nxt)
-        self.error = reason
+        # a soft error an ICMP message left (tcp/icmperr.py) says why it timed out
+        self.error = reason if self.error is None else f"{reason} ({self.error})"
         self.layer.counters["tcp.timeouts"] += 1
         self._finish(EV_ERROR)
 
