@@ -19,8 +19,9 @@ quoted_len)``; ``now`` is the layer's latest.
   reason (``REASONS``), as a Linux socket in SYN_SENT does (tcp_v4_err, every code).
 - Any other code in a synchronized state (or a passive SYN_RECEIVED): a soft error (RFC
   1122 4.2.3.9: hosts, networks and ports may come back). It is kept in ``conn.error``,
-  as Linux's sk_err_soft that SO_ERROR returns, and named when the connection times out
-  ("retransmission timed out (host unreachable)"); the connection is not aborted.
+  as Linux's sk_err_soft that SO_ERROR returns, until an ACK makes progress, and named if
+  the connection times out ("retransmission timed out (host unreachable)"); the connection
+  is not aborted.
 """
 from .bits import B_RECOVERY, B_TLP, B_TS
 from .connection import Connection

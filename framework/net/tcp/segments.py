@@ -465,6 +465,8 @@ def _on_ack(self, sack, acked, tsecr, now):
     L = self.layer
     if self.snd_una == self.iss:
         acked -= 1                       # the SYN is not data: no cwnd credit
+    if self.error is not None:
+        self.error = None                # something got through: forget an ICMP soft error (as Linux)
     self.snd_una = sack
     if sack > self.snd_nxt:
         self.snd_nxt = sack

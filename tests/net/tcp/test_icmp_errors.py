@@ -126,6 +126,19 @@ def test_established_soft_error_kept_and_named_on_timeout():
     assert conn.error == "retransmission timed out (host unreachable)"
 
 
+def test_soft_error_forgotten_when_an_ack_makes_progress():
+    s = make()
+    conn = established(s)
+    conn.send(b"x" * 100)
+    seg = ip_of(s.dispatch(1.02)[0])
+    s.process([unreachable(seg, 0)], 1.03)
+    assert conn.error == "network unreachable"
+    ack = ETH / IP(src=PEER_IP, dst=MYIP) / TCP(sport=9000, dport=conn.key[2], flags="A", seq=7001,
+                                                 ack=(seg[TCP].seq + 100) & 0xFFFFFFFF, window=65535)
+    s.process([frame(ack)], 1.04)
+    assert conn.error is None and conn.state_name == "ESTABLISHED"
+
+
 def data_segments(frames):
     return [ip_of(f) for f in frames if len(ip_of(f)[TCP].payload)]
 
