@@ -104,6 +104,10 @@ REJECTED = [
      b"\r\n3\r\nabcX0\r\n\r\n", 400),
     ("chunk-bare-lf", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
      b"\r\n3\nabc\n0\n\n", 400),
+    ("chunk-size-overflow", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+     b"\r\n1" + b"0" * 20 + b"\r\nabc\r\n0\r\n\r\n", 400),
+    ("te-xchunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n"
+     b"\r\n0\r\n\r\n", 400),
 ]
 
 
@@ -257,6 +261,19 @@ def test_nothing_after_connection_close_is_processed():
                               b"POST /2 HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n")
     got = parse_responses(out)
     assert len(got) == 1 and got[0][1]["connection"] == "close" and t.closed
+
+
+@pytest.mark.parametrize("kind", ["framework", "asgi"])
+def test_body_cut_short_is_never_served(kind):
+    """6.3: fewer octets than Content-Length, then the peer's EOF: the message is
+    incomplete, the connection closes, nothing reaches the app."""
+    h = Harness(FACTORIES[kind]())
+    proto, t = h.connect()
+    proto.data_received(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+    h.run()
+    proto.eof_received()
+    h.run()
+    assert b"200" not in t.take()[:12] and t.closed
 
 
 def test_response_framing_for_http10_and_204():
