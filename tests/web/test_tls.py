@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import json
 import os
+import socket
 import ssl
 import subprocess
 
@@ -363,3 +364,41 @@ def test_websocket_over_tls(lab, pki, stack):
             assert ws.recv(timeout=10) == blob
     finally:
         handle.stop()
+
+
+def test_asgi_and_wsgi_apps_see_https(pki):
+    """The ASGI scope's scheme and WSGI's wsgi.url_scheme over TLS (a kernel shard on a
+    loopback address of this test's own; build_app wraps as `serve` does)."""
+    import threading
+    from framework.shard.run import run_kernel_worker
+
+    async def asgi_app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["scheme"].encode()})
+
+    def wsgi_app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(environ["wsgi.url_scheme"])))])
+        return [environ["wsgi.url_scheme"].encode()]
+
+    host = f"127.{(os.getpid() >> 8) & 255}.{os.getpid() & 255}.11"
+    ctx = pki.client_context()
+    ctx.check_hostname = False          # the certificate names SERVER_IP, not this address
+    for interface, obj in (("asgi", asgi_app), ("wsgi", wsgi_app)):
+        app = build_app(obj, WebOptions(interface=interface, certfile=pki.cert,
+                                        keyfile=pki.key))
+        stop, ready = threading.Event(), threading.Event()
+        t = threading.Thread(target=run_kernel_worker, args=(app, host, PORT),
+                             kwargs={"stop_event": stop, "ready": ready, "grace": 1.0},
+                             daemon=True)
+        t.start()
+        try:
+            assert ready.wait(10), "the shard did not start"
+            with ctx.wrap_socket(socket.create_connection((host, PORT), timeout=10)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(s) == (200, b"https"), interface
+        finally:
+            stop.set()
+            t.join(10)
+        assert not t.is_alive()
