@@ -21,7 +21,7 @@ A_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flask_app.py"
 @contextlib.asynccontextmanager
 async def lifespan(app):
     done = []                   # what background tasks finished (per worker)
-    yield {"started": "yes", "done": done}
+    yield {"started": "yes", "done": done, "ws_closes": []}
 
 
 async def index(request):
@@ -117,12 +117,18 @@ async def fail(request):
     raise RuntimeError("boom (expected by the test)")
 
 
+async def ws_closes(request):
+    return JSONResponse(request.state.ws_closes)
+
+
 async def ws_echo(websocket):
-    await websocket.accept(subprotocol=(websocket.scope["subprotocols"] or [None])[0])
+    await websocket.accept(subprotocol=(websocket.scope["subprotocols"] or [None])[0],
+                           headers=[(b"x-accepted-by", b"starlette")])
     try:
         while True:
             msg = await websocket.receive()
             if msg["type"] == "websocket.disconnect":
+                websocket.state.ws_closes.append([msg.get("code"), msg.get("reason")])
                 return
             if msg.get("text") == "close-me":
                 await websocket.close(code=4001, reason="asked to")
@@ -166,6 +172,7 @@ routes = [
     Route("/fail", fail),
     Mount("/gz", app=gzipped),
     Mount("/cors", app=cors),
+    Route("/ws-closes", ws_closes),
     WebSocketRoute("/ws", ws_echo),
     WebSocketRoute("/ws-reject", ws_reject),
 ]

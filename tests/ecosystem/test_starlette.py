@@ -205,6 +205,8 @@ def test_app_exception_after_the_response_closes_the_connection(reference, serve
 def ws_session(server):
     """What a websockets client sees of one conversation with the echo endpoint."""
     seen = []
+    with client_for(server) as c:
+        closes_before = len(c.get("/ws-closes").json())   # earlier sessions' (per worker)
     tls = getattr(server, "tls", None)
     base = f"{'wss' if tls else 'ws'}://{server.host}:{server.port}"
     kw = {"open_timeout": 10, "ssl": tls.client_context} if tls else {"open_timeout": 10}
@@ -225,6 +227,7 @@ def ws_session(server):
             seen.append(("echo", type(back).__name__, len(back), back == msg))
         ws.send(["frag", "mented ", "text"])            # a fragmented message
         seen.append(("fragmented", ws.recv(timeout=10)))
+        seen.append(("pong", ws.ping(b"p").wait(10)))
         ws.send("close-me")
         try:
             ws.recv(timeout=10)
@@ -235,6 +238,15 @@ def ws_session(server):
         seen.append(("echo", ws.recv(timeout=10)))
         ws.close(code=1000, reason="client done")
         seen.append(("closed by client", ws.close_code, ws.close_reason))
+    with ws_connect(url, **kw) as ws:
+        ws.close(code=4321, reason="custom")
+    with client_for(server) as c:
+        # what the app's websocket.disconnect said, for both client closes
+        deadline = time.monotonic() + 5
+        while (len(c.get("/ws-closes").json()) < closes_before + 2
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        seen.append(("app saw", c.get("/ws-closes").json()[closes_before:]))
     try:
         with ws_connect(base + "/ws-reject", **kw):
             seen.append(("rejected", "no"))
@@ -258,8 +270,9 @@ def test_websocket_as_uvicorn(reference, served):
         ("subprotocol", "chat"),
         ("echo", "str", 5, True), ("echo", "bytes", 3, True), ("echo", "str", 70000, True),
         ("echo", "bytes", 1 << 20, True), ("echo", "str", 0, True),
-        ("fragmented", "fragmented text"),
+        ("fragmented", "fragmented text"), ("pong", True),
         ("closed by server", 4001, "asked to"),
         ("echo", "bye"), ("closed by client", 1000, "client done"),
+        ("app saw", [[1000, "client done"], [4321, "custom"]]),
         ("rejected", 403), ("no route", 403)]
     assert ws_session(served) == ref
