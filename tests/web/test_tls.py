@@ -167,6 +167,39 @@ def _tlsapp():
     return tlsapp.app
 
 
+def test_in_process_pipelined_flood_pauses_and_resumes_reading(pki):
+    """60 pipelined requests to an async handler in one TLS write: the HTTP protocol
+    pauses reading (through TLS to the transport) and resumes it; all answered in order."""
+    import asyncio
+    from framework import App, RequestHandler
+    from .fakes import parse_responses
+    app = App()
+
+    @app.route("/s/{n}")
+    class Slow(RequestHandler):
+        async def get(self, n):
+            await asyncio.sleep(0.01)
+            self.write(n)
+
+    h = Harness(wrap(app, WebOptions(certfile=pki.cert, keyfile=pki.key)))
+    c = MemoryClient(h, pki.client_context())
+    c.handshake()
+    c.ssl.write(b"".join(b"GET /s/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(60)))
+    c.pump()
+    paused, out = [], b""
+    for _ in range(200):
+        paused.append(c.t.paused)
+        h.run(0.01)
+        c.pump()
+        try:
+            while True:
+                out += c.ssl.read(1 << 20)
+        except ssl.SSLWantReadError:
+            pass
+    assert [b for _, _, b in parse_responses(out)] == [b"%d" % i for i in range(60)]
+    assert any(paused) and not c.t.paused
+
+
 def test_in_process_handshake_timeout_aborts(pki):
     h = Harness(memory_app(pki))
     proto, t = h.connect()
