@@ -32,6 +32,7 @@ import re
 import socket
 import struct
 import subprocess
+import zlib
 
 from framework.nic.tap import TapDevice
 
@@ -317,5 +318,9 @@ def attached(port_type, iface, ip_with_prefix, gateway=None, owner_pid=None):
     itf = ipaddress.ip_interface(ip_with_prefix)
     if not os.path.exists(f"/sys/class/net/{iface}"):
         raise LinkError(f"--iface {iface}: no such interface")
-    mac = make_mac(os.getpid() if owner_pid is None else owner_pid)
+    # the same interface and address give the same MAC: a restarted server (a node coming
+    # back behind a router, docs/DEPLOY.md) is reached at once, not after the neighbours'
+    # ARP entries for the old MAC expire
+    seed = zlib.crc32(f"{iface} {itf.ip}".encode()) if owner_pid is None else owner_pid
+    mac = make_mac(seed)
     return LinkInfo(port_type, iface, None, mac, str(itf.ip), itf.network.prefixlen, gateway)

@@ -52,6 +52,10 @@ class UserStackProvider:
         # a FIN goes up a turn after the data before it, as on a kernel socket (streams.py)
         self.streams = Streams(self.tcp, ctx, eof_next_turn=True)
         loop.add_native(self.port.fileno(), self._port_event)
+        # a gratuitous ARP: neighbours that knew our address learn this MAC at once
+        announce = getattr(self.stack, "announce", None)
+        if announce is not None:
+            announce()
 
     def listen(self, port, factory):
         self.streams.listen(port, factory)
