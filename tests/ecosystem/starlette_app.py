@@ -21,7 +21,7 @@ A_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flask_app.py"
 @contextlib.asynccontextmanager
 async def lifespan(app):
     done = []                   # what background tasks finished (per worker)
-    yield {"started": "yes", "done": done, "ws_closes": []}
+    yield {"started": "yes", "done": done, "ws_closes": [], "streams_ended": []}
 
 
 async def index(request):
@@ -53,6 +53,26 @@ async def stream(request):
             yield f"part {i}\n".encode()
             await asyncio.sleep(0.01)
     return StreamingResponse(parts(), media_type="text/plain")
+
+
+async def forever(request):
+    """Streams until the client goes away: Starlette sees http.disconnect and cancels the
+    generator, whose ``finally`` records the tag."""
+    ended = request.state.streams_ended
+    tag = request.query_params["tag"]
+
+    async def ticks():
+        try:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.01)
+        finally:
+            ended.append(tag)
+    return StreamingResponse(ticks(), media_type="text/plain")
+
+
+async def streams_ended(request):
+    return JSONResponse(request.state.streams_ended)
 
 
 async def large(request):
@@ -161,6 +181,8 @@ routes = [
     Route("/echo", echo, methods=["POST", "PUT"]),
     Route("/stream", stream),
     Route("/large", large),
+    Route("/forever", forever),
+    Route("/streams-ended", streams_ended),
     Route("/background", background),
     Route("/background/done", background_done),
     Route("/state", state),

@@ -123,6 +123,24 @@ def test_concurrent_clients(served):
         assert (status, body) == (200, want), i
 
 
+@pytest.mark.parametrize("which", ["reference", "served"])
+def test_client_gone_mid_stream_ends_the_stream(reference, served, which):
+    """A client that leaves a never-ending stream: the app sees http.disconnect (its
+    generator is cancelled) on uvicorn and on ours."""
+    import uuid
+    server = reference if which == "reference" else served
+    tag = uuid.uuid4().hex[:8]
+    with client_for(server) as c:
+        with c.stream("GET", f"/forever?tag={tag}") as r:
+            lines = r.iter_lines()
+            assert [next(lines) for _ in range(3)] == ["tick"] * 3
+    with client_for(server) as c:          # the streaming connection is closed now
+        deadline = time.monotonic() + 5
+        while tag not in c.get("/streams-ended").json():
+            assert time.monotonic() < deadline, "the app never saw the client go"
+            time.sleep(0.02)
+
+
 def test_background_task_runs_after_the_response(served):
     with client_for(served) as c:
         assert c.get("/background?tag=t1").json() == {"queued": "t1"}
