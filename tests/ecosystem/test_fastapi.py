@@ -3,6 +3,7 @@ fixed list of requests exactly as uvicorn does: path and query parameters, a bod
 422s from validation, dependencies (a header check, a yield dependency, a sync endpoint in
 FastAPI's thread pool), 404/405, HEAD, and the generated OpenAPI document and docs page."""
 import json
+import time
 
 from .harness import Req, check_list, client_for
 
@@ -68,7 +69,6 @@ def test_validation_and_dependencies(served):
 
 
 def test_background_task(served):
-    import time
     with client_for(served) as c:
         assert c.post("/later/x1").json() == {"queued": "x1"}
         deadline = time.monotonic() + 5

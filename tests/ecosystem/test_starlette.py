@@ -1,9 +1,12 @@
 """A Starlette app (starlette_app.py) served by `framework serve` on both stacks answers
 every request of a fixed list exactly as uvicorn does (status, headers but Date/Server,
 body), and its WebSocket echo, lifespan state and background tasks work."""
+import asyncio
 import json
 import time
+import uuid
 
+import httpx
 import pytest
 import websockets.exceptions
 from websockets.sync.client import connect as ws_connect
@@ -104,10 +107,6 @@ def test_answers_are_what_the_app_says(served):
 def test_concurrent_clients(served):
     """50 clients at once, each on its own connection, streamed and plain answers mixed:
     every one gets its own complete answer."""
-    import asyncio
-
-    import httpx
-
     async def one(i):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as c:
             path = "/stream" if i % 2 else f"/items/{i}?k={i}"
@@ -127,7 +126,6 @@ def test_concurrent_clients(served):
 def test_client_gone_mid_stream_ends_the_stream(reference, served, which):
     """A client that leaves a never-ending stream: the app sees http.disconnect (its
     generator is cancelled) on uvicorn and on ours."""
-    import uuid
     server = reference if which == "reference" else served
     tag = uuid.uuid4().hex[:8]
     with client_for(server) as c:
