@@ -81,6 +81,9 @@ def serve(args, parser):
     try:
         _load_app(cfg.app, web)
     except Exception as e:
+        tls = sys.modules.get("framework.web.tls")
+        if tls is not None and isinstance(e, tls.TlsConfigError):
+            err(str(e))         # the certificate's fault, not the app's
         err(f"cannot load APP {cfg.app!r}: {type(e).__name__}: {e}".replace("\n", " "))
     metrics = cfg.metrics
     if isinstance(metrics, str):

@@ -240,6 +240,7 @@ def test_serve_refuses_a_bad_certificate_with_exit_2(pki, tmp_path):
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and says in lines[0], r.stderr
+        assert "cannot load APP" not in lines[0]         # the certificate is named, not the app
 
 
 # ---- both stacks ---------------------------------------------------------------------------
