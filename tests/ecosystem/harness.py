@@ -281,4 +281,5 @@ def check_list(ref_server, server, requests, reason=True):
                  if [r for r in requests if r.name == n][0].status not in (None, s.status)}
     assert not wrong_ref, f"the reference answered other statuses than expected: {wrong_ref}"
     assert not diffs, (f"{server.stack} differs from uvicorn:\n" + "\n".join(
-        f"  {n}: {line}" for n, lines in diffs.items() for line in lines))
+        f"  {n}: {line}" for n, lines in diffs.items() for line in lines)
+        + f"\n{server.stack}'s log (end):\n{server.stderr()[-1500:]}")

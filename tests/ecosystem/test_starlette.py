@@ -219,8 +219,18 @@ def test_app_exception_after_the_response_closes_the_connection(reference, serve
 
 # ---- WebSocket ---------------------------------------------------------------------------
 def ws_session(server):
-    """What a websockets client sees of one conversation with the echo endpoint."""
+    """What a websockets client sees of conversations with the echo endpoint (it offers
+    permessage-deflate, as by default) and of two refused handshakes."""
     seen = []
+    try:
+        _ws_session(server, seen)
+    except Exception as e:
+        raise AssertionError(f"{server.stack}: {e!r} after {seen}\nlog (end):\n"
+                             f"{server.stderr()[-1500:]}") from e
+    return seen
+
+
+def _ws_session(server, seen):
     with client_for(server) as c:
         closes_before = len(c.get("/ws-closes").json())   # earlier sessions' (per worker)
     tls = getattr(server, "tls", None)
@@ -277,7 +287,6 @@ def ws_session(server):
             seen.append(("no route", "accepted"))
     except websockets.exceptions.InvalidStatus as e:
         seen.append(("no route", e.response.status_code))
-    return seen
 
 
 def test_websocket_as_uvicorn(reference, served):
