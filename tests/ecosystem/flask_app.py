@@ -1,10 +1,14 @@
 """A Flask (WSGI) app: routes, JSON in and out, a streamed (generator) body, a large
 body, form data, query strings and the WSGI environ fields a view can see."""
-from flask import Flask, Response, jsonify, request, stream_with_context
+import os
+
+from flask import (Flask, Response, jsonify, redirect, request, send_file,
+                   stream_with_context)
 
 app = Flask(__name__)
 
 LARGE = bytes(range(256)) * 4096            # 1 MiB
+A_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "starlette_app.py")
 
 
 @app.get("/")
@@ -60,6 +64,17 @@ def environ():
                                       "QUERY_STRING", "SERVER_PROTOCOL", "wsgi.url_scheme")}
                    | {"version": list(e["wsgi.version"]), "input": e["wsgi.input"].read()
                       .decode()})
+
+
+@app.get("/file")
+def a_file():
+    # werkzeug answers Range (206/416) and If-None-Match/If-Modified-Since (304) itself
+    return send_file(A_FILE, mimetype="text/x-python", conditional=True, etag=True)
+
+
+@app.get("/old")
+def old():
+    return redirect("/items/1?from=old", code=301)
 
 
 @app.get("/fail")
