@@ -72,6 +72,10 @@ def test_every_option_has_env_and_file_form(tmp_path):
     ("env", {"FRAMEWORK_TIMEOUT": "-1"}, "FRAMEWORK_TIMEOUT: must be a positive"),
     ("env", {"FRAMEWORK_METRICS": "localhost:x"}, "FRAMEWORK_METRICS: 'localhost:x'"),
     ("env", {"FRAMEWORK_LINK_SUBNET": "10.0.0.0/24"}, "FRAMEWORK_LINK_SUBNET: 10.0.0.0/24: must be"),
+    ("flag", {"vip": "198.19.0.1,198.19.0.1"}, "--vip: 198.19.0.1 is listed twice"),
+    ("flag", {"vip": "198.19.0"}, "--vip: "),
+    ("flag", {"health_path": "healthz"}, "--health-path: 'healthz': expected a path"),
+    ("env", {"FRAMEWORK_DRAIN_DELAY": "-2"}, "FRAMEWORK_DRAIN_DELAY: must be a positive"),
     ("file", 'coers = 2\n', "unknown key 'coers'"),
     ("file", 'port = "http"\n', "port: expected a port number"),
     ("file", 'port = true\n', "port: expected a port number"),
@@ -118,6 +122,11 @@ def test_check_cores_cpuset_and_iface():
               iface_exists=lambda n: False)
     with pytest.raises(ConfigError, match="no APP"):
         check(resolve({}, env={}), [0])
+    with pytest.raises(ConfigError, match="a VIP is the node's own --ip"):
+        check(resolve({"app": "a:b", "iface": "x", "ip": "198.18.1.2/24",
+                       "vip": "198.19.0.1,198.18.1.2"}, env={}), [0])
+    c = resolve({"app": "a:b", "vip": "198.19.0.1, 198.19.0.2"}, env={})
+    assert c.vip == ["198.19.0.1", "198.19.0.2"] and check(c, [0]) == [0]
 
 
 def test_argparse_flags_feed_the_same_precedence(tmp_path):
