@@ -36,6 +36,7 @@ import os
 import select
 import selectors
 import signal
+import sys
 import time
 
 log = logging.getLogger("framework.shard")
@@ -290,6 +291,9 @@ class ShardLoop(asyncio.SelectorEventLoop):
         vals["heartbeat_ms"] = int(now * 1000)
         vals["loop.turns"] = self.turns
         vals["loop.sleeps"] = self.sleeps
+        tls = sys.modules.get("framework.web.tls")     # loaded only when serving HTTPS
+        if tls is not None:
+            vals.update(tls.STATS)
         st.update({k: v for k, v in vals.items() if k in names})
 
     # ---- running ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from framework.shard.userstack import UserStackProvider, stat_names as user_stat
 from framework.web.lifespan import StartupFailed
 from framework.web import accesslog, health
 from framework.web.loader import load_app
+from framework.web.tls import STATS as TLS_STATS
 
 log = logging.getLogger("framework.worker")
 
@@ -38,7 +39,7 @@ PR_SET_PDEATHSIG = 1
 
 def stat_names(stack_kind="user"):
     """Every counter a shard of ``stack_kind`` publishes in its stats block."""
-    names = list(LOOP_STATS) + list(XSHARD_STATS)
+    names = list(LOOP_STATS) + list(XSHARD_STATS) + list(TLS_STATS)
     if stack_kind == "user":
         names += ["fwd.out", "fwd.in", "fwd.drops"] + user_stat_names(counter_names())
     seen = set()

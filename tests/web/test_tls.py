@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 import trustme
@@ -348,8 +349,27 @@ def test_https_on_stack(lab, pki, stack):
         finally:
             keep.close()
         assert handle.alive()
+        if stack == "user":     # the worker's counters (stats block, /metrics) count them
+            st = _published(handle, lambda v: v.get("tls.handshake_failed", 0) >= 2)
+            assert st["tls.handshakes"] >= 2 and st["tls.handshake_failed"] >= 2, st
     finally:
         handle.stop()
+
+
+def _published(handle, ok, timeout=10.0):
+    """The stats block of ``handle``'s one shard once ``ok(values)`` holds."""
+    import glob
+    from framework.shm.stats import StatsBlock
+    deadline = time.monotonic() + timeout
+    while True:
+        names = glob.glob(f"/dev/shm/framework.{handle.proc.pid}-*.stats.0")
+        if names:
+            runid = os.path.basename(names[0])[len("framework."):-len(".stats.0")]
+            vals = StatsBlock.attach(runid, 0).snapshot()
+            if ok(vals) or time.monotonic() > deadline:
+                return vals
+        assert time.monotonic() < deadline, "no stats block"
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("stack", ["kernel", "user"])
