@@ -52,6 +52,12 @@ class HealthRouter:
     def routes(self):
         return [self.route] + list(self.inner.routes)
 
+    def add(self, pattern, handler, kwargs=None):
+        """A route added after the wrap (App.route) still goes to the app's router."""
+        route = self.inner.add(pattern, handler, kwargs)
+        self.early = self.inner.early
+        return route
+
     def match(self, path):
         if path == self.path:
             return self.route, (), {}

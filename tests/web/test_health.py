@@ -62,3 +62,16 @@ def test_off_by_default_and_wrapping_twice_is_one_route():
     build_app(app, opts)
     build_app(app, opts)
     assert app.router.inner.__class__.__name__ == "Router"
+
+
+def test_routes_added_after_the_wrap_still_served():
+    app = build_app(framework_app(), WebOptions(health_path="/healthz"))
+
+    @app.route("/late")
+    class Late(RequestHandler):
+        def get(self):
+            self.write("late\n")
+
+    with TestClient(app) as client:
+        assert client.get("/late").text == "late\n"
+        assert client.get("/healthz").status == 200
