@@ -116,17 +116,22 @@ def _check_serves_starlette(lab, server):
 
 
 def _median(runs, key):
-    vals = [r[key] for r in runs if r.get(key) is not None and r.get("errors", 0) == 0]
+    vals = _ok(runs, key)
     return statistics.median(vals) if vals else None
 
 
+def _ok(runs, key):
+    return [r[key] for r in runs if r.get(key) is not None and r.get("errors", 0) == 0]
+
+
 def table(results, servers=SERVERS):
-    """A Markdown table: per server, per scenario the median req/s, its ratio to
-    uvicorn's, and the server's CPU us per request."""
+    """A Markdown table: per server, per scenario the median req/s (min-max: on a busy
+    machine the spread says how far to trust it), its ratio to uvicorn's, and the
+    server's CPU us per request (steadier than req/s when others share the cores)."""
     head = ["server"]
     for sc in SCENARIOS:
         t = "keep-alive" if sc == "keepalive" else "Connection: close"
-        head += [f"{t} req/s", "vs uvicorn", "us/req"]
+        head += [f"{t} req/s (min-max)", "vs uvicorn", "us/req"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = {sc: _median(results.get(sc, {}).get("uvicorn", []), "rps") for sc in SCENARIOS}
     for kind in servers:
@@ -134,7 +139,9 @@ def table(results, servers=SERVERS):
         for sc in SCENARIOS:
             runs = results.get(sc, {}).get(kind, [])
             rps, us = _median(runs, "rps"), _median(runs, "server_us_per_req")
-            row += [f"{rps / 1000:.1f}k" if rps else "-",
+            ok = _ok(runs, "rps")
+            spread = f" ({min(ok) / 1000:.1f}-{max(ok) / 1000:.1f}k)" if len(ok) > 1 else ""
+            row += [f"{rps / 1000:.1f}k{spread}" if rps else "-",
                     f"{rps / ref[sc]:.2f}x" if rps and ref[sc] else "-",
                     f"{us:.0f}" if us else "-"]
         lines.append("| " + " | ".join(row) + " |")
