@@ -174,20 +174,39 @@ def exchange(client, req):
         r.reason_phrase)
 
 
-def raw_exchange(host, port, data, timeout=10.0):
+def raw_exchange(host, port, data, timeout=10.0, pause=0.0, half_close=False,
+                 slow_read=False):
     """Send exact bytes on a fresh connection and read until the server closes it (the
-    request should say ``Connection: close``); returns every byte received."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
+    request should say ``Connection: close``); returns every byte received. ``data`` may
+    be a list of parts sent ``pause`` seconds apart; ``half_close``: shut our sending side
+    once all is sent; ``slow_read``: a small receive buffer read 16 KiB at a time with a
+    short sleep between (the server's sending has to wait for us)."""
+    parts = data if isinstance(data, list) else [data]
+    s = socket.socket()
+    try:
+        if slow_read:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(timeout)
+        s.connect((host, port))
+        for i, part in enumerate(parts):
+            if i and pause:
+                time.sleep(pause)
+            s.sendall(part)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         out = bytearray()
         while True:
             try:
-                b = s.recv(65536)
+                b = s.recv(16384 if slow_read else 65536)
             except ConnectionResetError:    # a close with unread input (uvicorn's way)
                 b = b""
             if not b:
                 return bytes(out)
             out += b
+            if slow_read:
+                time.sleep(0.002)
+    finally:
+        s.close()
 
 
 def parse_raw(data, head=False):

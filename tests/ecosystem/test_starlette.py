@@ -160,6 +160,8 @@ RAW = [
     ("raw head of a stream", b"HEAD /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
     ("raw expect 100-continue", b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
      b"Expect: 100-continue\r\nConnection: close\r\n\r\nhello"),
+    ("raw pipelined bodies", b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+     b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndefg"),
     ("raw chunked request body", b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: t/x\r\n"
      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
@@ -175,6 +177,27 @@ def test_raw_requests_as_uvicorn(reference, served, name, data):
     assert [r.status for r in got] == [r.status for r in ref], name
     for i, (r, g) in enumerate(zip(ref, got)):
         assert differences(r, g) == [], f"{name}: response {i + 1}"
+
+
+MANNERS = [
+    # (name, request bytes or parts, raw_exchange options)
+    ("a body arriving in pieces", [b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n"
+                                   b"Connection: close\r\n\r\n", b"01234", b"56789"],
+     {"pause": 0.1}),
+    ("a client that half-closes after its request",
+     b"GET /json HTTP/1.1\r\nHost: h\r\n\r\n", {"half_close": True}),
+    ("a slow reader of 1 MiB", b"GET /large HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+     {"slow_read": True}),
+]
+
+
+@pytest.mark.parametrize("name,data,how", MANNERS, ids=[m[0] for m in MANNERS])
+def test_client_manners_as_uvicorn(reference, served, name, data, how):
+    ref = parse_raw(raw_exchange(reference.host, reference.port, data, **how))
+    got = parse_raw(raw_exchange(served.host, served.port, data, **how))
+    assert [r.status for r in ref] == [200], name
+    assert [r.status for r in got] == [200], name
+    assert differences(ref[0], got[0]) == [], name
 
 
 def test_http10_keep_alive_as_nginx(reference, served):
