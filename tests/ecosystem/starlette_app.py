@@ -161,6 +161,22 @@ async def ws_echo(websocket):
         pass
 
 
+async def ws_scope(websocket):
+    """Sends the websocket scope's fields that do not depend on the server's address."""
+    await websocket.accept()
+    s = websocket.scope
+    await websocket.send_json({
+        "type": s["type"], "asgi": s["asgi"], "http_version": s["http_version"],
+        "scheme": s["scheme"], "path": s["path"], "raw_path": s["raw_path"].decode("latin-1"),
+        "query_string": s["query_string"].decode("latin-1"), "root_path": s["root_path"],
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in s["headers"]
+                    if k not in (b"sec-websocket-key", b"host")],
+        "subprotocols": s["subprotocols"], "has_state": "state" in s,
+        "client_is_pair": len(s["client"]) == 2, "server_is_pair": len(s["server"]) == 2,
+    })
+    await websocket.close()
+
+
 async def ws_reject(websocket):
     await websocket.close(code=1008)
 
@@ -197,6 +213,7 @@ routes = [
     Route("/ws-closes", ws_closes),
     WebSocketRoute("/ws", ws_echo),
     WebSocketRoute("/ws-reject", ws_reject),
+    WebSocketRoute("/ws-scope/{rest:path}", ws_scope),
 ]
 
 app = Starlette(routes=routes, lifespan=lifespan)

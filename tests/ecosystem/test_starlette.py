@@ -296,6 +296,9 @@ def _ws_session(server, seen):
                and time.monotonic() < deadline):
             time.sleep(0.02)
         seen.append(("app saw", c.get("/ws-closes").json()[closes_before:]))
+    with ws_connect(base + "/ws-scope/a%20b?x=%41&y", subprotocols=["one", "two"],
+                    additional_headers={"X-Extra": "1"}, **kw) as ws:
+        seen.append(("scope", json.loads(ws.recv(timeout=10))))
     try:
         with ws_connect(base + "/ws-reject", **kw):
             seen.append(("rejected", "no"))
@@ -314,7 +317,7 @@ def _ws_session(server, seen):
 
 def test_websocket_as_uvicorn(reference, served):
     ref = ws_session(reference)
-    assert [x for x in ref if x[0] not in ("handshake", "rejected answer")] == [
+    assert [x for x in ref if x[0] not in ("handshake", "rejected answer", "scope")] == [
         ("subprotocol", "chat"),
         ("echo", "str", 5, True), ("echo", "bytes", 3, True), ("echo", "str", 70000, True),
         ("echo", "bytes", 1 << 20, True), ("echo", "str", 0, True),
