@@ -2,7 +2,7 @@
 
 A test module names its app (``APP = "starlette_app:app"``, a module of this package),
 how uvicorn serves it (``UVICORN_INTERFACE``, ``UVICORN_FLAGS``) and the flags of
-``framework serve`` (``SERVE_FLAGS``); ``reference`` is uvicorn serving it,
+``framework serve`` (``SERVE_FLAGS``, ``CORES``); ``reference`` is uvicorn serving it,
 ``served`` is ``framework serve`` serving it on the user and on the kernel stack (the
 tests using it run once per stack, the server started once per stack and module).
 """
@@ -41,4 +41,5 @@ def served(request):
     need_root()
     mod = request.module
     yield from _started(lambda: Framework(mod.APP, request.param,
-                                          getattr(mod, "SERVE_FLAGS", ())))
+                                          getattr(mod, "SERVE_FLAGS", ()),
+                                          cores=getattr(mod, "CORES", 1)))

@@ -83,14 +83,15 @@ class Uvicorn:
 
 
 class Framework:
-    """``framework serve ecosystem.<spec>`` on ``stack`` (one worker), on its own link."""
+    """``framework serve ecosystem.<spec>`` on ``stack`` (``cores`` workers), on its own
+    link."""
 
-    def __init__(self, spec, stack, extra=(), tls=None):
+    def __init__(self, spec, stack, extra=(), tls=None, cores=1):
         self.stack = stack
         self.tls = tls
         if tls:
             extra = (*extra, "--certfile", tls.certfile, "--keyfile", tls.keyfile)
-        self.server = Server(app=f"ecosystem.{spec}", cores=1, cwd=TESTS,
+        self.server = Server(app=f"ecosystem.{spec}", cores=cores, cwd=TESTS,
                              extra=("--stack", stack, *extra),
                              subnet=tls.subnet if tls else "auto")
         self.host = self.server.ip

@@ -97,6 +97,10 @@ async def state(request):
     return JSONResponse({"started": request.state.started})
 
 
+async def worker(request):
+    return JSONResponse({"pid": os.getpid(), "started": request.state.started})
+
+
 async def headers(request):
     return JSONResponse([[k.decode("latin-1"), v.decode("latin-1")]
                          for k, v in request.scope["headers"]])
@@ -202,6 +206,7 @@ routes = [
     Route("/background", background),
     Route("/background/done", background_done),
     Route("/state", state),
+    Route("/worker", worker),
     Route("/headers", headers),
     Route("/scope/{rest:path}", scope),
     Route("/cookies", cookies),
