@@ -13,6 +13,12 @@ Header comparison: names case-insensitive, the multiset of (name, value) pairs (
 order them its own way); ``Date`` and ``Server`` are left out (they name the server and the
 second), ``Allow`` is compared as a set (see ``normalise``); nothing else may differ. The
 status line's reason phrase is compared too (for ASGI the server picks it).
+
+Where we differ from uvicorn on purpose, each checked on its own by the tests: HTTP/1.0 with
+``Connection: keep-alive`` keeps the connection (as nginx); WSGI reason phrases are the
+app's (PEP 3333, as gunicorn); a chunked upload reaches a WSGI view (uvicorn's WSGI
+interface drops it). Not compared: permessage-deflate's parameters and the Content-Type of
+the empty 403 refusing a WebSocket (each WebSocket library's own, uvicorn's two differ).
 """
 import os
 import socket
