@@ -118,6 +118,14 @@ async def scope(request):
     })
 
 
+async def client(request):
+    # only meaningful behind a trusted proxy (test_proxy_headers.py): otherwise the
+    # client is the test's own address, which differs from server to server
+    s = request.scope
+    return JSONResponse({"client": list(s["client"]), "scheme": s["scheme"],
+                         "url": str(request.url)})
+
+
 async def cookies(request):
     r = JSONResponse({"cookies": request.cookies}, status_code=201)
     r.set_cookie("a", "1", path="/")
@@ -210,6 +218,7 @@ routes = [
     Route("/headers", headers),
     Route("/scope/{rest:path}", scope),
     Route("/cookies", cookies),
+    Route("/client", client),
     Route("/file", a_file),
     Route("/odd-headers", odd_headers),
     Route("/fail", fail),
