@@ -36,6 +36,8 @@ REQUESTS = [
                  ("X-Empty", "")], status=200),
     Req("repeated, empty, latin-1 and long response headers", "GET", "/odd-headers",
         status=200),
+    Req("12 KiB of headers (3 lines of 4 KB: large cookies, a JWT)", "GET", "/state",
+        headers=[(f"X-Big-{i}", "v" * 4000) for i in range(3)], status=200),
     Req("post body", "POST", "/echo", headers=[("Content-Type", "application/json")],
         body=json.dumps({"k": "v", "n": [1, 2]}).encode(), status=200),
     Req("put binary body", "PUT", "/echo",
