@@ -333,3 +333,22 @@ def test_websocket_as_uvicorn(reference, served):
         ("app saw", [[1000, "client done"], [4321, "custom"]]),
         ("rejected", 403), ("no route", 403)]
     assert ws_session(served) == ref
+
+
+def too_big(server):
+    """A message one byte over 16 MiB (uvicorn's default --ws-max-size, and ours)."""
+    with ws_connect(f"ws://{server.host}:{server.port}/ws", max_size=None, open_timeout=10,
+                    close_timeout=10) as ws:
+        ws.send(b"x" * (16 << 20))                  # exactly the limit: echoed
+        ok = len(ws.recv(timeout=20)) == 16 << 20
+        ws.send(b"x" * ((16 << 20) + 1))
+        try:
+            ws.recv(timeout=20)
+        except websockets.exceptions.ConnectionClosed as e:
+            return ok, e.rcvd.code if e.rcvd else None
+    return ok, "not closed"
+
+
+def test_websocket_message_over_the_limit_as_uvicorn(reference, served):
+    assert too_big(reference) == (True, 1009)
+    assert too_big(served) == (True, 1009)
