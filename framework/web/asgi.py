@@ -32,7 +32,7 @@ from .h1writer import REASONS
 from .handler import RequestHandler
 from .lifespan import Lifespan
 from .routing import CatchAllRouter
-from .serving import WebOptions
+from .serving import SERVED_MAX_HEADER_SIZE, WebOptions
 
 log = logging.getLogger("framework.asgi")
 
@@ -359,11 +359,12 @@ class AsgiHandler(RequestHandler):
 class AsgiApp(App):
     """An ASGI 3 application served as an App: one instance per worker, lifespan in
     every shard. ``limits`` are App's (max_body_size None: no limit, as uvicorn; the
-    body is streamed to the app at its pace)."""
+    body is streamed to the app at its pace; max_header_size: 32 KiB, see serving)."""
 
     def __init__(self, asgi_app, opts=None, **limits):
         if limits.get("max_body_size", None) is None:
             limits["max_body_size"] = float("inf")
+        limits.setdefault("max_header_size", SERVED_MAX_HEADER_SIZE)
         super().__init__(**limits)
         self.asgi = asgi_app
         self.opts = opts if opts is not None else WebOptions()

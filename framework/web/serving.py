@@ -16,6 +16,15 @@ from .app import App
 
 INTERFACES = ("auto", "asgi", "wsgi", "framework")
 
+# Limits of a served ASGI/WSGI app, where App's own defaults (8 KiB head, 1 MiB body) turn
+# away requests those apps get through the servers they come from. A request head up to
+# 32 KiB: nginx's large_client_header_buffers 4 x 8k (uvicorn and gunicorn take as much):
+# a few large cookies or a JWT. A WSGI body up to 1 GiB, buffered before the app runs:
+# waitress's max_request_body_size (uvicorn and gunicorn set none; Flask's
+# MAX_CONTENT_LENGTH is the app's own). An ASGI body is streamed: no limit, as uvicorn.
+SERVED_MAX_HEADER_SIZE = 32 * 1024
+WSGI_MAX_BODY_SIZE = 1 << 30
+
 
 class AppKindError(Exception):
     """The APP spec names something that is neither an App, an ASGI nor a WSGI app."""

@@ -18,8 +18,8 @@ One request, two threads:
             thread until drain()
 
 ``wsgi.input`` is the whole request body, buffered by the protocol before the app is
-called (up to the app's ``max_body_size``; more is a 413 the app never sees): a BytesIO,
-so read/readline/readlines/iteration never block a pool thread on a slow client.
+called (up to ``max_body_size``, 1 GiB unless given; more is a 413 the app never sees): a
+BytesIO, so read/readline/readlines/iteration never block a pool thread on a slow client.
 
 A list or tuple body is sent in one piece, framed by its length; any other iterable is
 streamed block by block (chunked unless the app set Content-Length), each block sent
@@ -60,9 +60,11 @@ class WsgiApp(App):
     """An App whose every request is answered by the WSGI application ``wsgi_app``."""
 
     def __init__(self, wsgi_app, opts=None, **app_kwargs):
+        from .serving import SERVED_MAX_HEADER_SIZE, WSGI_MAX_BODY_SIZE, WebOptions
+        app_kwargs.setdefault("max_body_size", WSGI_MAX_BODY_SIZE)
+        app_kwargs.setdefault("max_header_size", SERVED_MAX_HEADER_SIZE)
         super().__init__(**app_kwargs)
         if opts is None:
-            from .serving import WebOptions
             opts = WebOptions()
         self.wsgi_app = wsgi_app
         self.threads = int(opts.threads)
