@@ -278,7 +278,8 @@ class Supervisor:
             raise ServeError(str(e))
 
     def url(self):
-        return f"http://{self.link_info.ip}:{self.http_port}"
+        scheme = "https" if self.web is not None and self.web.certfile else "http"
+        return f"{scheme}://{self.link_info.ip}:{self.http_port}"
 
     def _announce(self):
         n = len(self.workers)

@@ -40,5 +40,9 @@ def test_same_answers_as_uvicorn_over_https(reference, served):
         assert r.extensions["http_version"] == b"HTTP/1.1"
 
 
+def test_the_banner_names_https(served):
+    assert f" on https://{served.host}:8080 " in served.server.banner, served.server.banner
+
+
 def test_websocket_over_tls_as_uvicorn(reference, served):
     assert plain.ws_session(served) == plain.ws_session(reference)
