@@ -11,7 +11,8 @@ started the way bench/lab.py starts them for ``python -m bench`` (one worker und
 wrk on core 1 in the client namespace): framework via ``framework serve bench.asgi_apps:app``,
 uvicorn (uvloop, httptools) and granian (``--interface asgi``, one runtime thread) via
 bench/baselines/peers.py's command lines with this app in place of the raw ASGI hello.
-Scenarios: keep-alive and ``Connection: close``, wrk -c50. Rounds are interleaved (each
+The user stack runs on both port types (afpacket, tap). Scenarios: keep-alive and
+``Connection: close``, wrk -c50. Rounds are interleaved (each
 round: every scenario, every server, the order rotated). Reported: median req/s, the
 ratio to uvicorn, and the server's CPU microseconds per request (its worker's run time
 plus ksoftirqd/0, bench/loadgen.py).
@@ -36,9 +37,11 @@ async def hello(request):
 app = Starlette(routes=[Route("/", hello)])
 
 APP = "bench.asgi_apps:app"
-SERVERS = ("user-afpacket", "kernel", "uvicorn", "granian-asgi")
+SERVERS = ("user-afpacket", "user-tap", "kernel", "uvicorn", "granian-asgi")
+KNOWN = SERVERS
 SCENARIOS = ("keepalive", "close-wrk")
 TITLES = {"user-afpacket": "framework, user stack (afpacket)",
+          "user-tap": "framework, user stack (tap)",
           "kernel": "framework, --stack kernel", "uvicorn": "uvicorn (uvloop, httptools)",
           "granian-asgi": "granian --interface asgi"}
 
@@ -163,11 +166,11 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--servers", default=",".join(SERVERS),
-                   help=f"comma list of {', '.join(SERVERS)}")
+                   help=f"comma list out of {', '.join(KNOWN)} (default: {', '.join(SERVERS)})")
     a = p.parse_args(argv)
     servers = [s for s in a.servers.split(",") if s]
     for s in servers:
-        if s not in SERVERS:
+        if s not in KNOWN:
             p.error(f"unknown server {s}")
     if os.geteuid() != 0:
         sys.exit("python -m bench.asgi_apps needs root (namespaces, raw sockets)")
