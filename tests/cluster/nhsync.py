@@ -85,12 +85,12 @@ class Sync:
                 new[gw] = "draining"
         if new != self.state:
             self.log(f"nhsync: {self.state} -> {new}")
-            self.state = new
-            self.apply()
+            self.apply(new)
+            self.state = new        # only once the kernel has it (a failed apply is retried)
             self.changes.append(dict(new))
 
-    def apply(self):
-        members = sorted(self.state)
+    def apply(self, state):
+        members = sorted(state)
         for gw in members:
             if gw not in self.ids:
                 self.ids[gw] = self._next_id
@@ -98,7 +98,7 @@ class Sync:
                 self._ip("nexthop", "replace", "id", str(self.ids[gw]), "via", gw,
                          "dev", self.dev)
         if members:
-            group = "/".join(f"{self.ids[gw]},{ACTIVE_WEIGHT if self.state[gw] == 'active' else DRAIN_WEIGHT}"
+            group = "/".join(f"{self.ids[gw]},{ACTIVE_WEIGHT if state[gw] == 'active' else DRAIN_WEIGHT}"
                              for gw in members)
             self._ip("nexthop", "replace", "id", str(self.group_id), "group", group,
                      "type", "resilient", "buckets", str(self.buckets),
@@ -108,7 +108,7 @@ class Sync:
             self._ip("route", "del", f"{self.vip}/32", check=False)
             self._ip("nexthop", "del", "id", str(self.group_id), check=False)
         for gw in list(self.ids):
-            if gw not in self.state:
+            if gw not in state:
                 self._ip("nexthop", "del", "id", str(self.ids.pop(gw)), check=False)
         self.applied = members
 
