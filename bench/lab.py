@@ -148,8 +148,8 @@ class Server:
             enter = lab.client_ns
             cmd = [*taskset, sys.executable, "-m", "framework", "serve", app, "--cores", "1", "--stack", stack,
                    "--link-subnet", self.subnet, "--log-level", "warning"]
-            if kind == "user-tap":
-                cmd += ["--port-type", "tap"]
+            if kind.startswith("user-"):
+                cmd += ["--port-type", kind[len("user-"):]]
         # a peer's stdout goes to its log: nobody reads a pipe while it serves
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env,
                                      stdout=self.errlog if self.peer else subprocess.PIPE,
