@@ -649,7 +649,12 @@ def main(argv=None):
             from bench import asgi_apps
             asgi = asgi_apps.phase(lab, args.rounds, args.seconds, notes=notes)
     finally:
-        lab.close()
+        # a second Ctrl-C must not cut the clean-up short (it left namespaces behind)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            lab.close()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         # keep the servers' logs only when something went wrong (the notes name them)
         if not any("log /tmp" in n or "could not start" in n for n in notes):
             shutil.rmtree(tmp, ignore_errors=True)
