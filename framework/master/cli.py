@@ -100,6 +100,8 @@ def serve(args, parser):
                      metrics=metrics, metrics_netns=cfg.metrics_netns,
                      pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files,
                      web=web, reload=cfg.reload, vips=cfg.vip or (),
+                     max_requests=cfg.max_requests,
+                     max_requests_jitter=cfg.max_requests_jitter,
                      lifecycle=Lifecycle(cfg.on_ready, cfg.on_drain, cfg.drain_delay,
                                          cfg.vip or ()))
     return sup.run()

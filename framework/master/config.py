@@ -297,6 +297,10 @@ OPTIONS = {o.name: o for o in (
            "namespace (tests)", "NS", hidden=True),
     Option("graceful_timeout", parse_seconds, 30.0, "on SIGTERM, let requests in flight "
            "finish for this long (default 30)", "S"),
+    Option("max_requests", lambda v: _at_least(v, 0), 0, "replace a worker after it served "
+           "this many requests, without losing any (default 0: never)", "N"),
+    Option("max_requests_jitter", lambda v: _at_least(v, 0), 0, "add up to this many to "
+           "--max-requests per worker, so they are not replaced all at once", "N"),
     Option("timeout", parse_seconds_or_off, 30.0, "kill and restart a worker whose loop has "
            "not turned for this long (default 30; 0 = off)", "S"),
     # the web layer (framework.web.serving.WebOptions)

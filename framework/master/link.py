@@ -214,6 +214,10 @@ class DefaultLink:
         netns.ip("addr", "add", f"{self.host_ip}/{self.prefix}", "dev", h)
         if self.kernel_ip:
             netns.ip("addr", "add", f"{self.stack_ip}/{self.prefix}", "dev", s, netns=ns)
+            # the rolling restart: a retiring worker's closed SO_REUSEPORT listener hands
+            # its accept queue to its successor's instead of resetting it (Linux 5.14)
+            netns.run_in(ns, ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/tcp_migrate_req"],
+                         capture_output=True)
         netns.ip("link", "set", s, "up", netns=ns)
         netns.ip("link", "set", h, "up")
 

@@ -7,12 +7,15 @@ worker on its core (backoff; more than 5 deaths in 10 s stops everything with ex
 1) and kills one whose heartbeat stopped (--timeout). A worker whose app refuses to start
 (ASGI lifespan startup failed) stops the server with exit code 3, at start or later.
 Signals: TERM graceful stop, INT/QUIT fast stop, HUP rolling restart with the app imported
-afresh, USR1 reopen log files. At exit the link and every shm segment of the run are removed (exit code 0).
+afresh (each new worker starts beside the old one and takes the new flows while the old
+one finishes its own: master/handover.py), USR1 reopen log files. --max-requests recycles
+a worker the same way. At exit the link and every shm segment of the run are removed (exit code 0).
 """
 import collections
 import importlib
 import logging
 import os
+import random
 import select
 import signal
 import sys
@@ -30,7 +33,7 @@ from framework.shard.xshard import Mesh
 from framework.shm import StatsBlock, naming
 
 from . import link as linkmod
-from . import hooks, logs, watchdog
+from . import handover, hooks, logs, watchdog
 from . import metrics as metricsmod
 
 log = logging.getLogger("framework.supervisor")
@@ -73,7 +76,7 @@ class Supervisor:
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
                  pcap_size=64 << 20, pcap_files=4, web=None, reload=False, vips=(),
-                 lifecycle=None):
+                 lifecycle=None, max_requests=0, max_requests_jitter=0):
         self.app_spec = app_spec
         self.web = web              # framework.web.serving.WebOptions (None: defaults)
         self.reload = reload        # --reload: a CodeWatcher (framework/master/reload.py)
@@ -109,6 +112,9 @@ class Supervisor:
         self.fast_stop = False
         self.reload_requested = False
         self.rolling = []        # shards still to be replaced by the rolling restart
+        self.handovers = {}      # shard -> handover.Handover in progress
+        self.max_requests = max_requests
+        self.max_requests_jitter = max_requests_jitter
         self._rolled = None      # pid of the replacement being waited for
         self.exit_code = 0
         self._ctx = multiprocess.get_context("fork")
@@ -295,15 +301,20 @@ class Supervisor:
             print(f"framework: {native.REASON}", file=sys.stderr, flush=True)
 
     # --- workers ------------------------------------------------------------------------
-    def _spec(self):
+    def _spec(self, standby=False):
+        limit = self.max_requests
+        if limit:
+            limit += random.randint(0, self.max_requests_jitter)   # not all at once
         return WorkerSpec(self.app_spec, self.stack, self.link_info, self.http_port,
                           len(self.workers), self.cores, self.log_level, self.run_id,
                           os.getpid(), self.stats, self.device, self.fwd, self.mesh,
                           self.bells, log_file=self.log_file, grace=self.graceful_timeout,
-                          pcap=self.pcap, web=self.web)
+                          pcap=self.pcap, web=self.web, handover=standby,
+                          max_requests=limit)
 
-    def _spawn(self, w):
-        spec = self._spec()
+    def _spawn(self, w, standby=False):
+        """Start shard ``w``'s worker; ``standby``: beside the old one (a handover)."""
+        spec = self._spec(standby)
         report_w = self._report_w
 
         def report(shard, pid, status):
@@ -323,7 +334,7 @@ class Supervisor:
             me.cpu_affinity(mine)
         w.proc = p
         w.pid = p.pid
-        if self.mesh is not None:
+        if self.mesh is not None and not standby:   # a standby one: when alone
             self.mesh.mark_started(w.shard, p.pid)
         w.started = time.monotonic()
         w.ready = False
@@ -342,10 +353,16 @@ class Supervisor:
                 out.append((int(parts[0]), int(parts[1]), parts[2]))
         for shard, pid, status in out:
             w = self.workers[shard] if shard < len(self.workers) else None
+            ho = self.handovers.get(shard)
+            if ho is not None and ho.report(pid, status):
+                continue
             if w is None or w.pid != pid:
                 continue
             if status == "ready":
                 w.ready = True
+            elif status == "recycle":         # --max-requests reached
+                if shard not in self.rolling:
+                    self.rolling.append(shard)
             elif status.startswith(FATAL) and not self.stopping:
                 # also from a restarted worker: a restart loop would only repeat it
                 print(f"framework: {status.removeprefix(FATAL)} (shard {shard}); stopping",
@@ -433,6 +450,16 @@ class Supervisor:
         if not self.rolling:
             return
         w = self.workers[self.rolling[0]]
+        ho = self.handovers.get(w.shard)
+        if ho is not None:
+            if ho.step(w.pid if w.proc is not None else None, w.ready):
+                del self.handovers[w.shard]
+                if self.mesh is not None:
+                    self.mesh.mark_started(w.shard, w.pid)
+                log.info("shard %d handed over to pid %d", w.shard, w.pid)
+                self.rolling.pop(0)
+                self._rolled = None
+            return
         if w.replacing:
             return                       # waiting for it to exit (then it is respawned)
         if w.proc is None:
@@ -443,8 +470,15 @@ class Supervisor:
             self.rolling.pop(0)          # this one is the fresh worker: next shard
             self._rolled = None
             return
-        # stop the old worker (graceful: its connections finish or are closed, new ones on
-        # its flows are refused meanwhile); _on_death respawns it at once
+        if handover.lossless(self.stack, self.port_type, self.fwd is not None):
+            # the new worker beside the old one; master/handover.py takes it from here
+            self.handovers[w.shard] = handover.Handover(w.shard, w.proc)
+            w.proc = None
+            self._spawn(w, standby=True)
+            return
+        # a TAP queue has one reader: stop the old worker first (graceful: its connections
+        # finish or are closed, new ones on its flows are refused meanwhile); _on_death
+        # respawns it at once
         w.replacing = True
         try:
             os.kill(w.pid, signal.SIGTERM)
@@ -469,7 +503,7 @@ class Supervisor:
                     if self.stopping:
                         return
                 if w.proc is None and w.restart_at is not None and w.restart_at <= now:
-                    self._spawn(w)
+                    self._spawn(w, standby=w.shard in self.handovers)
             timeout = 1.0 if self.watcher is None else self.watcher.interval
             pending = [w.restart_at for w in self.workers if w.proc is None and w.restart_at]
             drain_at = self.lifecycle.next_deadline()
@@ -478,6 +512,8 @@ class Supervisor:
             if pending:
                 timeout = max(0.0, min(pending) - time.monotonic())
             fds = [self._report_r] + [w.proc.sentinel for w in self.workers if w.proc is not None]
+            for ho in self.handovers.values():
+                fds += ho.sentinels()
             self._sleep(fds, timeout)
             self._watchdog()
             if self.link is not None and now - self._link_checked >= 1.0:
@@ -508,7 +544,7 @@ class Supervisor:
         w.proc.join(0)
         w.proc = None
         w.ready = False
-        if self.mesh is not None:
+        if self.mesh is not None and w.shard not in self.handovers:
             self.mesh.mark_dead(w.shard)  # calls in flight to it fail instead of hanging
         if w.replacing:                   # rolling restart: not a crash, replace it now
             w.replacing = False
@@ -554,6 +590,8 @@ class Supervisor:
                 os.kill(w.proc.pid, sig)
             except ProcessLookupError:
                 pass
+        for ho in self.handovers.values():
+            ho.kill(sig)
         timeout = (self.graceful_timeout + STOP_TIMEOUT) if sig == signal.SIGTERM else 2.0
         deadline = time.monotonic() + timeout
         for w in alive:
@@ -569,6 +607,9 @@ class Supervisor:
                 log.warning("shard %d did not stop in %.0f s; killing it", w.shard, timeout)
                 w.proc.kill()
                 w.proc.join(2.0)
+        for ho in self.handovers.values():
+            ho.join(max(0.0, deadline - time.monotonic()))
+        self.handovers = {}
         for w in self.workers:
             w.proc = None
         if self.device is not None and self.link is None:  # --iface tap: our queues only

@@ -27,6 +27,7 @@ import struct
 import _socket
 
 from framework.nic.nsenter import netns as in_netns
+from framework.shard.streams import retire_protocol
 from framework.shard.transport import ShardTransport, LINGER_BYTES, LINGER_TIME
 
 log = logging.getLogger("framework.kernel")
@@ -435,6 +436,25 @@ class KernelProvider:
         t.sock.close()
         if t._protocol is not None:
             self.loop.defer(t._protocol.connection_lost, exc)
+
+    # ---- zero-downtime reload -----------------------------------------------------------
+    # The successor opened its own SO_REUSEPORT listener before this one retires; closing
+    # ours then hands what waits in its accept queue to the successor's
+    # (net.ipv4.tcp_migrate_req, which the supervisor sets in the link's namespace).
+    def standby(self):
+        pass
+
+    def retire(self, flows_path=None):
+        """Stop accepting; each HTTP connection closes after its next response."""
+        self._close_listeners()
+        for t in list(self.conns.values()):
+            retire_protocol(t._protocol)
+
+    def take_over(self, flows_path, now):
+        pass
+
+    def alone(self):
+        pass
 
     # ---- graceful stop ------------------------------------------------------------------
     def shutdown(self):

@@ -126,6 +126,7 @@ class ShardLoop(asyncio.SelectorEventLoop):
         self.sleeps = 0
         self.draining = False
         self._drain_until = None
+        self._soft_until = None     # retire(): until then connections close themselves
         self._stopped = False
         self._busy = True
         self._next_stats = 0.0
@@ -177,16 +178,34 @@ class ShardLoop(asyncio.SelectorEventLoop):
         seconds (asking again changes nothing); otherwise stop at the end of this turn."""
         if graceful:
             self.draining = True
+            if self._soft_until is not None:    # retiring: no more waiting for requests
+                self._soft_until = 0.0
         else:
             self._stopped = True
             self.stop()
+
+    def retire(self, flows_path=None):
+        """Zero-downtime reload: a successor serves the new flows; ours finish. Each HTTP
+        connection closes after its next response (the client reconnects to the
+        successor, and no request meets a connection closed under it); the ones still
+        idle after half the grace get the usual graceful stop."""
+        self.provider.retire(flows_path)
+        self._soft_until = -1.0
+        self.draining = True
 
     def _drain_step(self, now):
         provider = self.provider
         if self._drain_until is None:
             self._drain_until = now + self.grace
-            provider.shutdown()
+            if self._soft_until == -1.0:
+                self._soft_until = now + self.grace / 2
+            else:
+                self._soft_until = None
+                provider.shutdown()
             return
+        if self._soft_until is not None and now >= self._soft_until:
+            self._soft_until = None
+            provider.shutdown()
         done = provider.all_done()
         if done or now >= self._drain_until:
             if not done:

@@ -49,6 +49,7 @@ cdef class Streams:
     cdef public Py_ssize_t accepted
     cdef public set transports
     cdef public bint stopping
+    cdef public bint retiring
     cdef public dict outbound
     cdef public object connector
 

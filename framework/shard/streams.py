@@ -208,6 +208,7 @@ class Streams:
         self.accepted = 0
         self.transports = set()           # open ones (for a graceful stop)
         self.stopping = False
+        self.retiring = False             # handing over: new connections retire() too
         self.outbound = {}                # conn -> connect.Outbound: connects in flight
         for port, factory in dict(listeners).items():
             self.listen(port, factory)
@@ -297,6 +298,13 @@ class Streams:
             else:
                 t.close()
 
+    def retire(self):
+        """Zero-downtime reload: every protocol that knows how answers its next request
+        with "Connection: close" and closes (``retire()``); the others carry on."""
+        self.retiring = True
+        for t in list(self.transports):
+            retire_protocol(t._protocol)
+
     def _connect_failed(self, conn, what):
         out = self.outbound.pop(conn, None)
         if out is not None:
@@ -323,6 +331,8 @@ class Streams:
                 self.accepted += 1
             self.transports.add(t)
             proto.connection_made(t)
+            if self.retiring:
+                retire_protocol(proto)
         except Exception as e:
             log.exception("protocol setup failed; resetting the connection")
             t.abort() if t is not None else conn.abort()
@@ -416,3 +426,13 @@ class Streams:
         # later, never from inside the caller's write()/close()/abort()
         self.loop.defer(t._protocol.connection_lost, exc)
         # keep conn.user set: later events for this connection find a lost transport
+
+
+def retire_protocol(proto):
+    """``proto.retire()`` if it has one (HTTP/1.1: the next response closes)."""
+    fn = getattr(proto, "retire", None)
+    if fn is not None:
+        try:
+            fn()
+        except Exception:
+            log.exception("protocol retire failed")

@@ -11,7 +11,7 @@ import os
 import select
 import socket
 
-from framework.net.tcp import STATE_NAMES
+from framework.net.tcp import STATE_NAMES, handover
 from framework.shard.streams import Streams
 
 log = logging.getLogger("framework.shard")
@@ -148,6 +148,33 @@ class UserStackProvider:
         if self._port_errors > PORT_ERROR_LIMIT:
             raise PortGone(f"port fd failing (poll events {ev:#x}, last error "
                            f"{os.strerror(err) if err else 'none'}): is the link gone?")
+
+    # ---- zero-downtime reload (framework/net/tcp/handover.py) ----------------------------
+    def _layers(self):
+        return getattr(self.stack, "tcp_layers", (self.tcp,))    # primary, then VIPs
+
+    def standby(self):
+        """A new worker beside the old one on the same queue: answer nothing yet."""
+        for layer in self._layers():
+            layer.handover = handover.STANDBY
+
+    def retire(self, flows_path):
+        """The old worker: keep our flows, leave new ones to the successor, write our
+        flows for it, and close each HTTP connection after its next response."""
+        layers = self._layers()
+        for layer in layers:
+            handover.retire(layer)
+        handover.write_flows(flows_path, layers)
+        self.streams.retire()
+
+    def take_over(self, flows_path, now):
+        theirs = handover.read_flows(flows_path)
+        for layer in self._layers():
+            handover.take_over(layer, theirs.get(layer.local_ip, set()), now)
+
+    def alone(self):
+        for layer in self._layers():
+            handover.alone(layer)
 
     # ---- graceful stop ------------------------------------------------------------------
     def shutdown(self):

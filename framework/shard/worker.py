@@ -21,6 +21,7 @@ from framework.net.tcp import TcpConfig
 from framework.nic.afpacket import AfPacketPort
 from framework.nic.nsenter import netns as in_netns
 from framework.pcap import PcapPort, PcapWriter
+from framework.shard import handoff
 from framework.shard.forward import ForwardingPort, for_shard
 from framework.shard.kernelstack import KernelProvider, raise_nofile_limit
 from framework.shard.loop import GRACE, LOOP_STATS, XSHARD_STATS
@@ -51,12 +52,12 @@ class WorkerSpec:
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
                  "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd", "mesh",
-                 "bells", "log_file", "grace", "pcap", "web")
+                 "bells", "log_file", "grace", "pcap", "web", "handover", "max_requests")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
                  log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
                  fwd=None, mesh=None, bells=None, log_file=None, grace=GRACE, pcap=None,
-                 web=None):
+                 web=None, handover=False, max_requests=0):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.master.link.LinkInfo
@@ -75,6 +76,8 @@ class WorkerSpec:
         self.grace = grace              # graceful stop: seconds connections get to finish
         self.pcap = pcap                # (directory, max bytes, files kept) or None
         self.web = web                  # framework.web.serving.WebOptions, or None (defaults)
+        self.handover = handover        # spawned beside its predecessor (shard/handoff.py)
+        self.max_requests = max_requests  # recycle after this many responses (0: never)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -140,10 +143,19 @@ def worker_main(spec, shard_id, report=None):
             log.info("shard %d serving (%s stack, core %d)", shard_id, spec.stack_kind,
                      spec.cores[shard_id])
 
+        if spec.handover:
+            provider.standby()       # before the first frame: the old worker answers
+
+        def before_serve(loop):
+            _before_serve(loop)
+            handoff.install(loop, spec, shard_id, report, spec.handover)
+
+        # a standby worker attaches the mesh and the doorbell once alone (handoff.py)
         serve_shard(app, provider, spec.http_port, shard_id, spec.shard_count,
                     grace=spec.grace, stats=spec.stats.get(shard_id) if spec.stats else None,
-                    mesh=spec.mesh, bell=spec.bells[shard_id] if spec.bells else None,
-                    ready=ready, before_serve=_before_serve)
+                    mesh=None if spec.handover else spec.mesh,
+                    bell=spec.bells[shard_id] if spec.bells and not spec.handover else None,
+                    ready=ready, before_serve=before_serve)
     except StartupFailed as exc:
         # the app refused to start (ASGI lifespan startup failed): restarting would only
         # fail again; "fatal:" tells the supervisor to stop the server (exit code 3)

@@ -36,6 +36,7 @@ cdef class HttpProtocol:
     cdef public object _status
     cdef public object _upgrade_rest   # bytes after an Upgrade head until detach(), or None
     cdef public Py_ssize_t _sent       # body bytes of the current response written so far
+    cdef public bint _last             # retiring worker: the next response closes
 
     @cython.locals(reader=_RequestReader, nl=Py_ssize_t)
     cpdef data_received(self, data)

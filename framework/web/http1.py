@@ -67,7 +67,7 @@ class HttpProtocol:
     __slots__ = ("shared", "transport", "_reader", "_remote_ip", "deadline", "_closed",
                  "_stopped", "_eof", "_active", "_queue", "_paused", "_in_msg", "_task",
                  "_wpaused", "_drainers", "_inbox", "_rpaused", "_current", "_writer", "_status",
-                 "_upgrade_rest", "_sent")
+                 "_upgrade_rest", "_sent", "_last")
 
     def __init__(self, shared):
         self.shared = shared
@@ -92,6 +92,7 @@ class HttpProtocol:
         self._status = 200
         self._sent = 0            # body bytes of the response written so far (access log)
         self._upgrade_rest = None  # bytes after an Upgrade request's head, until detach()
+        self._last = False        # retiring worker: the next response closes (retire)
 
     # ---- Protocol interface ------------------------------------------------------------
     def connection_made(self, transport):
@@ -248,6 +249,12 @@ class HttpProtocol:
         if self._active is None and not self._queue:
             self._close()
 
+    def retire(self):
+        """A zero-downtime reload: keep reading, answer the request in progress or the
+        next one with "Connection: close", then close, so the client opens its next
+        connection to the new worker and no request meets a closing connection."""
+        self._last = True
+
     def detach(self):
         """Hand the connection over to the handler of an Upgrade request (WebSocket):
         ``(transport, bytes received after the request's head)``, or None when this is
@@ -361,7 +368,7 @@ class HttpProtocol:
         declared = headers.get("Content-Length") if headers is not None else None
         framing, writer = h1writer.body_framing(req.method, status, req.version, declared,
                                                 chunk if last else None)
-        if writer.closes:
+        if writer.closes or (self._last and not self._queue):
             req.keep_alive = False
         # stopped (EOF, shutdown, a later "Connection: close"): close after the last one
         keep = req.keep_alive and not (self._stopped and not self._queue)
@@ -431,7 +438,9 @@ class HttpProtocol:
             inbox.close()     # the handler answered: the rest of its body is dropped
         if self._closed or req is None:
             return
-        access_log = self.shared.access_log
+        shared = self.shared
+        shared.requests += 1
+        access_log = shared.access_log
         if access_log is not None:
             access_log.record(req, status, nbytes)
         if not req.keep_alive or (self._stopped and not self._queue):

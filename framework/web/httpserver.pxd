@@ -27,6 +27,7 @@ cdef class HttpShared:
     cdef public object clock
     cdef public bytes server_line
     cdef public object access_log
+    cdef public long long requests
 
     cpdef bytes prefix(self)
     cpdef track(self, conn)

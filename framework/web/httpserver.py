@@ -37,12 +37,20 @@ class HttpConfig:
         self.default_content_type = default_content_type
 
 
+LIVE = []       # every HttpShared of this process (served_requests)
+
+
+def served_requests():
+    """Responses the HTTP servers of this process completed."""
+    return sum(s.requests for s in LIVE)
+
+
 class HttpShared:
     """Per-shard state of the HTTP server: router, config, Date cache, timeout sweep."""
 
     __slots__ = ("app", "ctx", "loop", "router", "config", "conns",
                  "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
-                 "clock", "server_line", "access_log")
+                 "clock", "server_line", "access_log", "requests")
 
     def __init__(self, app, ctx, router, config, clock=time.time):
         self.app = app
@@ -51,6 +59,8 @@ class HttpShared:
         self.router = router
         self.config = config
         self.conns = set()
+        self.requests = 0        # responses completed (--max-requests counts them)
+        LIVE.append(self)
         self._sweep_handle = None
         self._tick = min(1.0, max(0.02, min(config.idle_timeout, config.request_timeout) / 4))
         self._prefix_until = -1.0

@@ -28,6 +28,8 @@ cdef class TcpLayer:
     cdef public long long tw_count, _tseq, ts_off, _eph, _chack_sec, _chack_n, _psum_base
     cdef public Py_ssize_t _acc_pos
     cdef public double now
+    cdef public int handover
+    cdef public object held_syns, predecessor
 
     @cython.locals(c=dict, sport=cython.longlong, dport=cython.longlong, seq=cython.longlong,
                    ack=cython.longlong, offb=int, flags=int, win=cython.longlong,

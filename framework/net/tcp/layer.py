@@ -28,6 +28,7 @@ from ..wire.tcp import TCP_HDR, parse_options
 from .config import TcpConfig
 from .connection import Connection
 from .cookies import check_cookie, send_cookie
+from . import handover as _handover
 from .consts import STATE_NAMES
 from .output import flush_pending
 from .segments import passive_open, process
@@ -50,7 +51,7 @@ COUNTERS = (
     "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
     "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
     "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
-    "drop.tcp.time_wait_overflow",
+    "drop.tcp.time_wait_overflow", "drop.tcp.handover",
 )
 
 
@@ -157,6 +158,11 @@ class TcpLayer:
         self._chack_sec = -1
         self._chack_n = 0
         self._psum_base = (local_ip >> 16) + (local_ip & 0xFFFF) + 6
+        # zero-downtime reload (handover.py): which part of the flows this worker answers
+        # while another worker sees the same queue; NONE outside a handover
+        self.handover = _handover.NONE
+        self.held_syns = None    # STANDBY: SYNs kept for the takeover
+        self.predecessor = None  # SUCCESSOR: the retiring worker's flows (left to it)
 
     # ------------------------------------------------------------------ app side
     def listen(self, port: int, backlog: int = 128, syn_backlog: int | None = None) -> None:
@@ -237,6 +243,9 @@ class TcpLayer:
         opts = _UNPARSED
         if conn is not None:
             if conn.state == TIME_WAIT and flags & (SYN | ACK | RST) == SYN and dport in self.listeners:
+                if self.handover == _handover.RETIRING:    # a new flow: the successor's
+                    c["drop.tcp.handover"] += 1
+                    return
                 opts = parse_options(frame, l4_off + 20, doff) if doff > l4_off + 20 else None
                 if not self._tw_reusable(conn, seq, opts):
                     c["drop.tcp.time_wait"] += 1
@@ -251,6 +260,9 @@ class TcpLayer:
                 return
         lst = self.listeners.get(dport)
         if lst is not None and flags & (SYN | ACK | RST) == SYN:
+            if self.handover and not _handover.take_syn(self, key, frame, src, dst, l4_off,
+                                                        l4_end, csum_trusted, now):
+                return
             self._passive_open(lst, key, seq, win, frame, l4_off + 20, doff, opts)
             return
         if flags & RST:
@@ -263,6 +275,9 @@ class TcpLayer:
                 return
             if conn is False:
                 return
+        if self.handover:                  # the other worker's flow: never reset it
+            c["drop.tcp.handover"] += 1
+            return
         c["drop.tcp.no_listener"] += 1
         # RFC 9293 §3.10.7.1: reset for a segment to no connection
         if flags & ACK:

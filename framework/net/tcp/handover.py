@@ -1,0 +1,102 @@
+"""Zero-downtime reload on the user stack: two workers on one queue, one set of flows each.
+
+During a rolling restart the new worker opens the same queue while the old one still
+serves it (an AF_PACKET socket with the same steering filter gets a copy of every frame
+the old one gets), so both see every segment. Who answers what:
+
+- STANDBY (new worker, until the old one has stopped taking flows): answers nothing;
+  SYNs are kept (bounded) to be answered at the takeover.
+- RETIRING (old worker, from the handover on): keeps every flow it has, answers their
+  segments, drops SYNs for new flows (also those that would reuse one of its TIME_WAIT
+  tuples) and never resets a segment it does not know: it is the successor's.
+- SUCCESSOR (new worker, after the takeover, until the old one exits): answers SYNs,
+  except those of the flows the old worker still had at the handover (``predecessor``:
+  a SYN retransmitted for a handshake the old worker answered is the old one's), and
+  never resets a segment it does not know: it is the old worker's.
+
+The old worker writes its flows into a file when it retires (``write_flows``) and the
+successor reads it (``read_flows``): a SYN the standby worker kept is answered at the
+takeover unless the old worker had already answered it, so no SYN waits for the client's
+retransmission. Kept SYNs older than ``HOLD_MAX`` are dropped (their clients retransmit).
+"""
+import os
+import struct
+
+NONE, STANDBY, SUCCESSOR, RETIRING = 0, 1, 2, 3
+
+HOLD_MAX = 3.0          # seconds a kept SYN stays answerable
+HOLD_LIMIT = 4096       # SYNs kept at most (a SYN flood meanwhile only fills this)
+_FLOW = struct.Struct("!IIHH")   # local ip, remote ip, remote port, local port
+
+
+def take_syn(layer, key, frame, src, dst, l4_off, l4_end, csum_trusted, now):
+    """A SYN for a listener while ``layer.handover`` is set: True when this worker
+    answers it now."""
+    mode = layer.handover
+    if mode == SUCCESSOR:
+        pred = layer.predecessor
+        if pred is None or key not in pred:
+            return True
+    elif mode == STANDBY:
+        held = layer.held_syns
+        if held is None:
+            held = layer.held_syns = []
+        if len(held) < HOLD_LIMIT:
+            held.append((bytes(frame), src, dst, l4_off, l4_end, csum_trusted, now))
+            return False
+    layer.counters["drop.tcp.handover"] += 1
+    return False
+
+
+def retire(layer):
+    """The old worker stops taking new flows (RETIRING)."""
+    layer.handover = RETIRING
+
+
+def take_over(layer, predecessor, now):
+    """The new worker answers new flows from now on (SUCCESSOR): the SYNs it kept that
+    the old worker did not answer are answered now."""
+    layer.predecessor = predecessor
+    layer.handover = SUCCESSOR
+    held, layer.held_syns = layer.held_syns, None
+    for frame, src, dst, l4_off, l4_end, trusted, t in held or ():
+        if now - t <= HOLD_MAX:
+            layer.input(frame, src, dst, l4_off, l4_end, trusted, now)
+
+
+def alone(layer):
+    """The old worker is gone: every segment of the queue is ours again."""
+    layer.handover = NONE
+    layer.predecessor = None
+    layer.held_syns = None
+
+
+def flows_of(layer):
+    """The keys of the layer's flows that are not in TIME_WAIT (a SYN reusing the tuple
+    of a TIME_WAIT entry is a new flow, the successor's)."""
+    from .consts import TIME_WAIT
+    return [k for k, c in layer.flows.items() if c.state != TIME_WAIT]
+
+
+def write_flows(path, layers):
+    """Write the flows of ``layers`` to ``path`` atomically (rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        for layer in layers:
+            ip = layer.local_ip
+            f.write(b"".join(_FLOW.pack(ip, rip, rport, lport)
+                             for rip, rport, lport in flows_of(layer)))
+    os.replace(tmp, path)
+
+
+def read_flows(path):
+    """{local ip: set of flow keys} from ``write_flows``'s file ({} when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for ip, rip, rport, lport in _FLOW.iter_unpack(data[:len(data) - len(data) % _FLOW.size]):
+        out.setdefault(ip, set()).add((rip, rport, lport))
+    return out
