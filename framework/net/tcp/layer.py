@@ -48,6 +48,7 @@ COUNTERS = (
     "tcp.retransmits", "tcp.rto", "tcp.fast_retransmits", "tcp.zero_window_probes",
     "tcp.keepalive_probes", "tcp.challenge_acks", "tcp.time_wait_expired", "tcp.tw_reuse",
     "tcp.timeouts", "tcp.rx_ooo", "tcp.tail_loss_probes", "tcp.recovery_probes", "tcp.syncookies_sent", "tcp.syncookies_ok",
+    "tcp.rack_losses", "tcp.dsack_rx", "tcp.dsack_tx", "tcp.dsack_undos", "tcp.ts_undos",
     "drop.tcp.short", "drop.tcp.bad_header", "drop.tcp.bad_checksum", "drop.tcp.no_listener",
     "drop.tcp.syn_queue_full", "drop.tcp.accept_queue_full", "drop.tcp.paws",
     "drop.tcp.unacceptable", "drop.tcp.synack_timeout", "drop.tcp.ooo_full", "drop.tcp.time_wait",
