@@ -199,9 +199,11 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
                       timeout=sum(1 for f in fl for e in f.errors if e[0] == "timeout"),
                       connect_failures=sum(f.connect_failures for f in fl))
               for k, fl in by_shard.items()}
+    lost_after = sorted(e[2] - t_kill for f in by_shard[victim] for e in f.errors)
     print(f"\nkilled shard {victim}; first new connection to it answered "
           f"{first_new if first_new is None else f'{first_new * 1000:.0f} ms'} after the kill; "
-          f"per shard: {report}")
+          f"its open connections failed {', '.join(f'{x * 1000:.0f}' for x in lost_after[:1] + lost_after[-1:])} ms "
+          f"after it (first, last); per shard: {report}")
 
     # the other shard: not one error, and it went on answering every flow after the kill
     assert report[survivor]["errors"] == 0 and report[survivor]["connect_failures"] == 0, \
