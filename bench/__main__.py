@@ -29,7 +29,7 @@ import time
 
 import psutil
 
-from bench import loadgen, report, syscalls as syscount
+from bench import apt, loadgen, report, syscalls as syscount
 from bench.baselines import peers
 from bench.lab import CLIENT_CORE, ROOT, SERVER_CORE, Lab
 
@@ -43,32 +43,7 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-POLICY_RC_D = "/usr/sbin/policy-rc.d"
-
-
-def _apt_install(packages, check=True):
-    """apt-get install without starting any service a package brings (nginx's would
-    listen on the host's port 80): Debian's policy-rc.d hook, only while installing."""
-    made = not os.path.exists(POLICY_RC_D)
-    if made:
-        with open(POLICY_RC_D, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")
-        os.chmod(POLICY_RC_D, 0o755)
-    try:
-        for attempt in range(2):
-            r = subprocess.run(["apt-get", "install", "-y", *packages],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if r.returncode == 0 or attempt:
-                break
-            # a fresh machine may have no package lists yet
-            subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    finally:
-        if made:
-            os.unlink(POLICY_RC_D)
-    if r.returncode != 0 and check:
-        raise RuntimeError(f"apt-get install {' '.join(packages)} failed: {r.stderr[-500:]}")
-    return r.returncode == 0
+_apt_install = apt.install
 
 
 def ensure_tools(servers=ALL_SERVERS, syscall_tool="auto"):

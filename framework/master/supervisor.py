@@ -113,6 +113,7 @@ class Supervisor:
         self.reload_requested = False
         self.rolling = []        # shards still to be replaced by the rolling restart
         self.handovers = {}      # shard -> handover.Handover in progress
+        self._reloading = False  # the rolling restart is a HUP's (not --max-requests')
         self.max_requests = max_requests
         self.max_requests_jitter = max_requests_jitter
         self._rolled = None      # pid of the replacement being waited for
@@ -447,6 +448,7 @@ class Supervisor:
             if self._reload_app():
                 log.warning("SIGHUP: replacing the workers one at a time")
                 self.rolling = [w.shard for w in self.workers]
+                self._reloading = True
         if not self.rolling:
             return
         w = self.workers[self.rolling[0]]
@@ -459,6 +461,7 @@ class Supervisor:
                 log.info("shard %d handed over to pid %d", w.shard, w.pid)
                 self.rolling.pop(0)
                 self._rolled = None
+                self._rolled_out()
             return
         if w.replacing:
             return                       # waiting for it to exit (then it is respawned)
@@ -469,6 +472,7 @@ class Supervisor:
         if getattr(self, "_rolled", None) == w.pid:
             self.rolling.pop(0)          # this one is the fresh worker: next shard
             self._rolled = None
+            self._rolled_out()
             return
         if handover.lossless(self.stack, self.port_type, self.fwd is not None):
             # the new worker beside the old one; master/handover.py takes it from here
@@ -484,6 +488,11 @@ class Supervisor:
             os.kill(w.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+    def _rolled_out(self):
+        if not self.rolling and self._reloading:
+            self._reloading = False
+            log.warning("SIGHUP: every worker replaced")
 
     def _monitor(self):
         while not self.stopping:

@@ -130,6 +130,12 @@ class ArpLayer:
                                          HLEN_ETHER, PLEN_IPV4, OP_REPLY, self.mac, myip, sha, spa))
             c["arp.tx_reply"] += 1
 
+    def seed(self, ip, mac, now):
+        """A neighbour the worker we take over from knew (a handover): its first frames
+        need no resolution, and the SYN-ACKs kept for the takeover do not overflow the
+        queue of a resolution in progress."""
+        self._learn(ip, mac, self.cache.get(ip), now)
+
     def _learn(self, ip, mac, e, now):
         expires = now + self.ttl
         if e is None:

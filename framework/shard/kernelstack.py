@@ -444,6 +444,9 @@ class KernelProvider:
     def standby(self):
         pass
 
+    def skip_backlog(self):
+        pass
+
     def retire(self, flows_path=None):
         """Stop accepting; each HTTP connection closes after its next response."""
         self._close_listeners()

@@ -158,19 +158,33 @@ class UserStackProvider:
         for layer in self._layers():
             layer.handover = handover.STANDBY
 
+    def skip_backlog(self):
+        """Drop what the port received while this standby worker was starting (the old
+        worker answered all of it): from now on the ring holds only what came after, so
+        a ring filled during the start-up cannot drop the SYNs of the handover itself."""
+        for _ in range(1024):
+            if not self.port.rx_burst(256):
+                break
+
     def retire(self, flows_path):
         """The old worker: keep our flows, leave new ones to the successor, write our
         flows for it, and close each HTTP connection after its next response."""
         layers = self._layers()
         for layer in layers:
             handover.retire(layer)
-        handover.write_flows(flows_path, layers)
+        arp = self.stack.arp
+        handover.write_flows(flows_path, layers,
+                             [(ip, e.mac) for ip, e in arp.cache.items()])
         self.streams.retire()
 
     def take_over(self, flows_path, now):
-        theirs = handover.read_flows(flows_path)
+        neighbours, theirs = handover.read_flows(flows_path)
+        arp = self.stack.arp
+        for ip, mac in neighbours:
+            arp.seed(ip, mac, now)
         for layer in self._layers():
-            handover.take_over(layer, theirs.get(layer.local_ip, set()), now)
+            flows, handshakes = theirs.get(layer.local_ip, (set(), set()))
+            handover.take_over(layer, flows, handshakes, now)
 
     def alone(self):
         for layer in self._layers():

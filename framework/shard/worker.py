@@ -138,6 +138,8 @@ def worker_main(spec, shard_id, report=None):
                     else _user_provider(spec, shard_id))
 
         def ready():
+            if spec.handover:
+                provider.skip_backlog()
             if report:
                 report(shard_id, os.getpid(), "ready")
             log.info("shard %d serving (%s stack, core %d)", shard_id, spec.stack_kind,

@@ -22,13 +22,13 @@ import sys
 import threading
 import time
 
+from bench import apt
 from framework.nic.nsenter import netns as in_netns
 
 from .nhsync import Sync
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 VIP = "198.19.250.1"
 PORT = 8080
@@ -49,27 +49,9 @@ def node_ip(name):
 
 
 def ensure_bird():
-    """BIRD 2 from Debian, installed as bench/__main__.py installs wrk: no service
-    started (policy-rc.d says no while apt runs)."""
-    if shutil.which("bird") and shutil.which("birdc"):
-        return
-    made = not os.path.exists(POLICY_RC_D)
-    if made:
-        with open(POLICY_RC_D, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")
-        os.chmod(POLICY_RC_D, 0o755)
-    try:
-        for attempt in range(2):
-            r = subprocess.run(["apt-get", "install", "-y", "bird2"], capture_output=True,
-                               text=True)
-            if r.returncode == 0:
-                break
-            subprocess.run(["apt-get", "update"], capture_output=True)
-    finally:
-        if made:
-            os.unlink(POLICY_RC_D)
-    if not shutil.which("bird"):
-        raise RuntimeError(f"apt-get install bird2 failed: {r.stderr[-500:]}")
+    """BIRD 2 from Debian (no service started while apt runs: bench/apt.py)."""
+    if not (shutil.which("bird") and shutil.which("birdc")):
+        apt.ensure("bird", "bird2")
 
 
 def sh(*args, check=True):

@@ -10,14 +10,18 @@ the old one gets), so both see every segment. Who answers what:
   segments, drops SYNs for new flows (also those that would reuse one of its TIME_WAIT
   tuples) and never resets a segment it does not know: it is the successor's.
 - SUCCESSOR (new worker, after the takeover, until the old one exits): answers SYNs,
-  except those of the flows the old worker still had at the handover (``predecessor``:
-  a SYN retransmitted for a handshake the old worker answered is the old one's), and
+  except those of the handshakes the old worker had in progress at the handover
+  (``predecessor``: a retransmitted SYN of a handshake it answered is its own), and
   never resets a segment it does not know: it is the old worker's.
 
-The old worker writes its flows into a file when it retires (``write_flows``) and the
+The old worker writes its flows (and its ARP cache) into a file when it retires (``write_flows``) and the
 successor reads it (``read_flows``): a SYN the standby worker kept is answered at the
-takeover unless the old worker had already answered it, so no SYN waits for the client's
-retransmission. Kept SYNs older than ``HOLD_MAX`` are dropped (their clients retransmit).
+takeover unless the old worker had already answered it (any flow of its, not only
+handshakes: answering the SYN of an established flow again would have the client's
+duplicate ACK meet our SYN_RECEIVED, which resets it), so no SYN waits for the client's
+retransmission. A live SYN only yields to a handshake in progress: once established or
+closed, the same tuple in a SYN is the client's next connection (clients reuse ports at
+once). Kept SYNs older than ``HOLD_MAX`` are dropped (their clients retransmit).
 """
 import os
 import struct
@@ -26,7 +30,7 @@ NONE, STANDBY, SUCCESSOR, RETIRING = 0, 1, 2, 3
 
 HOLD_MAX = 3.0          # seconds a kept SYN stays answerable
 HOLD_LIMIT = 4096       # SYNs kept at most (a SYN flood meanwhile only fills this)
-_FLOW = struct.Struct("!IIHH")   # local ip, remote ip, remote port, local port
+_FLOW = struct.Struct("!IIHHB")  # local ip, remote ip, remote port, local port, handshake
 
 
 def take_syn(layer, key, frame, src, dst, l4_off, l4_end, csum_trusted, now):
@@ -53,14 +57,17 @@ def retire(layer):
     layer.handover = RETIRING
 
 
-def take_over(layer, predecessor, now):
+def take_over(layer, flows, handshakes, now):
     """The new worker answers new flows from now on (SUCCESSOR): the SYNs it kept that
-    the old worker did not answer are answered now."""
-    layer.predecessor = predecessor
+    are not of one of the old worker's ``flows`` are answered now; later SYNs yield to
+    its ``handshakes`` in progress."""
+    layer.predecessor = handshakes
     layer.handover = SUCCESSOR
     held, layer.held_syns = layer.held_syns, None
     for frame, src, dst, l4_off, l4_end, trusted, t in held or ():
-        if now - t <= HOLD_MAX:
+        key = (src, (frame[l4_off] << 8) | frame[l4_off + 1],
+               (frame[l4_off + 2] << 8) | frame[l4_off + 3])
+        if now - t <= HOLD_MAX and key not in flows:
             layer.input(frame, src, dst, l4_off, l4_end, trusted, now)
 
 
@@ -72,31 +79,48 @@ def alone(layer):
 
 
 def flows_of(layer):
-    """The keys of the layer's flows that are not in TIME_WAIT (a SYN reusing the tuple
-    of a TIME_WAIT entry is a new flow, the successor's)."""
-    from .consts import TIME_WAIT
-    return [k for k, c in layer.flows.items() if c.state != TIME_WAIT]
+    """(key, in handshake) of the layer's flows that are not in TIME_WAIT (a SYN reusing
+    the tuple of a TIME_WAIT entry is a new flow, the successor's)."""
+    from .consts import SYN_RECEIVED, TIME_WAIT
+    return [(k, c.state == SYN_RECEIVED) for k, c in layer.flows.items()
+            if c.state != TIME_WAIT]
 
 
-def write_flows(path, layers):
-    """Write the flows of ``layers`` to ``path`` atomically (rename)."""
+_COUNT = struct.Struct("!I")
+_NEIGHBOUR = struct.Struct("!I6s")      # ip, MAC
+
+
+def write_flows(path, layers, neighbours=()):
+    """Write the ARP ``neighbours`` [(ip, mac)] and the flows of ``layers`` to ``path``
+    atomically (rename)."""
     tmp = f"{path}.tmp{os.getpid()}"
+    neighbours = list(neighbours)
     with open(tmp, "wb") as f:
+        f.write(_COUNT.pack(len(neighbours)))
+        f.write(b"".join(_NEIGHBOUR.pack(ip, mac) for ip, mac in neighbours))
         for layer in layers:
             ip = layer.local_ip
-            f.write(b"".join(_FLOW.pack(ip, rip, rport, lport)
-                             for rip, rport, lport in flows_of(layer)))
+            f.write(b"".join(_FLOW.pack(ip, rip, rport, lport, hs)
+                             for (rip, rport, lport), hs in flows_of(layer)))
     os.replace(tmp, path)
 
 
 def read_flows(path):
-    """{local ip: set of flow keys} from ``write_flows``'s file ({} when there is none)."""
+    """([(ip, mac)], {local ip: (every flow key, the keys of handshakes)}) from
+    ``write_flows``'s file (nothing when there is none)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return {}
+        return [], {}
+    (n,) = _COUNT.unpack_from(data)
+    end = _COUNT.size + n * _NEIGHBOUR.size
+    neighbours = list(_NEIGHBOUR.iter_unpack(data[_COUNT.size:end]))
+    data = data[end:]
     out = {}
-    for ip, rip, rport, lport in _FLOW.iter_unpack(data[:len(data) - len(data) % _FLOW.size]):
-        out.setdefault(ip, set()).add((rip, rport, lport))
-    return out
+    for ip, rip, rport, lport, hs in _FLOW.iter_unpack(data[:len(data) - len(data) % _FLOW.size]):
+        flows, handshakes = out.setdefault(ip, (set(), set()))
+        flows.add((rip, rport, lport))
+        if hs:
+            handshakes.add((rip, rport, lport))
+    return neighbours, out
