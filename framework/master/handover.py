@@ -92,3 +92,56 @@ class Handover:
                 self.old.kill()
                 self.old.join(2.0)
             self.old = None
+
+
+class RollingRestart:
+    """The shards still to be replaced (HUP: all of them, in order; --max-requests: the
+    one that asked), one at a time: by a handover where ``lossless``, else by stopping
+    the old worker and starting a new one."""
+
+    def __init__(self):
+        self.pending = []         # shards, the first one being replaced
+        self.handovers = {}       # shard -> Handover in progress
+        self.rolled = None        # pid of the stop-then-start replacement waited for
+        self.reloading = False    # the restart is a HUP's (it says when it is over)
+
+    def step(self, sup):
+        if not self.pending:
+            return
+        w = sup.workers[self.pending[0]]
+        ho = self.handovers.get(w.shard)
+        if ho is not None:
+            if ho.step(w.pid if w.proc is not None else None, w.ready):
+                del self.handovers[w.shard]
+                if sup.mesh is not None:
+                    sup.mesh.mark_started(w.shard, w.pid)
+                log.info("shard %d handed over to pid %d", w.shard, w.pid)
+                self._next()
+            return
+        if w.replacing:
+            return                       # waiting for it to exit (then it is respawned)
+        if w.proc is None:
+            return                       # dead or restarting anyway: wait for the restart
+        if not w.ready:
+            return                       # the previous replacement is still starting
+        if self.rolled == w.pid:
+            self._next()                 # this one is the fresh worker: next shard
+            return
+        if lossless(sup.stack, sup.port_type, sup.fwd is not None):
+            # the new worker beside the old one; Handover takes it from here
+            self.handovers[w.shard] = Handover(w.shard, w.proc)
+            w.proc = None
+            sup._spawn(w, standby=True)
+            return
+        # a TAP queue has one reader: stop the old worker first (graceful: its connections
+        # finish or are closed, new ones on its flows are refused meanwhile); the
+        # supervisor respawns it at once (Worker.replacing)
+        w.replacing = True
+        _signal(w.pid, signal.SIGTERM)
+
+    def _next(self):
+        self.pending.pop(0)
+        self.rolled = None
+        if not self.pending and self.reloading:
+            self.reloading = False
+            log.warning("SIGHUP: every worker replaced")

@@ -15,6 +15,7 @@ The watched directory is the app's: for ``pkg.mod:app`` the top package's direct
 (for a plain module, the directory of its file), for ``path/to/app.py:app`` the file's
 directory.
 """
+import importlib
 import importlib.util
 import logging
 import os
@@ -114,3 +115,28 @@ def forget(roots, changed=()):
         except (OSError, ValueError, NotImplementedError):
             pass
     importlib.invalidate_caches()
+
+
+def reimport(app_spec, web=None):
+    """Forget the app's modules and import them again, so workers forked from now on run
+    the new code (HUP, --reload). On an import error the old code keeps serving: False."""
+    from framework.web.loader import load_app
+    mod = app_spec.rpartition(":")[0] or app_spec
+    if mod.endswith(".py") or os.sep in mod:
+        top = None  # file.py:attr is executed afresh by the loader every time
+    else:
+        top = mod.split(".")[0]
+    saved = {}
+    if top:
+        for name in list(sys.modules):
+            if name == top or name.startswith(top + "."):
+                saved[name] = sys.modules.pop(name)
+    try:
+        importlib.invalidate_caches()
+        load_app(app_spec, web)
+    except Exception as e:
+        sys.modules.update(saved)
+        log.error("SIGHUP: %s does not load any more (%s); keeping the running workers",
+                  app_spec, e)
+        return False
+    return True

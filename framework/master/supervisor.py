@@ -12,7 +12,6 @@ one finishes its own: master/handover.py), USR1 reopen log files. --max-requests
 a worker the same way. At exit the link and every shm segment of the run are removed (exit code 0).
 """
 import collections
-import importlib
 import logging
 import os
 import random
@@ -28,7 +27,7 @@ from framework import native
 from framework.nic.tap import TapDevice
 from framework.shard import forward
 from framework.shard.worker import WorkerSpec, stat_names, worker_main
-from framework.web.loader import load_app
+from .reload import reimport
 from framework.shard.xshard import Mesh
 from framework.shm import StatsBlock, naming
 
@@ -111,12 +110,11 @@ class Supervisor:
         self.stopping = False
         self.fast_stop = False
         self.reload_requested = False
-        self.rolling = []        # shards still to be replaced by the rolling restart
-        self.handovers = {}      # shard -> handover.Handover in progress
-        self._reloading = False  # the rolling restart is a HUP's (not --max-requests')
+        self.roll = handover.RollingRestart()
+        self.rolling = self.roll.pending          # shards still to be replaced, in order
+        self.handovers = self.roll.handovers      # shard -> handover.Handover in progress
         self.max_requests = max_requests
         self.max_requests_jitter = max_requests_jitter
-        self._rolled = None      # pid of the replacement being waited for
         self.exit_code = 0
         self._ctx = multiprocess.get_context("fork")
         self._report_r = self._report_w = None
@@ -418,81 +416,15 @@ class Supervisor:
                 except BlockingIOError:
                     pass
 
-    # --- rolling restart (SIGHUP) ---------------------------------------------------------
-    def _reload_app(self):
-        """Forget the app's modules and import them again, so workers forked from now on
-        run the new code. On an import error the old code keeps serving."""
-        mod = self.app_spec.rpartition(":")[0] or self.app_spec
-        if mod.endswith(".py") or os.sep in mod:
-            top = None  # file.py:attr is executed afresh by the loader every time
-        else:
-            top = mod.split(".")[0]
-        saved = {}
-        if top:
-            for name in list(sys.modules):
-                if name == top or name.startswith(top + "."):
-                    saved[name] = sys.modules.pop(name)
-        try:
-            importlib.invalidate_caches()
-            load_app(self.app_spec, self.web)
-        except Exception as e:
-            sys.modules.update(saved)
-            log.error("SIGHUP: %s does not load any more (%s); keeping the running workers",
-                      self.app_spec, e)
-            return False
-        return True
-
+    # --- rolling restart (SIGHUP, --max-requests): master/handover.py -------------------
     def _rolling_step(self, now):
         if self.reload_requested and not self.rolling:
             self.reload_requested = False
-            if self._reload_app():
+            if reimport(self.app_spec, self.web):
                 log.warning("SIGHUP: replacing the workers one at a time")
-                self.rolling = [w.shard for w in self.workers]
-                self._reloading = True
-        if not self.rolling:
-            return
-        w = self.workers[self.rolling[0]]
-        ho = self.handovers.get(w.shard)
-        if ho is not None:
-            if ho.step(w.pid if w.proc is not None else None, w.ready):
-                del self.handovers[w.shard]
-                if self.mesh is not None:
-                    self.mesh.mark_started(w.shard, w.pid)
-                log.info("shard %d handed over to pid %d", w.shard, w.pid)
-                self.rolling.pop(0)
-                self._rolled = None
-                self._rolled_out()
-            return
-        if w.replacing:
-            return                       # waiting for it to exit (then it is respawned)
-        if w.proc is None:
-            return                       # dead or restarting anyway: wait for the restart
-        if not w.ready:
-            return                       # the previous replacement is still starting
-        if getattr(self, "_rolled", None) == w.pid:
-            self.rolling.pop(0)          # this one is the fresh worker: next shard
-            self._rolled = None
-            self._rolled_out()
-            return
-        if handover.lossless(self.stack, self.port_type, self.fwd is not None):
-            # the new worker beside the old one; master/handover.py takes it from here
-            self.handovers[w.shard] = handover.Handover(w.shard, w.proc)
-            w.proc = None
-            self._spawn(w, standby=True)
-            return
-        # a TAP queue has one reader: stop the old worker first (graceful: its connections
-        # finish or are closed, new ones on its flows are refused meanwhile); _on_death
-        # respawns it at once
-        w.replacing = True
-        try:
-            os.kill(w.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-    def _rolled_out(self):
-        if not self.rolling and self._reloading:
-            self._reloading = False
-            log.warning("SIGHUP: every worker replaced")
+                self.rolling[:] = [w.shard for w in self.workers]
+                self.roll.reloading = True
+        self.roll.step(self)
 
     def _monitor(self):
         while not self.stopping:
@@ -559,7 +491,7 @@ class Supervisor:
             w.replacing = False
             w.restart_at = None
             self._spawn(w)
-            self._rolled = w.pid
+            self.roll.rolled = w.pid
             log.info("shard %d replaced (pid %d)", w.shard, w.pid)
             return
         deaths = self.deaths
@@ -618,7 +550,7 @@ class Supervisor:
                 w.proc.join(2.0)
         for ho in self.handovers.values():
             ho.join(max(0.0, deadline - time.monotonic()))
-        self.handovers = {}
+        self.handovers.clear()
         for w in self.workers:
             w.proc = None
         if self.device is not None and self.link is None:  # --iface tap: our queues only
