@@ -30,6 +30,7 @@ from urllib.parse import unquote_to_bytes
 from .app import App
 from .h1writer import REASONS
 from .handler import RequestHandler
+from .httputil import add_header
 from .lifespan import Lifespan
 from .routing import CatchAllRouter
 from .serving import SERVED_MAX_HEADER_SIZE, WebOptions
@@ -142,14 +143,7 @@ def response_headers(pairs, request):
             continue
         else:
             key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        old = out.get(key)
-        if old is None:
-            out[key] = text
-        elif old.__class__ is list:
-            old.append(text)
-        else:
-            out[key] = [old, text]
+        add_header(out, key, value.decode("latin-1"))
     if "Content-Type" not in out:
         out["Content-Type"] = _NO_CTYPE
     return out

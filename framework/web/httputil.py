@@ -42,6 +42,19 @@ class HTTPHeaders(dict):
         dict.__setitem__(self, key, value if old is None else f"{old}, {value}")
 
 
+def add_header(headers, name, value):
+    """Add to a plain dict of headers (what h1writer.response_head writes and the ASGI
+    and WSGI bridges build): a repeated name keeps every value, in order, in a list
+    (Set-Cookie must not be folded into one line)."""
+    old = headers.get(name)
+    if old is None:
+        headers[name] = value
+    elif old.__class__ is list:
+        old.append(value)
+    else:
+        headers[name] = [old, value]
+
+
 def split_target(url):
     """(path, query) as str of a request target (bytes), or None if it is malformed."""
     if url[:1] != b"/":

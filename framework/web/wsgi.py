@@ -37,6 +37,7 @@ from urllib.parse import unquote_to_bytes
 from .app import App
 from .h1writer import REASONS
 from .handler import RequestHandler
+from .httputil import add_header
 from .routing import CatchAllRouter
 
 log = logging.getLogger("framework.wsgi")
@@ -355,13 +356,7 @@ class Exchange:
             name = _CANONICAL.get(lname, name)
             if lname == "content-length":
                 declared = int(value)
-            old = headers.get(name)
-            if old is None:
-                headers[name] = value
-            elif old.__class__ is list:
-                old.append(value)
-            else:
-                headers[name] = [old, value]
+            add_header(headers, name, value)
         self.status, self.reason, self.headers = code, reason, headers
         self.declared, self.close_after = declared, close_after
         return self.write
