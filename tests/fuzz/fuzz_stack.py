@@ -16,12 +16,14 @@ of each flow so they reach the TCP state machine instead of dying at a checksum:
 
   RAW    a frame as given (vnet header + Ethernet + anything)
   IPV4   a valid IPv4 header (fuzzed protocol, fragment field, source) over fuzzed bytes
-  SEG    a TCP segment on a flow: fuzzed flags, window, options (or timestamps/SACK
-         blocks built from the flow), payload, sequence and ACK as deltas from the flow's
-         expected numbers; checksum right, trusted (vnet F_DATA_VALID) or wrong
+  SEG    a TCP segment on a flow (one of four, or one of 64 more new ones): fuzzed
+         flags, window, options (or timestamps / SACK blocks above SND.UNA), payload,
+         sequence and ACK as deltas from the flow's expected numbers (or duplicate ACKs
+         of SND.UNA); checksum right, trusted (vnet F_DATA_VALID) or wrong
   ICMP   a destination unreachable / fragmentation needed quoting a flow's segment
   TIME   advance the clock (timers: RTO, TLP, delayed ACK, keep-alive, TIME_WAIT, ARP)
-  APP    the application sends, shuts down, closes or aborts a connection
+  APP    the application sends, shuts down, closes or aborts a connection; or the layer
+         changes handover mode (standby, retiring, successor, alone: tcp/handover.py)
   ACK    the peer acknowledges everything the stack sent on a flow
 
 Frames the stack sends go back into the peer's model (sequence numbers, timestamps, ARP
@@ -68,11 +70,13 @@ def load():
         from framework.net import checksum
         from framework.net.stack import Stack
         from framework.net.tcp import TcpConfig
+        from framework.net.tcp import handover
         from framework.net.tcp.consts import ConnectionClosed
         from framework.net.wire import vnet
         from framework.net.wire.ipv4 import ip_to_int
         _m = dict(checksum=checksum, Stack=Stack, TcpConfig=TcpConfig,
-                  ConnectionClosed=ConnectionClosed, vnet=vnet, ip_to_int=ip_to_int)
+                  ConnectionClosed=ConnectionClosed, vnet=vnet, handover=handover,
+                  ip_to_int=ip_to_int)
     return _m
 
 
@@ -116,6 +120,7 @@ class Flow:
         self.lport = lport     # the stack's port
         self.snd = snd         # the peer's next sequence number
         self.rcv = 0           # the stack's next sequence number (what the peer ACKs)
+        self.una = 0           # the highest the peer has ACKed (SND.UNA as the stack sees it)
         self.tsecr = 0
 
 
@@ -141,6 +146,7 @@ class Peer:
         self.conns = {}        # the stack's key -> Connection, for the echo application
         self.flows = [Flow(PEER_PORT, PORT, 7000), Flow(ACTIVE_PORT, 0, 3000),
                       Flow(40001, PORT, 9000), Flow(40002, 81, 1234)]
+        self.extra = {}
         self.swallowed = []
         self._later = []
         self._trace_internal()
@@ -249,6 +255,8 @@ class Peer:
         ln = end - t - hl + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         for f in self.flows:
             if f.pport == dport and f.lport == sport:
+                if flags & SYN:
+                    f.una = seq
                 f.rcv = (seq + ln) & M32
                 i = t + 20
                 while i < t + hl:
@@ -305,14 +313,30 @@ class Peer:
         return self.eth(0x0800, self.ipv4(proto, r.blob(), src, dst, frag, opts))
 
     def _flow(self, r):
-        return self.flows[r.u8() & 3]
+        """One of the four set-up flows, or (high bit) one of 64 more peer ports to port
+        80: new connections, enough of them to fill the SYN queue (SYN cookies)."""
+        b = r.u8()
+        if not b & 0x80:
+            return self.flows[b & 3]
+        port = 41000 + (b & 63)
+        f = self.extra.get(port)
+        if f is None:
+            f = self.extra[port] = Flow(port, PORT, 20000 * (b & 63))
+            self.flows.append(f)
+        return f
+
+    def _acked(self, f, flags, ack):
+        if flags & ACK and (ack - f.una) & M32 < 0x80000000:
+            f.una = ack & M32
 
     def _op2(self, r):        # SEG
         f = self._flow(r)
         flags = r.u8()
         mode = r.u8()
+        csum = (mode >> 4) & 3
         seq = f.snd + r.s16() if mode & 1 else f.snd
-        ack = f.rcv + r.s16() if mode & 2 else f.rcv
+        base = f.una if csum == 3 else f.rcv       # 3: right checksum, a duplicate ACK
+        ack = base + r.s16() if mode & 2 else base
         win = r.u16()
         kind = (mode >> 2) & 3
         if kind == 0:
@@ -322,14 +346,13 @@ class Peer:
         elif kind == 2:         # SACK blocks around what the stack sent, and timestamps
             blocks = []
             for _ in range(1 + (r.u8() & 3)):
-                left = (f.rcv + r.s16() * 16) & M32
+                left = (f.una + r.u16()) & M32
                 blocks.append(struct.pack("!II", left, (left + r.u16()) & M32))
             opts = b"\x01\x01\x05" + bytes([2 + 8 * len(blocks)]) + b"".join(blocks)
             opts = opts if len(opts) + 12 > 40 else opts + b"\x01\x01" + self.ts_opt(f)[2:]
         else:
             opts = bytes(r.u8() for _ in range(min(r.u8() & 15, 10) * 4))
         payload = r.blob(4000)
-        csum = (mode >> 4) & 3
         if csum == 3:
             csum = 0
         dst = self.vip if mode & 0x40 else None
@@ -337,6 +360,7 @@ class Peer:
             f.snd = (seq + len(payload)) & M32    # the peer believes it sent them in order
         if flags & SYN:
             f.snd = (seq + 1) & M32 if f.pport != PEER_PORT else f.snd
+        self._acked(f, flags, ack)
         return self.tcp_frame(f, seq, ack, flags, opts, payload, win, csum, dst)
 
     def _op3(self, r):        # ICMP error quoting a segment of ours
@@ -359,11 +383,15 @@ class Peer:
 
     def _op5(self, r):        # APP
         action = r.u8()
+        a = action & 15
+        if a >= 8:
+            self._handover(a)
+            self.dispatch()
+            return None
         if not self.conns:
             return None
         conns = sorted(self.conns.items())
         conn = conns[(action >> 4) % len(conns)][1]
-        a = action & 7
         try:
             if a <= 2:
                 conn.send(b"y" * (1 + r.u16() % 20000))
@@ -382,8 +410,24 @@ class Peer:
         self.dispatch()
         return None
 
+    def _handover(self, a):
+        """A zero-downtime reload's modes (tcp/handover.py): what a worker answers while
+        another one shares its queue."""
+        ho = self.m["handover"]
+        tcp = self.tcp
+        if a == 8:
+            ho.retire(tcp)
+        elif a == 9:
+            tcp.handover = ho.STANDBY
+        elif a == 10:
+            flows = {k for k, _ in ho.flows_of(tcp)}
+            ho.take_over(tcp, flows, {k for k, hs in ho.flows_of(tcp) if hs}, self.now)
+        else:
+            ho.alone(tcp)
+
     def _op6(self, r):        # ACK everything
         f = self._flow(r)
+        f.una = f.rcv
         return self.tcp_frame(f, f.snd, f.rcv, ACK, self.ts_opt(f), win=r.u16() | 0x100)
 
 
@@ -397,12 +441,27 @@ def _seg(flow, flags, mode=0b0100, payload=b"", win=502):
 
 
 def seeds():
-    """Inputs for an empty corpus: a request and its echo, a close, loss and SACK."""
+    """Inputs for an empty corpus: a request and its echo, a close, loss and SACK
+    recovery, a SYN flood, TIME_WAIT."""
     req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     ack = bytes([10, 0, 1, 0])             # ACK all on flow 0
     t = lambda b: bytes([7, b])            # noqa: E731  TIME
     sack = bytes([2, 0, ACK, 0b0100_1000, 0x01, 0, 1, 0, 0, 0x02, 0x00, 0, 0])
+    send_flow0 = bytes([9, 0x10]) + struct.pack("!H", 14000)   # APP: 14000 bytes on flow 0
+
+    def dupack_sack(blocks):           # a duplicate ACK of SND.UNA with SACK blocks above
+        body = bytes([2, 0, ACK, 0b0011_1000]) + struct.pack("!HB", 502, len(blocks) - 1)
+        for left, ln in blocks:
+            body += struct.pack("!HH", left, ln)
+        return body + struct.pack("!H", 0)
+    syn_flood = b"".join(_seg(0x80 | k, SYN, 0b0100, win=64240) for k in range(8))
     return [
+        send_flow0 + dupack_sack([(2920, 1460)]) + dupack_sack([(2920, 2920)])
+        + dupack_sack([(2920, 4380)]) + dupack_sack([(2920, 5840), (10220, 1460)]) + ack,
+        send_flow0 + t(0x60) + t(0x60) + ack,
+        syn_flood + _seg(0x81, ACK, 0b0100) + t(0x50),
+        bytes([9, 0x18]) + bytes([10, 0, 1, 0]) + _seg(0, FIN | ACK) + t(10) + _seg(0, SYN)
+        + t(255),
         _seg(0, ACK | PSH, 0b1000_0100, req) + ack,
         _seg(0, ACK | PSH, 0b1000_0100, req * 3) + t(30) + ack + _seg(0, FIN | ACK) + t(100),
         bytes([9, 0x00, 0, 200]) + sack + sack + sack + t(0x50) + ack,
