@@ -9,8 +9,8 @@ fuzzer's coverage. httptools (llhttp, C) parses underneath, uninstrumented; what
 our side: the callbacks, limits, pipelining, streamed bodies, Upgrade, timeouts, errors.
 
 One input is a script for one connection on a fake transport with a virtual clock
-(tests/web/fakes.py): chunks of bytes, clock advances, write pauses, EOF, then the
-connection is lost. A crash is anything a user would see as a server bug:
+(tests/web/fakes.py): chunks of bytes (or long runs of one byte), clock advances, write
+pauses, EOF, then the connection is lost. A crash is anything a user would see as a server bug:
   - an exception out of the protocol (data_received, eof_received, connection_lost...),
   - an exception reaching the asyncio loop's handler (a task that failed unobserved),
   - an ERROR logged by the framework other than the handler error the app raises on
@@ -25,8 +25,10 @@ keep it under tests/fuzz/crashes/http/ and test_fuzz.py replays it on every run.
 import struct
 import sys
 
-OP_DATA, OP_ADVANCE, OP_PAUSE_WRITING, OP_RESUME_WRITING, OP_EOF = range(5)
-_N_OPS = 5
+OP_DATA, OP_ADVANCE, OP_PAUSE_WRITING, OP_RESUME_WRITING, OP_EOF, OP_FILL = range(6)
+_N_OPS = 6
+FILL_UNIT = 2048        # OP_FILL: this many bytes of b"x" per count (a body over 256 KiB
+                        # makes a streamed request pause reading)
 
 _h = None          # (Harness, errors list) once load() ran
 
@@ -92,6 +94,7 @@ def load():
     @app.route("/stream")
     class Stream(RequestHandler):
         stream_request_body = True
+        max_body_size = 1 << 20
 
         async def put(self):
             n = 0
@@ -141,14 +144,15 @@ def encode(ops):
         out.append(op)
         if op == OP_DATA:
             out += struct.pack("!H", len(arg)) + arg
-        elif op == OP_ADVANCE:
+        elif op in (OP_ADVANCE, OP_FILL):
             out.append(arg)
     return bytes(out)
 
 
 def decode(data):
     """(op, arg) from the input: one op byte, then a 2-byte length and the bytes for
-    data, one byte of tenths of a second for a clock advance."""
+    data, one byte of tenths of a second for a clock advance, one byte of FILL_UNITs for
+    a fill."""
     i, n = 0, len(data)
     while i < n:
         op = data[i] % _N_OPS
@@ -163,6 +167,9 @@ def decode(data):
             i += ln
         elif op == OP_ADVANCE:
             yield op, (data[i] if i < n else 10) / 10.0
+            i += 1
+        elif op == OP_FILL:
+            yield op, b"x" * FILL_UNIT * (data[i] if i < n else 1)
             i += 1
         else:
             yield op, None
@@ -191,7 +198,7 @@ def _connection(h, data):
         for op, arg in decode(data):
             if t.closed:
                 break
-            if op == OP_DATA:
+            if op == OP_DATA or op == OP_FILL:
                 proto.data_received(arg)
                 h.run()
             elif op == OP_ADVANCE:
@@ -223,6 +230,10 @@ def seeds():
     stream = b"PUT /stream HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
     return [
         encode([(D, get)]),
+        encode([(D, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + get * 20), (OP_ADVANCE, 10)]),
+        encode([(D, b"PUT /stream HTTP/1.1\r\nHost: a\r\nContent-Length: 600000\r\n\r\n"),
+                (OP_FILL, 200), (OP_FILL, 93), (OP_ADVANCE, 20), (D, b"x" * 64),
+                (OP_ADVANCE, 50)]),
         encode([(D, get * 3 + b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + get), (OP_ADVANCE, 10)]),
         encode([(D, post[:20]), (D, post[20:]), (D, chunked)]),
         encode([(D, b"GET /args/x%20y?q=1&q=2 HTTP/1.1\r\nHost: h:80\r\nX-A: b\r\n\r\n")]),
