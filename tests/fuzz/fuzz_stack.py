@@ -29,7 +29,9 @@ of each flow so they reach the TCP state machine instead of dying at a checksum:
 Frames the stack sends go back into the peer's model (sequence numbers, timestamps, ARP
 requests answered). A crash: any exception out of the stack (it must never raise on a bad
 frame) or ``drop.internal`` counting one (the stack's last-resort catch: a frame it could
-not classify is a bug); the traceback of the swallowed exception is in the report. The
+not classify is a bug; the traceback of the swallowed exception is in the report), or a
+broken invariant of the TCP layer (``Peer.check``: sequence order, buffer accounting,
+the SYN queue's count). The
 application's documented ``ConnectionClosed`` on a send after close is not a crash.
 """
 import struct
@@ -299,6 +301,40 @@ class Peer:
                 self.frame_in(frame)
             while self._later:
                 self.frame_in(self._later.pop(0))
+            self.check()
+
+    def check(self):
+        """What must hold of the TCP layer between any two frames (plain Python only:
+        compiled, these are C fields). A broken one is a crash like an exception."""
+        tcp = self.tcp
+        try:
+            # the VIP's layer shares the listeners: its SYN_RECEIVED flows count there too
+            flows = [kc for layer in self.stack.tcp_layers for kc in layer.flows.items()]
+            listeners = {lst.port: lst for lst in tcp.listeners.values()}
+            in_syn_queue = dict.fromkeys(listeners, 0)
+            for key, c in flows:
+                if c.key != key:
+                    raise FuzzFailure(f"flows[{key}] holds {c.key}")
+                if c.state_name == "TIME_WAIT":
+                    continue
+                if (c.snd_nxt - c.snd_una) & M32 >= 0x80000000 or \
+                        (c.snd_max - c.snd_nxt) & M32 >= 0x80000000:
+                    raise FuzzFailure(f"{c}: not SND.UNA <= SND.NXT <= SND.MAX "
+                                      f"({c.snd_una}, {c.snd_nxt}, {c.snd_max})")
+                if c.rcvlen != sum(len(x) for x in c.rcvq):
+                    raise FuzzFailure(f"{c}: rcvlen {c.rcvlen} != the receive queue's "
+                                      f"{sum(len(x) for x in c.rcvq)} bytes")
+                if len(c.sndbuf) > tcp.sndbuf:
+                    raise FuzzFailure(f"{c}: {len(c.sndbuf)} bytes buffered, over sndbuf")
+                if c.state_name == "SYN_RECEIVED" and c.listener is not None:
+                    in_syn_queue[c.listener.port] += 1
+            for port, lst in listeners.items():
+                if lst.syn_count != in_syn_queue[port] or lst.acc_count < 0:
+                    raise FuzzFailure(f"listener {port}: syn_count {lst.syn_count}, "
+                                      f"{in_syn_queue[port]} in SYN_RECEIVED, "
+                                      f"acc_count {lst.acc_count}")
+        except AttributeError:
+            return
 
     def _op0(self, r):        # RAW
         return r.blob()
