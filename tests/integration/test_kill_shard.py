@@ -202,7 +202,8 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
     lost_after = sorted(e[2] - t_kill for f in by_shard[victim] for e in f.errors)
     print(f"\nkilled shard {victim}; first new connection to it answered "
           f"{first_new if first_new is None else f'{first_new * 1000:.0f} ms'} after the kill; "
-          f"its open connections failed {', '.join(f'{x * 1000:.0f}' for x in lost_after[:1] + lost_after[-1:])} ms "
+          f"its open connections failed "
+          f"{', '.join(f'{x * 1000:.0f}' for x in lost_after[:1] + lost_after[-1:])} ms "
           f"after it (first, last); per shard: {report}")
 
     # the other shard: not one error, and it went on answering every flow after the kill
