@@ -22,17 +22,18 @@ of each flow so they reach the TCP state machine instead of dying at a checksum:
          of SND.UNA); checksum right, trusted (vnet F_DATA_VALID) or wrong
   ICMP   a destination unreachable / fragmentation needed quoting a flow's segment
   TIME   advance the clock (timers: RTO, TLP, delayed ACK, keep-alive, TIME_WAIT, ARP)
-  APP    the application sends, shuts down, closes or aborts a connection; or the layer
-         changes handover mode (standby, retiring, successor, alone: tcp/handover.py)
+  APP    the application sends, shuts down, closes or aborts a connection, stops or
+         starts reading (a 16 KiB receive window fills), or the layer changes handover
+         mode (standby, retiring, successor, alone: tcp/handover.py)
   ACK    the peer acknowledges everything the stack sent on a flow
 
 Frames the stack sends go back into the peer's model (sequence numbers, timestamps, ARP
 requests answered). A crash: any exception out of the stack (it must never raise on a bad
 frame) or ``drop.internal`` counting one (the stack's last-resort catch: a frame it could
 not classify is a bug; the traceback of the swallowed exception is in the report), or a
-broken invariant of the TCP layer (``Peer.check``: sequence order, buffer accounting,
-the SYN queue's count). The
-application's documented ``ConnectionClosed`` on a send after close is not a crash.
+broken invariant of the TCP layer (``Peer.check``: sequence order, buffer accounting and
+bounds, the SYN queue's count). The application's documented ``ConnectionClosed`` on a
+send after close is not a crash.
 """
 import struct
 import sys
@@ -73,12 +74,14 @@ def load():
         from framework.net.stack import Stack
         from framework.net.tcp import TcpConfig
         from framework.net.tcp import handover
-        from framework.net.tcp.consts import ConnectionClosed
+        from framework import native
+        from framework.net.tcp.consts import SYN_RECEIVED, TIME_WAIT, ConnectionClosed
         from framework.net.wire import vnet
         from framework.net.wire.ipv4 import ip_to_int
         _m = dict(checksum=checksum, Stack=Stack, TcpConfig=TcpConfig,
                   ConnectionClosed=ConnectionClosed, vnet=vnet, handover=handover,
-                  ip_to_int=ip_to_int)
+                  ip_to_int=ip_to_int, compiled=native.MODE == "compiled",
+                  TIME_WAIT=TIME_WAIT, SYN_RECEIVED=SYN_RECEIVED)
     return _m
 
 
@@ -136,7 +139,7 @@ class Peer:
         self.vnet = m["vnet"]
         ip = m["ip_to_int"]
         self.sip, self.vip, self.pip = ip(STACK_IP), ip(VIP), ip(PEER_IP)
-        cfg = m["TcpConfig"](random_seed=b"fuzz", rcvbuf=64 << 10, sndbuf=64 << 10,
+        cfg = m["TcpConfig"](random_seed=b"fuzz", rcvbuf=16 << 10, sndbuf=64 << 10,
                              tx_burst=8)
         self.stack = m["Stack"](mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=False,
                                 gso=False, tcp_config=cfg, vips=(VIP,))
@@ -149,6 +152,7 @@ class Peer:
         self.flows = [Flow(PEER_PORT, PORT, 7000), Flow(ACTIVE_PORT, 0, 3000),
                       Flow(40001, PORT, 9000), Flow(40002, 81, 1234)]
         self.extra = {}
+        self.reading = True     # the application reads what arrives (APP toggles it)
         self.swallowed = []
         self._later = []
         self._trace_internal()
@@ -273,12 +277,19 @@ class Peer:
                     i += max(fr[i + 1], 2)
 
     def app(self):
-        """An echo application: accept, read, send it back; forget closed connections."""
+        """An echo application: accept, read (unless paused), send it back; forget
+        closed connections. The events are drained in place, as the shard does: the VIP's
+        layer shares the list (take_events() would unshare it, CONTRACTS 3)."""
         closed = self.m["ConnectionClosed"]
-        for ev, conn in self.tcp.take_events():
+        events = self.tcp.events
+        batch = events[:]
+        del events[:]
+        for ev, conn in batch:
             if ev in (1, 2):
                 self.conns[conn.key] = conn
             elif ev == 3:
+                if not self.reading:
+                    continue
                 data = conn.recv()
                 try:
                     conn.send(data[:4096])
@@ -306,35 +317,38 @@ class Peer:
     def check(self):
         """What must hold of the TCP layer between any two frames (plain Python only:
         compiled, these are C fields). A broken one is a crash like an exception."""
-        tcp = self.tcp
-        try:
-            # the VIP's layer shares the listeners: its SYN_RECEIVED flows count there too
-            flows = [kc for layer in self.stack.tcp_layers for kc in layer.flows.items()]
-            listeners = {lst.port: lst for lst in tcp.listeners.values()}
-            in_syn_queue = dict.fromkeys(listeners, 0)
-            for key, c in flows:
-                if c.key != key:
-                    raise FuzzFailure(f"flows[{key}] holds {c.key}")
-                if c.state_name == "TIME_WAIT":
-                    continue
-                if (c.snd_nxt - c.snd_una) & M32 >= 0x80000000 or \
-                        (c.snd_max - c.snd_nxt) & M32 >= 0x80000000:
-                    raise FuzzFailure(f"{c}: not SND.UNA <= SND.NXT <= SND.MAX "
-                                      f"({c.snd_una}, {c.snd_nxt}, {c.snd_max})")
-                if c.rcvlen != sum(len(x) for x in c.rcvq):
-                    raise FuzzFailure(f"{c}: rcvlen {c.rcvlen} != the receive queue's "
-                                      f"{sum(len(x) for x in c.rcvq)} bytes")
-                if len(c.sndbuf) > tcp.sndbuf:
-                    raise FuzzFailure(f"{c}: {len(c.sndbuf)} bytes buffered, over sndbuf")
-                if c.state_name == "SYN_RECEIVED" and c.listener is not None:
-                    in_syn_queue[c.listener.port] += 1
-            for port, lst in listeners.items():
-                if lst.syn_count != in_syn_queue[port] or lst.acc_count < 0:
-                    raise FuzzFailure(f"listener {port}: syn_count {lst.syn_count}, "
-                                      f"{in_syn_queue[port]} in SYN_RECEIVED, "
-                                      f"acc_count {lst.acc_count}")
-        except AttributeError:
+        if self.m["compiled"]:
             return
+        tcp = self.tcp
+        tw, syn_rcvd = self.m["TIME_WAIT"], self.m["SYN_RECEIVED"]
+        # the VIP's layer shares the listeners: its SYN_RECEIVED flows count there too
+        flows = [kc for layer in self.stack.tcp_layers for kc in layer.flows.items()]
+        listeners = {lst.port: lst for lst in tcp.listeners.values()}
+        in_syn_queue = dict.fromkeys(listeners, 0)
+        for key, c in flows:
+            if c.key != key:
+                raise FuzzFailure(f"flows[{key}] holds {c.key}")
+            if c.state == tw:
+                continue
+            if (c.snd_nxt - c.snd_una) & M32 >= 0x80000000 or \
+                    (c.snd_max - c.snd_nxt) & M32 >= 0x80000000:
+                raise FuzzFailure(f"{c}: not SND.UNA <= SND.NXT <= SND.MAX "
+                                  f"({c.snd_una}, {c.snd_nxt}, {c.snd_max})")
+            if c.rcvlen != sum(len(x) for x in c.rcvq):
+                raise FuzzFailure(f"{c}: rcvlen {c.rcvlen} != the receive queue's "
+                                  f"{sum(len(x) for x in c.rcvq)} bytes")
+            if len(c.sndbuf) > tcp.sndbuf:
+                raise FuzzFailure(f"{c}: {len(c.sndbuf)} bytes buffered, over sndbuf")
+            held = c.rcvlen + (sum(len(x[1]) for x in c.ooo) if c.ooo else 0)
+            if held > tcp.rcvbuf:       # what a peer can make us hold: the window
+                raise FuzzFailure(f"{c}: {held} bytes received and held, over rcvbuf")
+            if c.state == syn_rcvd and c.listener is not None:
+                in_syn_queue[c.listener.port] += 1
+        for port, lst in listeners.items():
+            if lst.syn_count != in_syn_queue[port] or lst.acc_count < 0:
+                raise FuzzFailure(f"listener {port}: syn_count {lst.syn_count}, "
+                                  f"{in_syn_queue[port]} in SYN_RECEIVED, "
+                                  f"acc_count {lst.acc_count}")
 
     def _op0(self, r):        # RAW
         return r.blob()
@@ -440,7 +454,15 @@ class Peer:
             elif a == 6:
                 conn.set_keepalive(True, idle=1.0, intvl=0.5, cnt=3)
             else:
-                conn.recv(r.u8())
+                # stop reading (the receive window fills) or start again (read what waits)
+                self.reading = not self.reading
+                if self.reading:
+                    for c in self.conns.values():
+                        if c.readable():
+                            try:
+                                c.send(c.recv()[:4096])
+                            except self.m["ConnectionClosed"]:
+                                pass
         except self.m["ConnectionClosed"]:
             pass
         self.dispatch()
@@ -490,11 +512,14 @@ def seeds():
         for left, ln in blocks:
             body += struct.pack("!HH", left, ln)
         return body + struct.pack("!H", 0)
+    fill = _seg(0, ACK | PSH, 0b1000_0100, b"z" * 4000)
+    full_window = bytes([9, 0x07]) + fill * 5 + t(0x50) + bytes([9, 0x07]) + t(5) + ack
     syn_flood = b"".join(_seg(0x80 | k, SYN, 0b0100, win=64240) for k in range(8))
     return [
         send_flow0 + dupack_sack([(2920, 1460)]) + dupack_sack([(2920, 2920)])
         + dupack_sack([(2920, 4380)]) + dupack_sack([(2920, 5840), (10220, 1460)]) + ack,
         send_flow0 + t(0x60) + t(0x60) + ack,
+        full_window,
         syn_flood + _seg(0x81, ACK, 0b0100) + t(0x50),
         bytes([9, 0x18]) + bytes([10, 0, 1, 0]) + _seg(0, FIN | ACK) + t(10) + _seg(0, SYN)
         + t(255),
