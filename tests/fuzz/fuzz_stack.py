@@ -7,7 +7,8 @@ Python (``FRAMEWORK_PURE_PYTHON=1``, set by tests/fuzz/runner.py before ``framew
 imported): the compiled stack would be invisible to the fuzzer's coverage feedback. The
 code is the same .py the Cython build compiles.
 
-Each input starts from the same stack: a real TcpLayer (timestamps, SACK, window scale),
+Each input starts from the same stack (its first byte picks a configuration: by default
+NewReno, timestamps, SACK, window scale, no offloads, MTU 1500): a real TcpLayer,
 a listener on port 80, the peer's MAC learnt, one connection ESTABLISHED by a Linux-like
 handshake (flow 0, peer port 40000), one active open waiting in SYN_SENT (flow 1, to the
 peer's port 5000), an echo application above (it reads what arrives and sends it back).
@@ -132,7 +133,7 @@ class Flow:
 class Peer:
     """The stack under test and a Linux-like peer feeding it."""
 
-    def __init__(self):
+    def __init__(self, variant=0):
         m = load()
         self.m = m
         self.cs = m["checksum"]
@@ -140,9 +141,13 @@ class Peer:
         ip = m["ip_to_int"]
         self.sip, self.vip, self.pip = ip(STACK_IP), ip(VIP), ip(PEER_IP)
         cfg = m["TcpConfig"](random_seed=b"fuzz", rcvbuf=16 << 10, sndbuf=64 << 10,
-                             tx_burst=8)
-        self.stack = m["Stack"](mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=False,
-                                gso=False, tcp_config=cfg, vips=(VIP,))
+                             tx_burst=8, cc="cubic" if variant & 1 else "newreno",
+                             timestamps=not variant & 2, sack=not variant & 4,
+                             window_scale=not variant & 8, nagle=bool(variant & 16))
+        offload = bool(variant & 32)
+        self.stack = m["Stack"](mac=STACK_MAC, ip=STACK_IP, prefix=24, csum_offload=offload,
+                                gso=offload, tcp_config=cfg, vips=(VIP,),
+                                mtu=(1500, 9000, 576, 1280)[variant >> 6])
         self.tcp = self.stack.tcp
         self.tcp.listen(PORT, backlog=4)
         self.now = 100.0
@@ -490,7 +495,10 @@ class Peer:
 
 
 def one_input(data):
-    Peer().run(data)
+    """The first byte picks the stack's configuration (``Peer``: congestion control,
+    timestamps, SACK, window scaling, Nagle, offloads, MTU); the rest is the script."""
+    if data:
+        Peer(data[0]).run(data[1:])
 
 
 def _seg(flow, flags, mode=0b0100, payload=b"", win=502):
@@ -515,7 +523,7 @@ def seeds():
     fill = _seg(0, ACK | PSH, 0b1000_0100, b"z" * 4000)
     full_window = bytes([9, 0x07]) + fill * 5 + t(0x50) + bytes([9, 0x07]) + t(5) + ack
     syn_flood = b"".join(_seg(0x80 | k, SYN, 0b0100, win=64240) for k in range(8))
-    return [
+    scripts = [
         send_flow0 + dupack_sack([(2920, 1460)]) + dupack_sack([(2920, 2920)])
         + dupack_sack([(2920, 4380)]) + dupack_sack([(2920, 5840), (10220, 1460)]) + ack,
         send_flow0 + t(0x60) + t(0x60) + ack,
@@ -533,6 +541,9 @@ def seeds():
         bytes([0, 0, 20]) + bytes(20),
         bytes([9, 0x05]) + bytes([9, 0x16]) + t(255) + t(255),
     ]
+    # the default configuration for each, and a few others for the loss/recovery ones
+    return ([b"\x00" + x for x in scripts]
+            + [bytes([v]) + x for v in (0x01, 0x02, 0x04, 0x08, 0x30, 0x80) for x in scripts[:2]])
 
 
 def main(argv=None):
