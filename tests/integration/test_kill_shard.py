@@ -1,7 +1,7 @@
 """A worker that dies takes only its own (issue 12, section 2).
 
-``framework serve`` on the user stack with 2 workers, keep-alive clients on both shards,
-then SIGKILL of one worker. Every client binds its source port, chosen with
+``framework serve`` on the user stack with 2 workers, keep-alive clients on both shards
+(and a few that open a connection per request), then SIGKILL of one worker. Every client binds its source port, chosen with
 ``steer.shard_of`` so the test knows which shard owns each flow:
   - the other shard's flows see 0 errors and keep being answered;
   - each flow of the killed shard loses at most the connection it had open at the kill,
@@ -20,11 +20,13 @@ from framework.nic import steer
 
 from .serve_helpers import ROOT
 
-FLOWS_PER_SHARD = 16
+FLOWS_PER_SHARD = 16       # keep-alive clients per shard
+CLOSE_FLOWS_PER_SHARD = 4  # clients making one connection per request (handshakes at the kill)
 LOAD_BEFORE = 1.5          # s of load before the kill
 LOAD_AFTER = 3.5           # s of load after it
 IO_TIMEOUT = 3.0           # a request unanswered this long is an error (timeout)
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+REQUEST_CLOSE = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 BODY = b"Hello, World!"
 
 
@@ -72,9 +74,9 @@ def connect(host_ip, ip, port, timeout):
     return c
 
 
-def get(c):
-    """One keep-alive GET on ``c``: the response must be the whole hello."""
-    c.sendall(REQUEST)
+def get(c, request=REQUEST):
+    """One GET on ``c``: the response must be the whole hello."""
+    c.sendall(request)
     buf = b""
     while True:
         end = buf.find(b"\r\n\r\n")
@@ -100,12 +102,14 @@ def kind(e):
 
 
 class Flow(threading.Thread):
-    """One client of one shard: a keep-alive connection doing back-to-back GETs; after
-    an error it reconnects from a fresh port of the same shard."""
+    """One client of one shard: a keep-alive connection doing back-to-back GETs (or,
+    ``keepalive=False``, a new connection for each GET, 20 ms apart); after an error it
+    reconnects from a fresh port of the same shard."""
 
-    def __init__(self, shard, ports, host_ip, ip, stop, kill_time):
+    def __init__(self, shard, ports, host_ip, ip, stop, kill_time, keepalive=True):
         super().__init__(daemon=True)
         self.shard = shard
+        self.keepalive = keepalive
         self.ports, self.host_ip, self.ip = ports, host_ip, ip
         self.stop = stop
         self.kill_time = kill_time     # [t] once the worker was killed
@@ -124,11 +128,15 @@ class Flow(threading.Thread):
                                 IO_TIMEOUT)
                     if c is None:
                         continue
-                get(c)
+                get(c, REQUEST if self.keepalive else REQUEST_CLOSE)
                 if self.kill_time:
                     self.ok_after += 1
                 else:
                     self.ok_before += 1
+                if not self.keepalive:
+                    c.close()
+                    c = None
+                    time.sleep(0.02)
             except Exception as e:
                 connected = c is not None
                 if not connected:
@@ -173,8 +181,9 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
     ports = Ports(ip_int(s.host_ip), ip_int(s.ip), 8080, 2)
     stop = threading.Event()
     kill_time = []
-    flows = [Flow(shard, ports, s.host_ip, s.ip, stop, kill_time)
-             for shard in (0, 1) for _ in range(FLOWS_PER_SHARD)]
+    flows = [Flow(shard, ports, s.host_ip, s.ip, stop, kill_time, keepalive=k)
+             for shard in (0, 1)
+             for k in [True] * FLOWS_PER_SHARD + [False] * CLOSE_FLOWS_PER_SHARD]
     for f in flows:
         f.start()
     try:
