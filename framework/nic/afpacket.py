@@ -66,7 +66,7 @@ import socket
 import struct
 
 from ..net.wire.vnet import VNET_LEN
-from . import steer
+from . import steer, synring
 from .nsenter import netns as _in_netns
 
 SOL_PACKET = 263
@@ -295,7 +295,8 @@ class AfPacketPort:
     def __init__(self, ifname, queue=0, nqueues=1, fanout_group=None, version=2, *,
                  netns=None, frames=512, frame_size=None, blocks=32, block_size=1 << 20,
                  timeout_ms=1, tx="ring", tx_frames=512, tx_slot_size=None, qdisc_bypass=True,
-                 mtu=None, csum_offload=True, gso=True, sock=None, spec=None, non_ip=True):
+                 mtu=None, csum_offload=True, gso=True, sock=None, spec=None, non_ip=True,
+                 syn_ring=True):
         if fanout_group is not None and sock is None:
             raise ValueError("fanout: create a FanoutGroup(...) and call .port(queue)")
         if not 0 <= queue < nqueues:
@@ -309,8 +310,12 @@ class AfPacketPort:
         self.gso = gso
         self.tx_mode = tx
         self.stats = {"rx": 0, "tx": 0, "rx_drops": 0, "tx_drops": 0, "rx_truncated": 0,
-                      "rx_kernel_drops": 0, "tx_busy": 0, "tx_ring_full": 0, "tx_syscalls": 0}
+                      "rx_kernel_drops": 0, "tx_busy": 0, "tx_ring_full": 0, "tx_syscalls": 0,
+                      "rx_syn": 0, "rx_syn_drops": 0}
         self._mm = None
+        self._syn = None          # the bare-SYN ring (synring.py), own-socket V2 ports only
+        self._ep = None
+        self._empty = 0
         self._u32 = self._u16 = None
         self._txr = None
         self._owns_sock = sock is None
@@ -318,9 +323,14 @@ class AfPacketPort:
             with _in_netns(netns):
                 if sock is None:
                     spec = RingSpec(version, frames, frame_size, blocks, block_size, timeout_ms)
-                    self.sock = open_socket(ifname, spec,
-                                            steer.filter_program(nqueues, queue, non_ip),
-                                            qdisc_bypass)
+                    syn_ring = syn_ring and version == 2
+                    prog = (synring.main_filter(nqueues, queue, non_ip) if syn_ring else
+                            steer.filter_program(nqueues, queue, non_ip))
+                    self.sock = open_socket(ifname, spec, prog, qdisc_bypass)
+                    if syn_ring:
+                        self._syn = synring.SynRing(ifname, nqueues, queue, qdisc_bypass,
+                                                    open_socket, RingSpec)
+                        self._ep = synring.poller(self.sock, self._syn.sock)
                     self.mtu = mtu or _get_mtu(self.sock, ifname)
                     self._resync = False
                 else:
@@ -359,11 +369,14 @@ class AfPacketPort:
             self._pkt_off = 0
         self._send = self.sock.send
         self.rx_burst = self._rx_v2 if spec.version == 2 else self._rx_v3
+        if self._syn is not None:
+            self.rx_burst = self._rx_with_syns
         self.tx_burst = self._tx_ring if self._txr is not None else self._tx_send
 
     # -- interface ----------------------------------------------------------------
     def fileno(self):
-        return self.sock.fileno()
+        """What the loop polls: the socket, or an epoll fd over both with a SYN ring."""
+        return self._ep.fileno() if self._ep is not None else self.sock.fileno()
 
     def close(self):
         """Idempotent. Frames already flushed still leave (the kernel holds them); afterwards
@@ -381,6 +394,12 @@ class AfPacketPort:
         if self._txr is not None:
             self._txr.close()
             self._txr = None
+        if self._syn is not None:
+            self._syn.close()
+            self._syn = None
+        if self._ep is not None:
+            self._ep.close()
+            self._ep = None
         if getattr(self, "sock", None) is not None:
             self.sock.close()   # a FanoutGroup port closes only its dup; the group keeps the member
             self.sock = None
@@ -394,6 +413,12 @@ class AfPacketPort:
     def kernel_stats(self):
         """PACKET_STATISTICS since the last call: (packets, drops) seen by the kernel."""
         p, d = _STATS.unpack(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        if self._syn is not None:
+            sp, sd = _STATS.unpack(self._syn.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            self._syn.losing = False
+            self.stats["rx_syn_drops"] += sd
+            p += sp
+            d += sd
         self.stats["rx_kernel_drops"] += d
         self.stats["rx_drops"] += d
         return p, d
@@ -435,6 +460,41 @@ class AfPacketPort:
             self._head = i
         self.stats["rx"] += len(out)
         return out
+
+    def _rx_with_syns(self, max=64):
+        """Up to ``max`` frames of the main ring, then up to ``max`` bare SYNs (synring.py):
+        the turn's established flows first, SYNs a bounded share of it."""
+        out = self._rx_v2(max)
+        n = len(out)
+        syn = self._syn
+        syn.rx(out, max)
+        got = len(out) - n
+        if got:
+            self.stats["rx"] += got
+            self.stats["rx_syn"] += got
+            if syn.truncated:
+                self.stats["rx_truncated"] += syn.truncated
+                self.stats["rx_drops"] += syn.truncated
+                syn.truncated = 0
+            if syn.losing:
+                self.kernel_stats()
+            self._empty = 0
+        elif not n:
+            self._empty += 1
+            if self._empty >= 64:
+                self._check_gone()
+        else:
+            self._empty = 0
+        return out
+
+    def _check_gone(self):
+        """The loop polls an epoll fd, which reports a socket's error only as readable:
+        after many empty polls in a row read the main socket's error (clears it) and
+        raise ENODEV (the link was removed), as the loop does for a failing port fd."""
+        self._empty = 0
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == errno.ENODEV:
+            raise OSError(err, f"AF_PACKET port {self.ifname}: {os.strerror(err)}")
 
     def _find_head_v2(self):
         """After re-attaching: the kernel's next slot is the first user-owned slot after a

@@ -29,10 +29,31 @@ _pack = struct.Struct("!IHHII").pack
 TICK = 64.0
 
 
+# Under a flood every SYN takes this path, so what is the same for each is made once:
+# the keyed hash state per secret (copied per SYN: cheaper than keying a new one) and the
+# SYN-ACK's options for a SYN without timestamps, per our MSS.
+_keyed = {}
+_plain_opts = {}
+
+
 def _hash(layer, key, peer_isn, t):
-    h = hashlib.blake2s(_pack(key[0], key[1], key[2], peer_isn & M, t), digest_size=3,
-                        key=layer._cookie_secret).digest()
-    return int.from_bytes(h, "big")
+    secret = layer._cookie_secret
+    base = _keyed.get(secret)
+    if base is None:
+        if len(_keyed) > 64:             # layers come and go (tests): stay bounded
+            _keyed.clear()
+        base = _keyed[secret] = hashlib.blake2s(digest_size=3, key=secret)
+    h = base.copy()
+    h.update(_pack(key[0], key[1], key[2], peer_isn & M, t))
+    return int.from_bytes(h.digest(), "big")
+
+
+def _mss_index(peer_mss):
+    """The largest MSS_TABLE entry not above the peer's MSS (536 when none fits)."""
+    i = 7
+    while i > 0 and MSS_TABLE[i] > peer_mss:
+        i -= 1
+    return i
 
 
 def send_cookie(layer, lst, key, seq, opts):
@@ -40,28 +61,33 @@ def send_cookie(layer, lst, key, seq, opts):
     now = layer.now
     cfg = layer.config
     peer_mss = opts.mss if opts is not None and opts.mss else 536
-    mssi = 0
-    for i, m in enumerate(MSS_TABLE):
-        if m <= peer_mss:
-            mssi = i
     t = int(now // TICK) & 31
-    cookie = (t << 27) | (mssi << 24) | _hash(layer, key, seq, t)
-    ts = ws = None
-    sack = False
-    if cfg.timestamps and opts is not None and opts.tsval is not None:
-        low = opts.wscale if (cfg.window_scale and opts.wscale is not None) else 0xF
-        if cfg.sack and opts.sack_perm:
-            low |= 0x10
-            sack = True
-        clock = (int(now * 1000) + layer.ts_off) & M
-        tsval = (clock & ~0x3F) | low
-        if (tsval - clock) & M < 0x80000000 and tsval != clock:
-            tsval = (tsval - 64) & M     # never ahead of our clock: later TSvals must not
-        ts = (tsval, opts.tsval)         # look older to the peer's PAWS
-        if low & 0xF != 0xF:
-            ws = layer.rcv_ws
-    o = build_options(mss=layer.mss, ts=ts, wscale=ws, sack_perm=sack)
+    cookie = (t << 27) | (_mss_index(peer_mss) << 24) | _hash(layer, key, seq, t)
     win = layer.rcvbuf if layer.rcvbuf < 65535 else 65535
+    if not (cfg.timestamps and opts is not None and opts.tsval is not None):
+        # no timestamps: nothing but our MSS to offer (see the module docstring)
+        o = _plain_opts.get(layer.mss)
+        if o is None:
+            o = _plain_opts[layer.mss] = build_options(mss=layer.mss, ts=None, wscale=None,
+                                                       sack_perm=False)
+        lst.cookie_time = now
+        layer.counters["tcp.syncookies_sent"] += 1
+        layer._send_raw(key, cookie, seq + 1, SYN | ACK, win, o)
+        return
+    ws = None
+    sack = False
+    low = opts.wscale if (cfg.window_scale and opts.wscale is not None) else 0xF
+    if cfg.sack and opts.sack_perm:
+        low |= 0x10
+        sack = True
+    clock = (int(now * 1000) + layer.ts_off) & M
+    tsval = (clock & ~0x3F) | low
+    if (tsval - clock) & M < 0x80000000 and tsval != clock:
+        tsval = (tsval - 64) & M     # never ahead of our clock: later TSvals must not
+    ts = (tsval, opts.tsval)         # look older to the peer's PAWS
+    if low & 0xF != 0xF:
+        ws = layer.rcv_ws
+    o = build_options(mss=layer.mss, ts=ts, wscale=ws, sack_perm=sack)
     lst.cookie_time = now
     layer.counters["tcp.syncookies_sent"] += 1
     layer._send_raw(key, cookie, seq + 1, SYN | ACK, win, o)
