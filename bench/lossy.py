@@ -169,7 +169,7 @@ def relay_main(if_a, if_b, seed):
 
 # --------------------------------------------------------------------------- the client
 CLIENT = textwrap.dedent('''
-    import hashlib, json, random, socket, sys, time
+    import hashlib, json, random, socket, sys, threading, time
     from concurrent.futures import ThreadPoolExecutor
     host, n, par, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
@@ -178,14 +178,16 @@ CLIENT = textwrap.dedent('''
     def one(i):
         data = random.Random(i).randbytes(sizes[i])
         s = socket.create_connection((host, 7), timeout=120)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        def send():                      # read while sending: a blocked echo must not
+            s.sendall(data)              # stop our sendall (a deadlock, not a loss)
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send); t.start()
         h = hashlib.sha256(); got = 0
         while True:
             b = s.recv(1 << 20)
             if not b: break
             h.update(b); got += len(b)
-        s.close()
+        t.join(); s.close()
         return h.digest() == hashlib.sha256(data).digest()
     t0 = time.monotonic()
     with ThreadPoolExecutor(par) as ex:
