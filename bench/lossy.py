@@ -196,23 +196,6 @@ CLIENT = textwrap.dedent('''
                       "bytes_each_way": sum(sizes)}))
 ''')
 
-LINUX_ECHO = textwrap.dedent('''
-    import socket, socketserver, sys
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            while True:
-                b = self.request.recv(65536)
-                if not b: break
-                self.request.sendall(b)
-            self.request.shutdown(socket.SHUT_WR)
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-        request_queue_size = 128
-    s = S((sys.argv[1], 7), H)
-    print("ready", flush=True)
-    s.serve_forever()
-''')
 
 
 def _ns_popen(ns, args, **kw):
@@ -223,6 +206,7 @@ def one_run(stack, args, seed):
     """One transfer of the bodies through a fresh relay; returns (seconds, details)."""
     from framework.master import netns
     from tests.conftest import Lab
+    from tests.net.tcp.linux_peer import ECHO_SERVER
     lab = Lab()
     procs = []
     try:
@@ -242,7 +226,7 @@ def one_run(stack, args, seed):
         counters = {}
         if stack == "linux":
             netns.ip("addr", "add", RELAY_IPS[1] + "/24", "dev", s_if, netns=ns_s)
-            srv = _ns_popen(ns_s, [sys.executable, "-c", LINUX_ECHO, RELAY_IPS[1]],
+            srv = _ns_popen(ns_s, [sys.executable, "-c", ECHO_SERVER, RELAY_IPS[1], "7"],
                             stdout=subprocess.PIPE, text=True)
             procs.append(srv)
             assert srv.stdout.readline().strip() == "ready"

@@ -30,6 +30,26 @@ def pattern(n, seed=0):
     return r.randbytes(n)
 
 
+# Linux's own TCP as the echo peer: ``python -c ECHO_SERVER HOST PORT`` (prints "ready")
+ECHO_SERVER = """
+import socket, socketserver, sys
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            b = self.request.recv(65536)
+            if not b:
+                break
+            self.request.sendall(b)
+        self.request.shutdown(socket.SHUT_WR)
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 128
+s = S((sys.argv[1], int(sys.argv[2])), H)
+print("ready", flush=True)
+s.serve_forever()
+"""
+
 class FaultPort:
     """Wraps a port: seeded loss, duplication, reordering and delay, in both directions
     (like smoltcp's phy::FaultInjector). Delayed frames are released by ``rx_burst`` /

@@ -21,7 +21,7 @@ from framework.master import netns
 from framework.net.tcp import TcpConfig
 from framework.nic.afpacket import AfPacketPort
 
-from .linux_peer import HTTP_BODY, PEER_IP, STACK_IP, FaultPort, StackRunner, pattern
+from .linux_peer import ECHO_SERVER, HTTP_BODY, PEER_IP, STACK_IP, FaultPort, StackRunner, pattern
 
 CLIENT = os.path.join(os.path.dirname(__file__), "peer_client.py")
 # what ``curl -sS --max-time 30 -o - URL`` did, with no curl binary: GET on a fresh
@@ -99,24 +99,6 @@ def test_linux_peer_with_faults(link):
     assert r.tcp.counters["tcp.retransmits"] > 0
 
 
-ECHO_SERVER = """
-import socket, socketserver, sys
-class H(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            b = self.request.recv(65536)
-            if not b:
-                break
-            self.request.sendall(b)
-        self.request.shutdown(socket.SHUT_WR)
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 128
-s = S((sys.argv[1], 7007), H)
-print("ready", flush=True)
-s.serve_forever()
-"""
 
 
 @pytest.mark.timeout(120)
@@ -125,7 +107,7 @@ def test_linux_peer_active_open_and_server_half_close(link):
     reading), and a listener of ours that half-closes before the client has sent anything."""
     ns_cli, a, ns_stack, b = link
     srv = subprocess.Popen(["ip", "netns", "exec", ns_cli, sys.executable, "-c", ECHO_SERVER,
-                            PEER_IP], stdout=subprocess.PIPE, text=True)
+                            PEER_IP, "7007"], stdout=subprocess.PIPE, text=True)
     port = AfPacketPort(b, netns=ns_stack)
     try:
         assert srv.stdout.readline().strip() == "ready"
