@@ -11,10 +11,10 @@ answers which segment), then
                                 the cross-shard mesh and the doorbell), and the mesh
                                 learns its pid.
 
-Only where two workers can see one queue: the user stack on AF_PACKET (each socket with
-the shard's filter gets every frame of the shard) and the kernel stack (SO_REUSEPORT).
-A TAP queue is one file: its frames go to one reader, so there the old worker stops
-first (``lossless`` is False).
+Everywhere: on AF_PACKET each socket with the shard's filter gets every frame of the
+shard, the kernel stack has SO_REUSEPORT, and a TAP queue, whose frames go to one reader,
+is read by one worker at a time (the old one until SIGWINCH, the new one from SIGTTIN),
+the new one handing the old one its flows' segments (framework/shard/handoff.py).
 """
 import logging
 import os
@@ -25,7 +25,7 @@ log = logging.getLogger("framework.supervisor")
 
 def lossless(stack, port_type, forwarding):
     """Whether a worker of this kind can hand over without loss."""
-    if stack == "kernel":
+    if stack == "kernel" or port_type == "tap":
         return True
     return port_type == "afpacket" and not forwarding
 
@@ -133,9 +133,9 @@ class RollingRestart:
             w.proc = None
             sup._spawn(w, standby=True)
             return
-        # a TAP queue has one reader: stop the old worker first (graceful: its connections
-        # finish or are closed, new ones on its flows are refused meanwhile); the
-        # supervisor respawns it at once (Worker.replacing)
+        # no handover possible (software forwarding on AF_PACKET): stop the old worker
+        # first (graceful: its connections finish or are closed, new ones on its flows
+        # are refused meanwhile); the supervisor respawns it at once (Worker.replacing)
         w.replacing = True
         _signal(w.pid, signal.SIGTERM)
 

@@ -223,7 +223,10 @@ class DefaultLink:
 
     def _setup_tap(self):
         t = self.host_ifname
-        self.device = TapDevice(t, self.queues)
+        # FRAMEWORK_TAP_STEERING=kernel (tests): the kernel's flow hash, as without bpf()
+        # rights, so every IPv4 frame may reach the wrong shard and be forwarded
+        self.device = TapDevice(t, self.queues,
+                                steering=os.environ.get("FRAMEWORK_TAP_STEERING", "shard_of"))
         netns.ip("link", "set", "dev", t, "alias", self.alias)
         netns.ip("link", "set", "dev", t, "addrgenmode", "none")
         netns.ip("addr", "add", f"{self.host_ip}/{self.prefix}", "dev", t)

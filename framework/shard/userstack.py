@@ -47,11 +47,15 @@ class UserStackProvider:
         self.rx_bytes = 0
         self.tx_bytes = 0
         self._port_errors = 0
+        self.loop = None
+        self._watching = False          # the port's fd is in the loop's epoll set
+        self._wake = getattr(port, "wake_within", None)
 
     def start(self, loop, ctx):
         # a FIN goes up a turn after the data before it, as on a kernel socket (streams.py)
         self.streams = Streams(self.tcp, ctx, eof_next_turn=True)
-        loop.add_native(self.port.fileno(), self._port_event)
+        self.loop = loop
+        self._watch_port()
         # a gratuitous ARP: neighbours that knew our address learn this MAC at once
         announce = getattr(self.stack, "announce", None)
         if announce is not None:
@@ -113,7 +117,14 @@ class UserStackProvider:
     def deadline(self):
         if self.tx_backlog:
             return 0.0
-        return self.stack.poll_at()
+        d = self.stack.poll_at()
+        if self._wake is not None:
+            w = self._wake()
+            if w is not None:
+                w += self.loop.time()
+                if d is None or w < d:
+                    d = w
+        return d
 
     def pending(self):
         fn = getattr(self.port, "rx_pending", None)
@@ -153,10 +164,28 @@ class UserStackProvider:
     def _layers(self):
         return getattr(self.stack, "tcp_layers", (self.tcp,))    # primary, then VIPs
 
+    def _port_step(self, name, *args):
+        """A handover step of a port that has one (handoff.HandoverPort: a queue with one
+        reader), then watch its fd or not, as it says."""
+        fn = getattr(self.port, name, None)
+        if fn is not None:
+            fn(*args)
+        if self.loop is not None:
+            self._watch_port()
+
+    def _watch_port(self):
+        want = getattr(self.port, "reading", True)
+        if want and not self._watching:
+            self.loop.add_native(self.port.fileno(), self._port_event)
+        elif self._watching and not want:
+            self.loop.remove_native(self.port.fileno())
+        self._watching = want
+
     def standby(self):
         """A new worker beside the old one on the same queue: answer nothing yet."""
         for layer in self._layers():
             layer.handover = handover.STANDBY
+        self._port_step("standby")
 
     def skip_backlog(self):
         """Drop what the port received while this standby worker was starting (the old
@@ -175,6 +204,7 @@ class UserStackProvider:
         arp = self.stack.arp
         handover.write_flows(flows_path, layers,
                              [(ip, e.mac) for ip, e in arp.cache.items()])
+        self._port_step("retire")
         self.streams.retire()
 
     def take_over(self, flows_path, now):
@@ -182,13 +212,16 @@ class UserStackProvider:
         arp = self.stack.arp
         for ip, mac in neighbours:
             arp.seed(ip, mac, now)
-        for layer in self._layers():
+        layers = self._layers()
+        for layer in layers:
             flows, handshakes = theirs.get(layer.local_ip, (set(), set()))
             handover.take_over(layer, flows, handshakes, now)
+        self._port_step("take_over", {layer.local_ip: layer for layer in layers}, theirs)
 
     def alone(self):
         for layer in self._layers():
             handover.alone(layer)
+        self._port_step("alone")
 
     # ---- graceful stop ------------------------------------------------------------------
     def shutdown(self):

@@ -189,6 +189,10 @@ def _user_provider(spec, shard_id):
     if spec.fwd:
         mode, bells, rings = spec.fwd
         port = ForwardingPort(port, for_shard(shard_id, spec.shard_count, bells, rings, mode))
+    if link.port_type == "tap" and spec.run_id:
+        # a TAP queue has one reader: a handover takes turns on it (handoff.py)
+        port = handoff.HandoverPort(port, spec.run_id, shard_id,
+                                    spec.bells[shard_id] if spec.bells else None)
     stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
                   csum_offload=getattr(port, "csum_offload", False),
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500),

@@ -1,6 +1,7 @@
 """Zero-downtime reload: wrk (keep-alive and Connection: close, -c50) against two workers
 while three HUPs (each importing the app afresh) and --max-requests recycles happen, on
-both stacks: no socket error, no non-2xx, and every request answered by the code that
+both stacks and both port types (AF_PACKET: two readers of a queue; TAP: one reader at a
+time, the new worker handing the old one its flows' segments): no socket error, no non-2xx, and every request answered by the code that
 was current: the app's import generation (genapp.py) never goes back on a shard, and
 after a reload has finished every request gets the new one.
 
@@ -103,8 +104,16 @@ def wait_for(fn, timeout, what):
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keepalive", "close"])
-@pytest.mark.parametrize("stack", ["user", "kernel"])
-def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, close):
+@pytest.mark.parametrize("stack,port_type", [("user", "afpacket"), ("user", "tap"),
+                                             ("user", "tap-kernel-steering"), ("kernel", None)],
+                         ids=["user-afpacket", "user-tap", "user-tap-fwd", "kernel"])
+def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, port_type, close):
+    """``tap-kernel-steering``: the kernel's own TAP flow hash (as without bpf() rights),
+    so frames of every flow also arrive through the other shard's forwarding ring."""
+    env = {"FW_GENERATION_FILE": str(tmp_path / "generation")}
+    if port_type == "tap-kernel-steering":
+        port_type = "tap"
+        env["FRAMEWORK_TAP_STEERING"] = "kernel"
     wrk = apt.ensure("wrk")
     gen_file = tmp_path / "generation"
     gen_file.write_text("1")
@@ -112,8 +121,9 @@ def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, close):
     script.write_text(PACED.format(close='"close"' if close else '"keep-alive"'))
     s = serve("genapp:app", cores=2,
               extra=("--stack", stack, "--max-requests", str(MAX_REQUESTS),
-                     "--max-requests-jitter", "500", "--graceful-timeout", "10"),
-              env={"FW_GENERATION_FILE": str(gen_file)})
+                     "--max-requests-jitter", "500", "--graceful-timeout", "10")
+              + (("--port-type", port_type) if port_type else ()),
+              env=env)
     url = f"http://{s.ip}:8080/"
     load = subprocess.Popen([wrk, "-t1", "-c50", f"-d{WRK_SECONDS}s", "--timeout", "3s",
                              "-s", str(script), url],
@@ -139,7 +149,7 @@ def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, close):
             load.kill()
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     recycles = count(s, "(--max-requests); recycling")
-    print(f"\n{stack} {'close' if close else 'keep-alive'}: wrk {requests} requests, "
+    print(f"\n{stack} {port_type or ''} {'close' if close else 'keep-alive'}: wrk {requests} requests, "
           f"{recycles} max-requests recycles, checker {len(checker.answers)} requests, "
           f"slowest connect {checker.slowest_connect * 1000:.1f} ms, SYN retransmissions "
           f"{checker.syn_retransmits}\n{out}")
@@ -164,3 +174,6 @@ def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, close):
                 assert gen >= new, (sent, gen, reloads)
     assert set(last.values()) == {1 + HUPS}, last
     assert s.proc.poll() is None, s.stderr()[-2000:]
+    if port_type == "tap":
+        # the handovers took their turns on the queue (not the stop-first replacement)
+        assert count(s, "handed over to pid") >= 2 * HUPS, s.stderr()[-3000:]

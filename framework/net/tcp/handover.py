@@ -22,6 +22,10 @@ duplicate ACK meet our SYN_RECEIVED, which resets it), so no SYN waits for the c
 retransmission. A live SYN only yields to a handshake in progress: once established or
 closed, the same tuple in a SYN is the client's next connection (clients reuse ports at
 once). Kept SYNs older than ``HOLD_MAX`` are dropped (their clients retransmit).
+
+A TAP queue gives each frame to one reader, so there the two workers do not both read
+it: the successor reads it alone from the takeover on and hands the old worker the
+segments of its flows (``frame_owner`` decides; framework/shard/handoff.py moves them).
 """
 import os
 import struct
@@ -31,6 +35,11 @@ NONE, STANDBY, SUCCESSOR, RETIRING = 0, 1, 2, 3
 HOLD_MAX = 3.0          # seconds a kept SYN stays answerable
 HOLD_LIMIT = 4096       # SYNs kept at most (a SYN flood meanwhile only fills this)
 _FLOW = struct.Struct("!IIHHB")  # local ip, remote ip, remote port, local port, handshake
+
+# frame_owner's answers
+KEEP, PASS, BOTH = 0, 1, 2
+_SYN, _RST, _ACK = 0x02, 0x04, 0x10
+_IP = 10 + 14                    # the IPv4 header, after the vnet and Ethernet headers
 
 
 def take_syn(layer, key, frame, src, dst, l4_off, l4_end, csum_trusted, now):
@@ -69,6 +78,40 @@ def take_over(layer, flows, handshakes, now):
                (frame[l4_off + 2] << 8) | frame[l4_off + 3])
         if now - t <= HOLD_MAX and key not in flows:
             layer.input(frame, src, dst, l4_off, l4_end, trusted, now)
+
+
+def frame_owner(frame, layers, theirs):
+    """Who processes ``frame`` (vnet header + Ethernet), read from the queue by the
+    successor while the old worker drains: KEEP (the successor), PASS (the old worker)
+    or BOTH (not IPv4: ARP, which both need). ``layers``: {local ip: the successor's
+    TcpLayer}; ``theirs``: {local ip: (flows, handshakes)} from the old worker's file.
+
+    The old worker's flows are known and fixed (it takes no new ones), so a segment is
+    passed only when its tuple is one of them and the successor has no flow of its own
+    there: a SYN only when it is one of the old worker's handshakes in progress (the
+    client retransmitting it), otherwise it is a new connection reusing the tuple."""
+    if frame[22:24] != b"\x08\x00":
+        return BOTH
+    if len(frame) < _IP + 20 or frame[_IP + 9] != 6 or frame[_IP + 6] & 0x3F or frame[_IP + 7]:
+        return KEEP                   # not TCP, or a fragment (reassembled by the successor)
+    dst = int.from_bytes(frame[_IP + 16:_IP + 20], "big")
+    t = theirs.get(dst)
+    if t is None:
+        return KEEP
+    l4 = _IP + (frame[_IP] & 15) * 4
+    if len(frame) < l4 + 14:
+        return KEEP
+    key = (int.from_bytes(frame[_IP + 12:_IP + 16], "big"),
+           (frame[l4] << 8) | frame[l4 + 1], (frame[l4 + 2] << 8) | frame[l4 + 3])
+    flows, handshakes = t
+    if key not in flows:
+        return KEEP
+    if frame[l4 + 13] & (_SYN | _ACK | _RST) == _SYN:
+        return PASS if key in handshakes else KEEP
+    layer = layers.get(dst)
+    if layer is not None and key in layer.flows:
+        return KEEP
+    return PASS
 
 
 def alone(layer):

@@ -133,3 +133,96 @@ def test_alone_resets_unknown_segments_again(tmp_path):
     handover.alone(p.new.tcp)
     p.new.send("A", seq=7, ack=9, sport=42000)
     assert p.new.reply().flags == "R"
+
+
+# ---- TAP: one reader per queue; the successor hands the old worker its segments ----------
+
+ETH = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
+
+
+def frame(h, flags="A", **kw):
+    """What the successor reads from a TAP queue: vnet header, Ethernet, the segment."""
+    return bytes(10) + ETH + b"\x08\x00" + h.packet(flags, **kw)
+
+
+class TapPair(Pair):
+    """As Pair, but every segment reaches ONE layer: the old one until the takeover,
+    then the one ``frame_owner`` names (as handoff.HandoverPort routes them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.theirs = None
+
+    def retire_and_take_over(self, tmp_path, neighbours=()):
+        got = super().retire_and_take_over(tmp_path, neighbours)
+        self.theirs = handover.read_flows(str(tmp_path / "flows"))[1]
+        return got
+
+    def owner(self, flags="A", **kw):
+        return handover.frame_owner(frame(self.new, flags, **kw),
+                                    {self.new.tcp.local_ip: self.new.tcp}, self.theirs)
+
+    def send(self, flags="A", **kw):
+        if self.theirs is None:
+            return self.old.send(flags, **kw)
+        o = self.owner(flags, **kw)
+        assert o != handover.BOTH
+        (self.old if o == handover.PASS else self.new).send(flags, **kw)
+        return o
+
+
+def test_tap_successor_passes_the_old_ones_segments_and_keeps_new_flows(tmp_path):
+    p = TapPair()
+    conn, iss = p.old.accept(sport=41000)
+    p.old.send("S", seq=3000, sport=41001)          # a handshake in progress
+    sa = p.old.reply()
+    p.retire_and_take_over(tmp_path)
+    # data of the old one's connection: passed, answered by it alone
+    assert p.send("PA", seq=1001, ack=iss + 1, data=b"GET /", sport=41000) == handover.PASS
+    assert conn.recv() == b"GET /"
+    p.old.replies()                                  # (its ACK)
+    p.new.no_reply()
+    # the client retransmits the SYN of the handshake the old one answered: its own
+    assert p.send("S", seq=3000, sport=41001) == handover.PASS
+    assert p.old.reply().seq == sa.seq
+    assert p.send("A", seq=3001, ack=sa.seq + 1, sport=41001) == handover.PASS
+    assert p.old.events()[-1][1].state == ESTABLISHED
+    # a new flow: the successor's, the old one never sees it
+    assert p.send("S", seq=5000, sport=43000) == handover.KEEP
+    sa2 = p.new.reply()
+    assert sa2.flags == "SA"
+    assert p.send("A", seq=5001, ack=sa2.seq + 1, sport=43000) == handover.KEEP
+    assert [e for e, _ in p.new.events()] == [EV_ACCEPT]
+    # a segment of nobody's flow stays with the successor, which does not reset it
+    assert p.send("A", seq=7, ack=9, sport=42000) == handover.KEEP
+    p.new.no_reply()
+    for h in (p.old, p.new):
+        assert h.tcp.counters["tcp.rst_sent"] == 0
+
+
+def test_tap_a_syn_reusing_an_old_tuple_is_the_successors_and_so_is_its_flow(tmp_path):
+    p = TapPair()
+    p.old.accept(sport=41000)
+    p.retire_and_take_over(tmp_path)
+    # the client's next connection on the same tuple (its last one is gone for it)
+    assert p.send("S", seq=900000, sport=41000) == handover.KEEP
+    sa = p.new.reply()
+    assert sa.flags == "SA"
+    # from now on the tuple is a flow of the successor's: its segments stay there
+    assert p.send("A", seq=900001, ack=sa.seq + 1, sport=41000) == handover.KEEP
+    assert p.new.events()[-1][1].state == ESTABLISHED
+
+
+def test_frame_owner_non_ip_fragments_other_addresses():
+    h = Harness()
+    theirs = {h.tcp.local_ip: ({(REMOTE, 41000, 80)}, set())}
+    layers = {h.tcp.local_ip: h.tcp}
+    arp = bytes(10) + ETH + b"\x08\x06" + bytes(28)
+    assert handover.frame_owner(arp, layers, theirs) == handover.BOTH
+    seg = frame(h, "A", sport=41000)
+    assert handover.frame_owner(seg, layers, theirs) == handover.PASS
+    assert handover.frame_owner(seg, layers, {}) == handover.KEEP      # (a VIP's, say)
+    frag = bytearray(seg)
+    frag[24 + 6] |= 0x20                                                # more fragments
+    assert handover.frame_owner(bytes(frag), layers, theirs) == handover.KEEP
+    assert handover.frame_owner(seg[:40], layers, theirs) == handover.KEEP   # truncated
