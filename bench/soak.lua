@@ -22,7 +22,7 @@ init = function(args)
    every = tonumber(args[2] or every)
    delay_ms = tonumber(args[3] or delay_ms)
    if delay_ms > 0 then
-      -- wrk looks for delay() after init: the steady kinds are paced, close is not
+      -- wrk looks for delay() after init; it also waits it before a reconnect's request
       delay = function() return delay_ms end
    end
    local close = {["Connection"] = "close", ["Host"] = "soak"}
