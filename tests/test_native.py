@@ -98,8 +98,10 @@ def test_unchanged_copy_runs_compiled(package_copy):
 @pytest.mark.timeout(900)
 def test_unit_suites_pass_in_pure_python_mode():
     env = dict(os.environ, FRAMEWORK_PURE_PYTHON="1")
+    # test_scale holds 10,000 connections to measure the compiled layout's bytes: in
+    # pure mode it only repeats the logic the other unit tests cover, for 20 s of CI
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                        *UNIT_SUITES], cwd=ROOT, env=env, capture_output=True, text=True,
+                        "--ignore=tests/net/tcp/test_scale.py", *UNIT_SUITES], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
     tail = "\n".join(r.stdout.splitlines()[-30:])
     assert r.returncode == 0, tail + r.stderr[-2000:]
