@@ -34,8 +34,12 @@ cdef class Connection:
     cdef public object t_rtx, t_delack, t_ka, heap_at
     cdef public double ka_idle, ka_intvl
     cdef public long long ka_cnt, ka_probes
-    cdef public object scoreboard
-    cdef public long long rtx_high, sack_last
+    cdef public object scoreboard, dsack_tx, txq, t_reo
+    cdef public long long sack_last, sacked_out, lost_out, delivered, rack_end, rack_fack
+    cdef public double rack_ts, rack_rtt, min_rtt
+    cdef public bint reo_seen
+    cdef public long long reo_mult, reo_persist, dsack_round, prr_delivered, prr_out, recover_fs
+    cdef public long long undo_cwnd, undo_ssthresh, undo_marker, undo_retrans, retrans_stamp
     cdef public double w_max, k, w_est
     cdef public object epoch
 

@@ -48,7 +48,11 @@ class Connection:
         "cwnd", "ssthresh", "dupacks", "recover", "ca_acc", "last_send",
         "t_rtx", "t_delack", "t_ka", "heap_at",
         "ka_idle", "ka_intvl", "ka_cnt", "ka_probes",
-        "scoreboard", "rtx_high", "sack_last",
+        "scoreboard", "sack_last", "dsack_tx",
+        "txq", "sacked_out", "lost_out", "delivered", "t_reo",
+        "rack_ts", "rack_end", "rack_rtt", "rack_fack", "min_rtt", "reo_seen", "reo_mult",
+        "reo_persist", "dsack_round", "prr_delivered", "prr_out", "recover_fs",
+        "undo_cwnd", "undo_ssthresh", "undo_marker", "undo_retrans", "retrans_stamp",
         "w_max", "k", "epoch", "w_est",
     )
 
@@ -109,8 +113,31 @@ class Connection:
         self.ka_cnt = L.ka_cnt
         self.ka_probes = 0
         self.scoreboard = None              # sender: SACKed ranges above snd_una, [[start, end], ...]
-        self.rtx_high = 0                   # sender: highest sequence retransmitted in this recovery
         self.sack_last = 0                  # receiver: start of the latest out-of-order arrival
+        self.dsack_tx = None                # receiver: (start, end) of a duplicate to D-SACK
+        # sender, SACK connections: the transmit queue and RACK (RFC 8985), see recovery.py
+        self.txq = None                     # [[start, end, xmit_ts, flags], ...] in flight
+        self.sacked_out = 0                 # bytes of txq entries SACKed
+        self.lost_out = 0                   # bytes of txq entries marked lost, not resent
+        self.delivered = 0                  # bytes this ACK delivered (scratch, for PRR)
+        self.t_reo = None                   # RACK reorder timer deadline
+        self.rack_ts = 0.0                  # RACK.xmit_ts
+        self.rack_end = 0                   # RACK.end_seq
+        self.rack_rtt = 0.0                 # RACK.rtt
+        self.rack_fack = 0                  # RACK.fack: highest end delivered
+        self.min_rtt = 1e9
+        self.reo_seen = False               # RACK.reordering_seen
+        self.reo_mult = 1                   # RACK.reo_wnd_mult
+        self.reo_persist = 0                # RACK.reo_wnd_persist
+        self.dsack_round = 0                # RACK.dsack_round (0: none)
+        self.prr_delivered = 0              # PRR (RFC 6937)
+        self.prr_out = 0
+        self.recover_fs = 1                 # PRR RecoverFS
+        self.undo_cwnd = 0                  # cwnd and ssthresh before the last reduction
+        self.undo_ssthresh = 0
+        self.undo_marker = 0                # snd_una when that recovery started
+        self.undo_retrans = -1              # its retransmissions not D-SACKed yet (-1: none)
+        self.retrans_stamp = -1             # TSval of its first retransmission (-1: none)
         self.w_max = 0                      # CUBIC: window before the last reduction (bytes)
         self.k = 0.0                        # CUBIC: time to get back to w_max (s)
         self.epoch = None                   # CUBIC: start of the current growth epoch
@@ -319,7 +346,7 @@ class Connection:
         if self.state == TIME_WAIT:
             return
         self.state = TIME_WAIT
-        self.t_rtx = self.t_delack = self.t_ka = None
+        self.t_rtx = self.t_delack = self.t_ka = self.t_reo = None
         self.heap_at = None
         self.ooo = None
         self.sndbuf = _EMPTY
@@ -346,7 +373,7 @@ class Connection:
     def _finish(self, ev):
         """Move to CLOSED, drop out of the flow table, deliver the final event."""
         self.state = CLOSED
-        self.t_rtx = self.t_delack = self.t_ka = None
+        self.t_rtx = self.t_delack = self.t_ka = self.t_reo = None
         self.heap_at = None
         L = self.layer
         if L.flows.get(self.key) is self:
@@ -368,9 +395,9 @@ class Connection:
     # ------------------------------------------------------------------ the other parts
     # (methods defined in sibling modules, bound here: one class, small files)
     from .output import output, _send_syn, _tx
-    from .recovery import (_dupack, _enter_recovery, _sack_loss_check, _sack_update, _pipe,
-                           _sack_rtx, _retransmit_head, _tail_probe, _rtt_sample, _on_loss,
-                           _cubic_ack, _recovery_probe)
+    from .recovery import (_dupack, _enter_recovery, _sack_update, _pipe, _rtx_lost,
+                           _retransmit_head, _tail_probe, _rtt_sample, _on_loss, _cubic_ack,
+                           _rack_ack, _rack_timeout)
     from .receive import _in_data, _ooo_insert, _ooo_merge, _in_fin, _sack_option
     from .segments import (process, _usual_options, _in_syn_sent, _negotiate, _established,
                            _in_rst, _challenge_ack, _on_ack)

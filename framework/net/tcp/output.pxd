@@ -6,11 +6,19 @@ from framework.net.tcp.consts cimport ESTABLISHED, LAST_ACK, SYN_SENT
 from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport TcpLayer
 
+# flags of a transmit queue entry (output.py)
+cdef enum:
+    S_SACKED = 1
+    S_LOST = 2
+    S_RTX = 4
+
 @cython.locals(conn=Connection, cut=Connection, bulk=list, short=list, burst=cython.longlong,
                unsent=cython.longlong)
 cpdef flush_pending(TcpLayer L, list pending, list deferred, double now)
 @cython.locals(L=TcpLayer)
 cpdef output(Connection self, double now, bint force=*)
+@cython.locals(q=list, x=list, f=cython.longlong, sacked=cython.longlong, lost=cython.longlong)
+cpdef _txq_add(Connection self, long long seq, long long end, double now)
 @cython.locals(L=TcpLayer)
 cpdef _send_syn(Connection self)
 @cython.locals(L=TcpLayer, hl=Py_ssize_t, dlen=Py_ssize_t, tl=Py_ssize_t, win=cython.longlong,

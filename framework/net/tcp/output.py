@@ -13,7 +13,11 @@ from .bits import _EMPTY, _ii_pack, _pack, _ts_pack
 
 _UNBOUNDED = 1 << 62      # TcpLayer.tx_left outside a flush
 
-if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
+if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd, output.pxd)
+    # flags of a transmit queue entry (Connection.txq, see recovery.py)
+    S_SACKED = 1        # SACKed by the peer
+    S_LOST = 2          # marked lost and not retransmitted since
+    S_RTX = 4           # retransmitted at least once: its delivery may be the original's
     from ..wire.tcp import ACK, FIN, PSH, SYN
     from .bits import B_ACK_NOW, B_CWLTD, B_NAGLE, B_PENDING, B_RECOVERY, B_SACK, B_TS, B_WS, M
     from .consts import ESTABLISHED, LAST_ACK, SYN_SENT
@@ -94,18 +98,24 @@ def output(self, now, force=False):
                 if self.cwnd > iw:
                     self.cwnd = iw
                 self.epoch = None            # CUBIC: a new growth epoch after idle
+            if self.lost_out:
+                self._rtx_lost(now)          # what RACK marked lost goes before new data
             wnd = self.snd_wnd
             cw = self.cwnd
-            edge = una + (wnd if wnd < cw else cw)
-            if self.bits & B_RECOVERY and self.bits & B_SACK:
-                e2 = nxt + cw - self._pipe()     # RFC 6675: new data while pipe < cwnd
-                if e2 < edge:
-                    edge = e2
+            if self.bits & B_SACK and (self.sacked_out or self.lost_out or self.bits & B_RECOVERY):
+                # what is in flight is the pipe, not all above SND.UNA (RFC 6675 §5, as
+                # Linux's in_flight): new data while pipe < cwnd, within the peer's window
+                edge = nxt + cw - self._pipe()
+                if edge > una + wnd:
+                    edge = una + wnd
+            else:
+                edge = una + (wnd if wnd < cw else cw)
             # GSO frames as large as the windows allow, not a fraction of cwnd as Linux's
             # TSO autosizing cuts them: our cost is per frame, so fewer, larger frames win
             # even when a loss takes a whole frame.
             maxseg = L.gso_max if L.gso else mss
             nagle = self.bits & B_NAGLE
+            sack_on = self.bits & B_SACK
             # segments are cut from a view of the send buffer: one copy (into the
             # segment) instead of two; released before anything can resize the buffer
             view = memoryview(buf)
@@ -136,6 +146,10 @@ def output(self, now, force=False):
                         break            # this turn's data budget is spent (flush_pending)
                     L.tx_left -= 1
                     _tx(self, f, nxt, view[off:off + n])
+                    if sack_on:
+                        _txq_add(self, nxt, nxt + n + (f & FIN), now)
+                        if self.bits & B_RECOVERY:
+                            self.prr_out += n
                     nxt += n
                     if f & FIN:
                         nxt += 1
@@ -151,6 +165,8 @@ def output(self, now, force=False):
                 self.bits &= ~B_CWLTD
             if fs is not None and nxt == fs:
                 _tx(self, ACK | FIN, nxt)
+                if sack_on:
+                    _txq_add(self, nxt, nxt + 1, now)
                 nxt += 1
                 sent = True
             self.snd_nxt = nxt
@@ -168,6 +184,31 @@ def output(self, now, force=False):
                 self._arm(self.t_rtx)
     if not sent and self.bits & B_ACK_NOW and st >= ESTABLISHED:
         _tx(self, ACK, self.snd_nxt)
+
+
+def _txq_add(self, seq, end, now):
+    """Record a data segment [seq, end) sent at now in the transmit queue (RFC 8985 §5.2)."""
+    q = self.txq
+    f = S_RTX if seq < self.snd_max else 0
+    if q is None:
+        self.txq = [[seq, end, now, f]]
+        return
+    if q[-1][1] > seq:
+        # sending from below what was sent (go back N after an RTO or a smaller MTU):
+        # the entries from seq on describe transmissions superseded by this one
+        while q and q[-1][0] >= seq:
+            q.pop()
+        if q and q[-1][1] > seq:
+            q[-1][1] = seq
+        sacked = lost = 0
+        for x in q:
+            if x[3] & S_SACKED:
+                sacked += x[1] - x[0]
+            elif x[3] & S_LOST:
+                lost += x[1] - x[0]
+        self.sacked_out = sacked
+        self.lost_out = lost
+    q.append([seq, end, now, f])
 
 
 def _send_syn(self):
@@ -248,7 +289,7 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
             opts = _ts_pack(TS_PREFIX, (int(L.now * 1000) + L.ts_off) & M, self.ts_recent)
         else:
             opts = _EMPTY
-        if self.ooo is not None and self.bits & B_SACK and flags & ACK:
+        if (self.ooo is not None or self.dsack_tx is not None) and self.bits & B_SACK and flags & ACK:
             opts += self._sack_option(3 if opts else 4)
     hl = 20 + len(opts)
     dlen = len(data)

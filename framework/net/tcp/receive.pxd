@@ -1,6 +1,6 @@
 cimport cython
 
-from framework.net.tcp.bits cimport ACK, B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, M
+from framework.net.tcp.bits cimport ACK, B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, B_SACK, M
 from framework.net.tcp.consts cimport (CLOSE_WAIT, CLOSING, ESTABLISHED, EV_EOF, EV_READABLE,
                                        FIN_WAIT_1, FIN_WAIT_2)
 from framework.net.tcp.connection cimport Connection
@@ -10,7 +10,7 @@ from framework.net.tcp.output cimport _tx
 @cython.locals(L=TcpLayer)
 cpdef _in_data(Connection self, buf, Py_ssize_t doff, Py_ssize_t dend, Py_ssize_t dlen,
                long long d, int fin, double now)
-cpdef _ooo_insert(Connection self, long long s, data)
+cpdef bint _ooo_insert(Connection self, long long s, data) except -1
 cpdef _ooo_merge(Connection self)
 @cython.locals(L=TcpLayer)
 cpdef _in_fin(Connection self, double now)

@@ -12,7 +12,7 @@ from .output import _tx
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK
-    from .bits import B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, M
+    from .bits import B_ACK_NOW, B_APP_CLOSED, B_EOF, B_PENDING, B_RD_EV, B_SACK, M
     from .consts import CLOSE_WAIT, CLOSING, ESTABLISHED, EV_EOF, EV_READABLE, FIN_WAIT_1, FIN_WAIT_2
 
 
@@ -53,19 +53,20 @@ def _in_data(self, buf, doff, dend, dlen, d, fin, now):
         L.counters["tcp.rx_ooo"] += 1
         sseq = self.rcv_nxt + d
         self.sack_last = sseq
-        if dlen:
-            _ooo_insert(self, sseq, bytes(buf[doff:dend]))
+        if dlen and not _ooo_insert(self, sseq, bytes(buf[doff:dend])) and self.bits & B_SACK:
+            self.dsack_tx = (sseq, sseq + dlen)      # all of it was queued already (RFC 2883)
         if fin:
             self.ooo_fin = sseq + dlen
         _tx(self, ACK, self.snd_nxt)
 
 
 def _ooo_insert(self, s, data):
-    """Insert [s, s+len) keeping the queue sorted and non-overlapping (only new bytes kept)."""
+    """Insert [s, s+len) keeping the queue sorted and non-overlapping (only new bytes kept).
+    Returns whether any byte was new."""
     q = self.ooo
     if q is None:
         self.ooo = [[s, data]]
-        return
+        return True
     e = s + len(data)
     pos = s
     new = []
@@ -85,9 +86,11 @@ def _ooo_insert(self, s, data):
     if new:
         if len(q) + len(new) > 256:      # bound the bookkeeping a hostile peer can cause
             self.layer.counters["drop.tcp.ooo_full"] += 1
-            return
+            return True
         q.extend(new)
         q.sort(key=_first)
+        return True
+    return False
 
 
 def _ooo_merge(self):
@@ -126,10 +129,15 @@ def _in_fin(self, now):
 
 
 def _sack_option(self, nmax):
-    """SACK option for our out-of-order queue (RFC 2018 §4): the block holding the latest
-    arrival first, then the others from the highest down."""
+    """SACK option for our out-of-order queue (RFC 2018 §4): a D-SACK block for a duplicate
+    just received first (RFC 2883 §4, sent once), then the block holding the latest arrival,
+    then the others from the highest down."""
     blocks = []
-    for s, d in self.ooo:
+    dup = self.dsack_tx
+    if dup is not None:
+        self.dsack_tx = None
+        self.layer.counters["tcp.dsack_tx"] += 1
+    for s, d in self.ooo or ():
         e = s + len(d)
         if blocks and blocks[-1][1] == s:
             blocks[-1][1] = e
@@ -141,7 +149,9 @@ def _sack_option(self, nmax):
         if b[0] <= last < b[1]:
             first = b
             break
-    out = [first] if first is not None else []
+    out = [list(dup)] if dup is not None else []
+    if first is not None:
+        out.append(first)
     for b in reversed(blocks):
         if b is not first:
             out.append(b)

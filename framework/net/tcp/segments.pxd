@@ -11,8 +11,8 @@ from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport Listener, TcpLayer
 from framework.net.tcp.output cimport _send_syn, _tx
 from framework.net.tcp.receive cimport _in_data, _in_fin
-from framework.net.tcp.recovery cimport (_cubic_ack, _dupack, _retransmit_head, _rtt_sample,
-                                         _sack_loss_check, _sack_rtx, _sack_update)
+from framework.net.tcp.recovery cimport (_cubic_ack, _dupack, _rack_ack, _recovery_exit,
+                                         _retransmit_head, _rtt_sample, _sack_update, _txq_ack)
 
 @cython.locals(L=TcpLayer)
 cpdef passive_open(Connection self, Listener lst, long long seq, long long win, opts)
@@ -37,5 +37,5 @@ cpdef bint _established(Connection self, long long win, long long sseq, long lon
 cpdef _in_rst(Connection self)
 cpdef _challenge_ack(Connection self)
 @cython.locals(L=TcpLayer, n=cython.longlong, blen=cython.longlong, r=cython.longlong,
-               mss=cython.longlong, flight=cython.longlong, cw=cython.longlong, st=int)
+               mss=cython.longlong, flight=cython.longlong, cw=cython.longlong, st=int, bits=int)
 cpdef _on_ack(Connection self, long long sack, long long acked, tsecr, double now)

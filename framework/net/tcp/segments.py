@@ -19,8 +19,8 @@ from ..wire.tcp import TS_PREFIX, parse_options
 from .bits import _EMPTY, _ii_unpack
 from .output import _send_syn, _tx
 from .receive import _in_data, _in_fin
-from .recovery import (_cubic_ack, _dupack, _retransmit_head, _rtt_sample, _sack_loss_check,
-                       _sack_rtx, _sack_update)
+from .recovery import (_cubic_ack, _dupack, _rack_ack, _recovery_exit, _retransmit_head,
+                       _rtt_sample, _sack_update, _txq_ack)
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK, FIN, RST, SYN
@@ -257,6 +257,8 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
             if st == TIME_WAIT and flags & FIN:
                 self._time_wait(L.now)  # retransmitted FIN: re-ACK and restart 2MSL
             L.counters["drop.tcp.unacceptable"] += 1
+            if dlen and d < 0 and d + dlen <= 0 and bits & B_SACK:
+                self.dsack_tx = (rcv_nxt + d, rcv_nxt + d + dlen)   # a duplicate (RFC 2883)
             _tx(self, ACK, self.snd_nxt)
             return
     if tsval is not None and bits & B_TS and d <= self.last_ack_sent - rcv_nxt:
@@ -264,6 +266,10 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
     # Trim to the window: old bytes at the front, bytes beyond the right edge
     if d < 0:
         cut = -d
+        if dlen > 0 and bits & B_SACK:
+            self.dsack_tx = (rcv_nxt + d, rcv_nxt if cut < dlen else rcv_nxt + d + dlen)
+            self.bits |= B_ACK_NOW       # a D-SACK goes at once
+            self._want_output()
         if flags & SYN:
             cut -= 1
             flags &= ~SYN
@@ -309,19 +315,18 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
     wscaled = win << self.snd_ws
     sacked = opts is not None and opts.sack and self.bits & B_SACK
     if sacked:
-        _sack_update(self, opts.sack, sack)
+        self.delivered = _sack_update(self, opts.sack, sack, tsecr, now)
     if da > 0:
         _on_ack(self, sack, da, tsecr, now)
         st = self.state
         if st == CLOSED:
             return
+    elif self.bits & B_SACK:
+        if sacked and da == 0:
+            _rack_ack(self, now)        # RACK: what the SACKs say is lost (RFC 8985 §6.2)
     elif (da == 0 and dlen == 0 and not flags & FIN and wscaled == self.snd_wnd
           and self.snd_max > una):
         _dupack(self)
-    elif sacked and self.scoreboard and da == 0 and self.bits & B_RECOVERY:
-        _sack_rtx(self)                 # new SACK info on an ACK that changed the window
-    if sacked and self.scoreboard and not self.bits & B_RECOVERY:
-        _sack_loss_check(self)
     if self.snd_wl1 < sseq or (self.snd_wl1 == sseq and self.snd_wl2 <= sack):
         if wscaled != self.snd_wnd:
             self.snd_wnd = wscaled
@@ -501,18 +506,21 @@ def _on_ack(self, sack, acked, tsecr, now):
             sb[0][0] = sack
         if not sb:
             self.scoreboard = sb = None
-    if self.bits & B_RECOVERY:
+    if self.txq is not None:
+        self.delivered += _txq_ack(self, sack, tsecr, now)
+    bits = self.bits
+    if bits & B_RECOVERY:
         if sack >= self.recover:
-            # full ACK: leave fast recovery (RFC 6582 §3.2 step 3, option 2)
-            flight = self.snd_max - sack
-            self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
-            self.bits &= ~B_RECOVERY
-            self.dupacks = 0
-        elif self.bits & B_SACK:
-            self.bits &= ~B_TLP          # progress: the recovery probe may fire again
-            if self.rtx_high < sack:
-                self.rtx_high = sack
-            _sack_rtx(self)             # RFC 6675 §5: holes while pipe < cwnd
+            if bits & B_SACK:
+                _recovery_exit(self, tsecr)
+            else:
+                # full ACK: leave fast recovery (RFC 6582 §3.2 step 3, option 2)
+                flight = self.snd_max - sack
+                self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
+                self.bits &= ~B_RECOVERY
+                self.dupacks = 0
+        elif bits & B_SACK:
+            self.bits &= ~B_TLP          # progress: the probe may fire again
         else:
             # partial ACK: retransmit the next hole, deflate by the amount acked (step 4)
             _retransmit_head(self)
@@ -526,7 +534,7 @@ def _on_ack(self, sack, acked, tsecr, now):
                 self._arm(self.t_rtx)
     elif acked > 0:
         self.dupacks = 0
-        if not self.bits & B_CWLTD and 2 * (self.snd_max - sack + acked) < self.cwnd:
+        if not bits & B_CWLTD and 2 * (self.snd_max - sack + acked) < self.cwnd:
             pass        # application-limited: a window not in use is not grown (RFC 7661)
         elif self.cwnd < self.ssthresh:
             self.cwnd += acked if acked < 2 * mss else 2 * mss   # slow start, ABC L=2 (RFC 3465)
@@ -537,6 +545,12 @@ def _on_ack(self, sack, acked, tsecr, now):
             if self.ca_acc >= self.cwnd:
                 self.ca_acc -= self.cwnd
                 self.cwnd += mss
+    if self.bits & B_SACK:
+        if self.sacked_out or self.lost_out or self.bits & B_RECOVERY:
+            _rack_ack(self, now)
+        else:
+            self.delivered = 0
+            self.t_reo = None
     if self.scoreboard is None:
         self.bits &= ~B_TLP
     if sack >= self.snd_max:

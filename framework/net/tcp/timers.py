@@ -10,7 +10,7 @@ except ImportError:         # plain Python on a machine without Cython
     from framework import _cython_shim as cython
 
 from .output import _send_syn, _tx, output
-from .recovery import _on_loss, _recovery_probe, _tail_probe
+from .recovery import _on_loss, _rack_timeout, _tail_probe
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK
@@ -65,7 +65,7 @@ def next_deadline(L):
 
 def poll_at(self):
     t = self.t_rtx
-    for x in (self.t_delack, self.t_ka):
+    for x in (self.t_delack, self.t_ka, self.t_reo):
         if x is not None and (t is None or x < t):
             t = x
     return t
@@ -77,6 +77,11 @@ def on_timer(self, now):
         self.t_delack = None
         self.bits |= B_ACK_NOW
         self._want_output()
+    t = self.t_reo
+    if t is not None and t <= now:
+        self.t_reo = None
+        if ESTABLISHED <= self.state <= LAST_ACK:
+            _rack_timeout(self, now)
     t = self.t_rtx
     if t is not None and t <= now:
         self.t_rtx = None
@@ -102,10 +107,7 @@ def _rtx_timeout(self, now):
     if self.bits & B_PTO:
         self.bits &= ~B_PTO
         if self.snd_max > una and ESTABLISHED <= st <= LAST_ACK:
-            if self.bits & B_RECOVERY and self.scoreboard:
-                _recovery_probe(self, now)
-            else:
-                _tail_probe(self, now)
+            _tail_probe(self, now)
             return
     if self.snd_max > una:
         self.retries += 1
@@ -139,6 +141,10 @@ def _rtx_timeout(self, now):
         self.bits &= ~B_RECOVERY
         self.recover = self.snd_max      # RFC 6582 §4.1: no fast retransmit on old dupacks
         self.scoreboard = None           # start over: go back N from snd_una
+        self.txq = None
+        self.sacked_out = self.lost_out = 0
+        self.t_reo = None
+        self.undo_retrans = -1
         self.bits &= ~B_TLP
         self.snd_nxt = una               # go back N
         L.counters["tcp.retransmits"] += 1
