@@ -1,6 +1,7 @@
 """A SYN flood does not keep a legitimate client out (issue 12, section 4).
 
-One user-stack worker on its own link; ``hping3 -S --flood`` sends SYNs from a spoofed
+One user-stack worker on its own link (AF_PACKET: its bare SYNs have a ring of their own;
+a TAP queue has no such split, so a flood shares it with the client); ``hping3 -S --flood`` sends SYNs from a spoofed
 address of the client's own /24 (nobody answers ARP for it, so the worker's SYN-ACKs and
 cookies go nowhere, as in a real flood). Meanwhile a client on the link's host side makes
 sequential requests, a new connection each. Every one must be answered, and none may need
@@ -70,7 +71,7 @@ def _stop(proc):
 
 def test_legitimate_client_is_served_through_a_syn_flood(serve):
     hping3 = apt.ensure("hping3")
-    s = serve(app="apps.hello:app", cores=1, cwd=_root())
+    s = serve(app="apps.hello:app", cores=1, cwd=_root(), extra=("--port-type", "afpacket"))
     spoofed = s.ip.rsplit(".", 1)[0] + ".77"       # the client's /24, not on the link
     for _ in range(5):
         _request(s.ip)                             # the client's ARP entry, warm code paths
