@@ -7,6 +7,7 @@ still installs: the package then runs as plain Python and says so when it starts
 import json
 import os
 import runpy
+import shutil
 import sys
 
 from setuptools import setup
@@ -50,6 +51,17 @@ class BuildHotPath(build_ext):
             warn(f"compiling failed ({e}); the package runs as plain Python")
             return
         self._write_record()
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        """``--inplace``: the new module under the old name by a rename, never the old
+        file rewritten. A running worker has the old .so mapped; overwriting its pages
+        under it crashes it (a rebuild while a benchmark or a server runs)."""
+        if not self.inplace or os.path.isdir(outfile):
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        tmp = f"{outfile}.{os.getpid()}.tmp"
+        shutil.copy2(infile, tmp)
+        os.replace(tmp, outfile)
+        return outfile, 1
 
     def _write_record(self):
         import Cython

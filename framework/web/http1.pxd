@@ -62,6 +62,7 @@ cdef class _RequestReader:
     cdef public HttpProtocol conn
     cdef public object parser
     cdef public bint in_hdrs
+    cdef public bint line1
     cdef public bytes url
     cdef public list headers
     cdef public object body

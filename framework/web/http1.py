@@ -163,11 +163,22 @@ class HttpProtocol:
         if self._stopped:
             return
         if reader.in_hdrs:
-            # A header block still arriving: bound what the parser buffers (431), counting
-            # completed lines in hdr_size and the unfinished line in partial.
+            # A header block still arriving: bound what the parser buffers, counting
+            # completed lines in hdr_size and the unfinished line in partial. While that
+            # line is the request line, hdr_size holds the target's pieces seen so far
+            # (llhttp hands the URL over per segment): the line alone is the size, and a
+            # long one is a long target (414; e.g. 40 KB arriving in 1448-byte segments).
             nl = data.rfind(b"\n")
+            if nl >= 0:
+                reader.line1 = False
             reader.partial = len(data) - nl - 1 if nl >= 0 else reader.partial + len(data)
-            if reader.hdr_size + reader.partial > reader.max_hdr:
+            if reader.line1:
+                if reader.partial > reader.max_hdr:
+                    self._fail(414)
+            elif (reader.hdr_size + reader.partial if reader.headers
+                  else max(reader.hdr_size, reader.partial)) > reader.max_hdr:
+                # (no field yet: a pipelined request line may still be unfinished after
+                # a newline of the request before it, so its target would count twice)
                 self._fail(431)
         elif not self._in_msg:
             # between requests llhttp holds nothing a new parser would not: an idle
@@ -520,13 +531,14 @@ class _RequestReader:
     holds neither (the parser, its C state and its bound methods are most of what a
     connection would otherwise keep)."""
 
-    __slots__ = ("conn", "parser", "in_hdrs", "url", "headers", "body", "body_size",
+    __slots__ = ("conn", "parser", "in_hdrs", "line1", "url", "headers", "body", "body_size",
                  "hdr_size", "partial", "req", "clen", "expect", "max_hdr", "body_limit",
                  "llhttp_closed", "upgrade", "hosts", "host", "te")
 
     def __init__(self, conn):
         self.conn = conn
         self.in_hdrs = False
+        self.line1 = False
         self.req = None
         self.max_hdr = conn.shared.config.max_header_size
         self.llhttp_closed = False  # the parser finished a non-keep-alive message
@@ -538,6 +550,7 @@ class _RequestReader:
         conn = self.conn
         conn._in_msg = True
         self.in_hdrs = True
+        self.line1 = True
         self.url = b""
         self.headers = []
         self.clen = None

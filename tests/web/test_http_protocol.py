@@ -416,12 +416,28 @@ def test_header_limits():
             break
         proto.data_received(b"b" * 100)
     assert t.take().startswith(b"HTTP/1.1 431 ") and t.closed
-    proto, t = h.connect()           # an endless URL
+    proto, t = h.connect()           # an endless URL: a target too long (RFC 9112 3)
     for _ in range(100):
         if t.closed:
             break
         proto.data_received(b"GET /" if not _ else b"u" * 200)
-    assert t.take().startswith(b"HTTP/1.1 431 ")
+    assert t.take().startswith(b"HTTP/1.1 414 ") and t.closed
+
+
+def test_a_long_target_in_segments_counts_once():
+    """A 6 KB target under the 8 KB limit, arriving in MSS-sized pieces (llhttp hands
+    the URL over piece by piece), alone and after a pipelined request: answered."""
+    h = Harness(make_app(max_header_size=8192))
+    target = b"/" + b"t" * 6000
+    first = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    for raw in (b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                first + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+        proto, t = h.connect()
+        for i in range(0, len(raw), 1448):
+            proto.data_received(raw[i:i + 1448])
+        out = t.take()
+        assert out.count(b"HTTP/1.1 ") == raw.count(b"GET "), out[:200]
+        assert b" 414 " not in out and b" 431 " not in out and not t.closed, out[:200]
 
 
 @pytest.mark.parametrize("raw", [
