@@ -6,7 +6,7 @@ cimport cython
 from framework.net.tcp.bits cimport (B_ACK_NOW, B_APP_CLOSED, B_DONE, B_ESTAB, B_KA, B_NAGLE,
                                      B_PASSIVE, B_PENDING, B_PTO, B_RD_EV, B_RECOVERY, B_SACK,
                                      B_TLP, B_WANT_WR, ACK, RST)
-from framework.net.tcp.consts cimport (CLOSED, CLOSE_WAIT, ESTABLISHED, EV_CLOSED, EV_ERROR,
+from framework.net.tcp.consts cimport (CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, EV_CLOSED, EV_ERROR,
                                        FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT,
                                        TIME_WAIT)
 from framework.net.tcp.layer cimport Listener, TcpLayer

@@ -29,7 +29,7 @@ if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK, RST
     from .bits import (B_ACK_NOW, B_APP_CLOSED, B_DONE, B_ESTAB, B_KA, B_NAGLE, B_PASSIVE,
                        B_PENDING, B_PTO, B_RD_EV, B_RECOVERY, B_SACK, B_TLP, B_WANT_WR)
-    from .consts import (CLOSED, CLOSE_WAIT, ESTABLISHED, EV_CLOSED, EV_ERROR, FIN_WAIT_1,
+    from .consts import (CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, EV_CLOSED, EV_ERROR, FIN_WAIT_1,
                          FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
 
@@ -322,12 +322,17 @@ class Connection:
         loss into fast recovery; inside SACK recovery the same timer declares the holes'
         retransmissions lost (RACK's idea, RFC 8985 §6, without per-segment send times) instead
         of waiting for the RTO. One probe per ACK that makes progress; a lone segment outside
-        recovery is left to the RTO (the peer may delay its ACK)."""
+        recovery is left to the RTO (the peer may delay its ACK), except after the peer's FIN
+        (LAST_ACK, CLOSING): a peer that has closed has nothing to delay its ACK of our last
+        segment for (Linux in FIN_WAIT_2 and CLOSING ACKs a FIN at once), so a lost tail or
+        FIN there is probed at 2*SRTT instead of waiting out the RTO."""
         t = now + self.rto
         bits = self.bits & ~B_PTO
         srtt = self.srtt
         if (srtt is not None and bits & B_SACK and not bits & B_TLP
-                and (self.scoreboard if bits & B_RECOVERY else self.snd_max - self.snd_una > self.mss)):
+                and (self.scoreboard if bits & B_RECOVERY else
+                     self.snd_max - self.snd_una > self.mss or self.state == LAST_ACK
+                     or self.state == CLOSING)):
             pto = 2 * srtt
             if pto < 0.01:
                 pto = 0.01

@@ -162,3 +162,36 @@ def test_receiver_reports_a_duplicate_with_a_dsack():
     assert h.reply().opts.sack == [(P + 300, P + 400)]
     h.send("A", seq=P + 300, ack=sa.seq + 1, data=b"c" * 100)   # a duplicate above the ACK
     assert h.reply().opts.sack == [(P + 300, P + 400), (P + 300, P + 400)]
+
+
+def test_a_lost_fin_after_the_peers_fin_is_probed_before_the_rto():
+    # the peer closed first: in LAST_ACK it ACKs our FIN at once, so a lost FIN is resent at
+    # the probe timeout (2 * SRTT), not after the 200 ms minimum RTO
+    h = Harness()
+    conn, iss = _conn(h, 1)
+    assert _sent(h, iss) == [0]
+    h.now += RTT
+    _ack(h, iss, 1000)
+    h.send("FA", seq=P, ack=iss + 1 + 1000)
+    assert conn.state_name == "CLOSE_WAIT"
+    h.replies()
+    conn.close()
+    fin = h.replies()
+    assert [s.flags for s in fin] == ["FA"] and conn.state_name == "LAST_ACK"  # lost
+    h.advance(2 * RTT + 0.001)
+    probe = h.replies()
+    assert [(s.flags, s.seq) for s in probe] == [("FA", fin[0].seq)]
+    assert h.tcp.counters["tcp.tail_loss_probes"] == 1 and h.tcp.counters["tcp.rto"] == 0
+    h.send("A", seq=P + 1, ack=fin[0].seq + 1)
+    assert conn.state_name == "CLOSED"
+
+
+def test_a_lone_segment_before_the_peers_fin_waits_for_the_rto():
+    # ESTABLISHED: the peer may delay its ACK of one segment, so no probe
+    h = Harness()
+    conn, iss = _conn(h, 1)
+    assert _sent(h, iss) == [0]
+    h.advance(2 * RTT + 0.001)
+    assert _sent(h, iss) == []
+    h.advance(0.2)
+    assert _sent(h, iss) == [0] and h.tcp.counters["tcp.rto"] == 1
