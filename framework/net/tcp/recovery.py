@@ -514,6 +514,15 @@ def _tail_probe(self, now):
         if i < 0:
             return
         x = q[i]
+        if x[0] == self.fin_seq and i > 0:
+            # a lone FIN is never SACKed (blocks cover data): its ACK would tell RACK nothing
+            # about the data below it, so the highest data segment not SACKed goes instead
+            i -= 1
+            while i >= 0 and q[i][3] & S_SACKED:
+                i -= 1
+            if i < 0:
+                i = len(q) - 1
+            x = q[i]
         if x[1] < hi:
             hi = x[1]
         if x[3] & S_LOST:

@@ -195,3 +195,24 @@ def test_a_lone_segment_before_the_peers_fin_waits_for_the_rto():
     assert _sent(h, iss) == []
     h.advance(0.2)
     assert _sent(h, iss) == [0] and h.tcp.counters["tcp.rto"] == 1
+
+
+def test_a_recovery_probe_resends_data_not_a_lone_fin():
+    # a FIN is never SACKed, so a probe of it tells RACK nothing: the lost retransmission
+    # below it is what the probe must resend
+    h = Harness()
+    conn, iss = _conn(h, 5)
+    assert _sent(h, iss) == [0, 1000, 2000, 3000, 4000]
+    conn.shutdown()
+    fin = h.replies()
+    assert [(s.flags, s.seq - iss - 1) for s in fin] == [("FA", 5000)]
+    h.now += RTT
+    _ack(h, iss, 0, [(1000, 5000)])                      # 0 is lost (and the FIN arrived)
+    assert _sent(h, iss) == [0]                          # its retransmission is lost too
+    h.advance(2 * conn.srtt + 0.001)
+    probe = h.replies()
+    assert [(s.seq - iss - 1, len(s.payload)) for s in probe] == [(0, 1000)]
+    assert h.tcp.counters["tcp.recovery_probes"] == 1 and h.tcp.counters["tcp.rto"] == 0
+    h.now += RTT
+    h.send("A", seq=P, ack=iss + 1 + 5001)
+    assert conn.state_name == "FIN_WAIT_2" and not conn.bits & 0x100
