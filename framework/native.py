@@ -32,6 +32,7 @@ COMPILED = (
     "framework.net.icmp",
     "framework.net.stack",
     "framework.net.tcp.bits",
+    "framework.net.tcp.cc",
     "framework.net.tcp.consts",
     "framework.net.tcp.connection",
     "framework.net.tcp.cookies",

@@ -401,8 +401,8 @@ class Connection:
     # (methods defined in sibling modules, bound here: one class, small files)
     from .output import output, _send_syn, _tx
     from .recovery import (_dupack, _enter_recovery, _sack_update, _pipe, _rtx_lost,
-                           _retransmit_head, _tail_probe, _rtt_sample, _on_loss, _cubic_ack,
-                           _rack_ack, _rack_timeout)
+                           _retransmit_head, _tail_probe, _rtt_sample, _rack_ack, _rack_timeout)
+    from .cc import _on_loss, _cubic_ack
     from .receive import _in_data, _ooo_insert, _ooo_merge, _in_fin, _sack_option
     from .segments import (process, _usual_options, _in_syn_sent, _negotiate, _established,
                            _in_rst, _challenge_ack, _on_ack)

@@ -3,6 +3,7 @@ cimport cython
 from framework.net.tcp.bits cimport ACK, FIN, B_RECOVERY, B_TLP, B_TS, HALF, M, WRAP
 from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport TcpLayer
+from framework.net.tcp.cc cimport _on_loss
 from framework.net.tcp.output cimport _tx, output, S_LOST, S_RTX, S_SACKED
 
 cdef enum:
@@ -54,5 +55,3 @@ cpdef bint _rtx_lost(Connection self, double now) except -1
 cpdef _tail_probe(Connection self, double now)
 @cython.locals(L=TcpLayer, rto=double)
 cpdef _rtt_sample(Connection self, double r)
-cpdef long long _on_loss(Connection self, long long flight) except? -1
-cpdef _cubic_ack(Connection self, long long acked, double now)

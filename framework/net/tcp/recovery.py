@@ -2,7 +2,8 @@
 """Loss recovery and congestion control helpers of a Connection: RACK-TLP loss detection
 (RFC 8985) over the transmit queue, Proportional Rate Reduction (RFC 6937, PRR-SSRB), the
 SACK scoreboard (RFC 2018), D-SACK (RFC 2883) and timestamp (Eifel, RFC 3522) undo of
-spurious recoveries, NewReno without SACK (RFC 5681, RFC 6582), RTT estimation (RFC 6298).
+spurious recoveries, NewReno without SACK (RFC 5681, RFC 6582), RTT estimation (RFC 6298); the congestion
+controller's part is cc.py.
 
 The transmit queue (Connection.txq, SACK connections only) holds one entry per data segment
 sent and not cumulatively acknowledged, in sequence order: [start, end, xmit_ts, flags],
@@ -17,6 +18,7 @@ except ImportError:         # plain Python on a machine without Cython
     from framework import _cython_shim as cython
 
 from .bits import _EMPTY
+from .cc import _on_loss
 from .output import _tx, output
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, output.pxd)
@@ -563,52 +565,3 @@ def _rtt_sample(self, r):
 
 def _first(x):
     return x[0]
-
-
-CUBIC_C = 0.4
-CUBIC_BETA = 0.7
-CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)   # Reno-friendly slope (RFC 9438 §4.3)
-
-
-def _on_loss(self, flight):
-    """Multiplicative decrease at a congestion event: the new ssthresh. NewReno halves the
-    flight (RFC 5681 eq. 4); CUBIC keeps 70% of cwnd and remembers W_max (RFC 9438 §4.6-4.7)."""
-    mss = self.mss
-    if self.layer.cubic:
-        cw = self.cwnd
-        # fast convergence: release bandwidth when the window keeps shrinking
-        self.w_max = cw * (1 + CUBIC_BETA) / 2 if cw < self.w_max else cw
-        self.epoch = None
-        ss = int(cw * CUBIC_BETA)
-    else:
-        ss = flight // 2
-    return ss if ss > 2 * mss else 2 * mss
-
-
-def _cubic_ack(self, acked, now):
-    """CUBIC congestion avoidance for `acked` new bytes (RFC 9438 §4.2-4.4): grow toward
-    W_cubic(t + RTT), never slower than the Reno-friendly estimate, at most 1.5x per RTT."""
-    mss = self.mss
-    cw = self.cwnd
-    if self.epoch is None:
-        self.epoch = now
-        if self.w_max <= cw:
-            self.k = 0.0
-            self.w_max = cw
-        else:
-            self.k = ((self.w_max - cw) / mss / CUBIC_C) ** (1 / 3)
-        self.w_est = cw
-        self.ca_acc = 0
-    t = now - self.epoch + (self.srtt or 0.0) - self.k
-    target = self.w_max + CUBIC_C * t * t * t * mss
-    self.w_est += CUBIC_ALPHA * acked * mss / cw
-    if self.w_est > target:
-        target = self.w_est
-    if target > 1.5 * cw:
-        target = 1.5 * cw
-    if target > cw:
-        self.ca_acc += (target - cw) * acked / cw
-        if self.ca_acc >= 1:
-            inc = int(self.ca_acc)
-            self.ca_acc -= inc
-            self.cwnd = cw + inc

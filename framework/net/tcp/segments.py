@@ -19,7 +19,8 @@ from ..wire.tcp import TS_PREFIX, parse_options
 from .bits import _EMPTY, _ii_unpack
 from .output import _send_syn, _tx
 from .receive import _in_data, _in_fin
-from .recovery import (_cubic_ack, _dupack, _rack_ack, _recovery_exit, _retransmit_head,
+from .cc import _cubic_ack
+from .recovery import (_dupack, _rack_ack, _recovery_exit, _retransmit_head,
                        _rtt_sample, _sack_update, _txq_ack)
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)

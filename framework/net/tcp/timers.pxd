@@ -7,7 +7,8 @@ from framework.net.tcp.consts cimport (CLOSED, CLOSE_WAIT, ESTABLISHED, EV_CLOSE
 from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport TcpLayer
 from framework.net.tcp.output cimport _send_syn, _tx, output
-from framework.net.tcp.recovery cimport _on_loss, _rack_timeout, _tail_probe
+from framework.net.tcp.cc cimport _on_loss
+from framework.net.tcp.recovery cimport _rack_timeout, _tail_probe
 
 @cython.locals(heap=list, conn=Connection)
 cpdef fire_timers(TcpLayer L, double now)

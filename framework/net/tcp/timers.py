@@ -10,7 +10,8 @@ except ImportError:         # plain Python on a machine without Cython
     from framework import _cython_shim as cython
 
 from .output import _send_syn, _tx, output
-from .recovery import _on_loss, _rack_timeout, _tail_probe
+from .cc import _on_loss
+from .recovery import _rack_timeout, _tail_probe
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK
