@@ -10,7 +10,11 @@ from framework.net.tcp.output cimport _tx
 @cython.locals(L=TcpLayer)
 cpdef _in_data(Connection self, buf, Py_ssize_t doff, Py_ssize_t dend, Py_ssize_t dlen,
                long long d, int fin, double now)
+@cython.locals(q=list, new=list, x=list, i=Py_ssize_t, n=Py_ssize_t, e=cython.longlong,
+               pos=cython.longlong, bs=cython.longlong, be=cython.longlong, lim=cython.longlong)
 cpdef bint _ooo_insert(Connection self, long long s, data) except -1
+@cython.locals(q=list, x=list, n=Py_ssize_t, k=Py_ssize_t, nxt=cython.longlong,
+               start=cython.longlong, bs=cython.longlong, be=cython.longlong)
 cpdef _ooo_merge(Connection self)
 @cython.locals(L=TcpLayer)
 cpdef _in_fin(Connection self, double now)

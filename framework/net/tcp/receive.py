@@ -7,6 +7,8 @@ try:
 except ImportError:         # plain Python on a machine without Cython
     from framework import _cython_shim as cython
 
+from bisect import bisect_right
+
 from .bits import _ii_pack
 from .output import _tx
 
@@ -68,10 +70,17 @@ def _ooo_insert(self, s, data):
         self.ooo = [[s, data]]
         return True
     e = s + len(data)
+    i = bisect_right(q, s, key=_first) - 1       # the last entry starting at or before s
+    if i < 0:
+        i = 0
+    n = len(q)
     pos = s
     new = []
-    for bs, bd in q:
-        be = bs + len(bd)
+    while i < n:
+        x = q[i]
+        bs = x[0]
+        be = bs + len(x[1])
+        i += 1
         if be <= pos:
             continue
         if bs >= e:
@@ -83,14 +92,21 @@ def _ooo_insert(self, s, data):
             break
     if pos < e:
         new.append([pos, data[pos - s:]])
-    if new:
-        if len(q) + len(new) > 256:      # bound the bookkeeping a hostile peer can cause
-            self.layer.counters["drop.tcp.ooo_full"] += 1
-            return True
+    if not new:
+        return False
+    # bound the bookkeeping a hostile peer can cause with tiny segments; a window of
+    # full-sized ones (rcvbuf / MSS entries) always fits, or a loss would waste the rest
+    lim = self.layer.rcvbuf >> 9
+    if n + len(new) > (lim if lim > 256 else 256):
+        self.layer.counters["drop.tcp.ooo_full"] += 1
+        return True
+    if len(new) == 1:
+        x = new[0]
+        q.insert(bisect_right(q, x[0], key=_first), x)
+    else:
         q.extend(new)
         q.sort(key=_first)
-        return True
-    return False
+    return True
 
 
 def _ooo_merge(self):
@@ -98,14 +114,23 @@ def _ooo_merge(self):
     nxt = self.rcv_nxt
     closed = self.bits & B_APP_CLOSED
     start = nxt
-    while q and q[0][0] <= nxt:
-        bs, bd = q.pop(0)
+    n = len(q)
+    k = 0
+    while k < n:
+        x = q[k]
+        bs = x[0]
+        if bs > nxt:
+            break
+        bd = x[1]
         be = bs + len(bd)
         if be > nxt:
             if not closed:
                 self.rcvq.append(bd if nxt == bs else bd[nxt - bs:])
                 self.rcvlen += be - nxt
             nxt = be
+        k += 1
+    if k:
+        del q[:k]
     self.unacked += nxt - start
     self.rcv_nxt = nxt
     if not q:

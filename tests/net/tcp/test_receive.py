@@ -213,3 +213,28 @@ def test_sequence_wraparound_both_directions():
     assert conn.snd_una - conn.iss == 1001 and conn.t_rtx is None
     h.send("FA", seq=(isn + 201) & 0xFFFFFFFF, ack=(iss + 1001) & 0xFFFFFFFF)
     assert h.reply().ack == (isn + 202) & 0xFFFFFFFF
+
+
+def test_a_window_of_full_segments_past_a_hole_is_all_kept():
+    # a 1 MB window holds ~700 full segments: a lost one must not make us drop what the
+    # peer sends past it (each dropped segment is one more loss for the peer to repair)
+    h = Harness(window_scale=True)
+    conn, iss = h.accept(options=[("MSS", 1460), ("SAckOK", b""), ("WScale", 7)])
+    n = 600
+    body = bytes(range(256)) * (1460 * (n + 1) // 256 + 1)
+    for k in range(1, n + 1):                         # segment 0 is lost
+        h.send("A", seq=P + 1460 * k, ack=iss + 1, data=body[1460 * k:1460 * (k + 1)])
+    assert len(conn.ooo) == n and h.tcp.counters["drop.tcp.ooo_full"] == 0
+    last = h.replies()[-1]
+    assert last.opts.sack[0] == ((P + 1460) & 0xFFFFFFFF, (P + 1460 * (n + 1)) & 0xFFFFFFFF)
+    h.send("A", seq=P, ack=iss + 1, data=body[:1460])
+    assert conn.ooo is None and conn.recv() == body[:1460 * (n + 1)]
+    assert h.reply().ack == (P + 1460 * (n + 1)) & 0xFFFFFFFF
+
+
+def test_tiny_segments_past_a_hole_are_bounded():
+    h = Harness(window_scale=True)
+    conn, iss = h.accept(options=[("MSS", 1460), ("WScale", 7)])
+    for k in range(1, 3000):
+        h.send("A", seq=P + 2 * k, ack=iss + 1, data=b"x")   # 1-byte pieces with gaps
+    assert len(conn.ooo) == 2048 and h.tcp.counters["drop.tcp.ooo_full"] == 3000 - 1 - 2048
