@@ -23,5 +23,6 @@ cpdef _txq_add(Connection self, long long seq, long long end, double now)
 cpdef _send_syn(Connection self)
 @cython.locals(L=TcpLayer, hl=Py_ssize_t, dlen=Py_ssize_t, tl=Py_ssize_t, win=cython.longlong,
                s=cython.longlong, csum=cython.longlong, key=tuple, rport=cython.longlong,
-               lport=cython.longlong, ack=cython.longlong, bits=int)
+               lport=cython.longlong, ack=cython.longlong, bits=int, nmax=int, room=cython.longlong,
+               seg_mss=cython.longlong)
 cpdef _tx(Connection self, int flags, long long seq, data=*, opts=*)

@@ -92,6 +92,10 @@ def output(self, now, force=False):
             L = self.layer
             una = self.snd_una
             mss = self.mss
+            if self.bits & B_SACK and (self.ooo is not None or self.dsack_tx is not None):
+                # the SACK blocks _tx adds take room from the data, as Linux's
+                # tcp_current_mss: a full-sized segment with them would exceed the path MTU
+                mss -= 4 + 8 * (3 if self.bits & B_TS else 4)
             if una == self.snd_max and self.last_send and now - self.last_send > self.rto:
                 # restart after idle (RFC 5681 §4.1): the path may have changed
                 iw = min(L.initial_window * mss, max(2 * mss, 14600))
@@ -284,26 +288,37 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
         self.t_delack = None
     else:
         win = 0
+    dlen = len(data)
+    seg_mss = self.mss                 # payload per segment of a GSO frame
     if opts is None:
         if self.bits & B_TS:
             opts = _ts_pack(TS_PREFIX, (int(L.now * 1000) + L.ts_off) & M, self.ts_recent)
         else:
             opts = _EMPTY
         if (self.ooo is not None or self.dsack_tx is not None) and self.bits & B_SACK and flags & ACK:
-            opts += self._sack_option(3 if opts else 4)
+            nmax = 3 if opts else 4
+            if dlen and not L.gso:
+                # beside the data, as many blocks as fit in the peer's MSS (a retransmission
+                # of a full segment has no room: the blocks wait for the next segment)
+                room = (self.mss - dlen - 4) >> 3
+                if room < nmax:
+                    nmax = room
+            if nmax > 0:
+                sk = self._sack_option(nmax)
+                opts += sk
+                seg_mss -= len(sk)
     hl = 20 + len(opts)
-    dlen = len(data)
     tl = hl + dlen
     seq &= M
     ack &= M
     key = self.key
     rport = key[1]
     lport = key[2]
-    if L.csum_offload or (dlen > self.mss and L.gso):
+    if L.csum_offload or (dlen > seg_mss and L.gso):
         s = self.psum + tl
         csum = (s & 0xFFFF) + (s >> 16)
-        if dlen > self.mss and L.gso:
-            vh = vnet.gso_tcpv4_hdr(34 + hl, self.mss, 34)
+        if dlen > seg_mss and L.gso:
+            vh = vnet.gso_tcpv4_hdr(34 + hl, seg_mss, 34)
         else:
             vh = L.vh_partial
     else:

@@ -199,3 +199,26 @@ def test_old_ack_with_sack_below_snd_una_does_not_stall_the_sender():
     end = max(s.seq + len(s.payload) for s in sent) - iss - 1
     h.send("A", seq=P, ack=iss + 1 + end)
     assert h.replies()
+
+
+def test_data_segments_with_sack_blocks_fit_the_peers_mss():
+    # while we hold the peer's out-of-order data our segments carry SACK blocks: they take
+    # room from the data (as Linux's tcp_current_mss), or the frames would exceed the MTU
+    h = Harness(timestamps=True)
+    ts = [("Timestamp", (1, 0))]
+    conn, iss = h.accept(options=[("MSS", 1460), ("SAckOK", b"")] + ts)
+    tsopt = [("NOP", None), ("NOP", None), ("Timestamp", (2, 0))]
+    h.send("A", seq=P + 1000, ack=iss + 1, data=b"y" * 1000, options=tsopt)   # a hole
+    h.replies()
+    conn.send(b"x" * 20000)
+    segs = [s for s in h.replies() if s.payload]
+    assert segs and all(s.opts.sack for s in segs)
+    budget = 1460                                         # payload + options, per the MSS
+    assert all(len(s.raw) - 20 <= budget for s in segs)
+    assert len(segs[0].payload) == 1448 - 28              # 3 blocks' worth (with timestamps)
+    # the hole is filled: full segments again
+    h.send("A", seq=P, ack=iss + 1, data=b"z" * 1000, options=tsopt)
+    h.replies()
+    h.send("A", seq=P + 2000, ack=iss + 1 + sum(len(s.payload) for s in segs), options=tsopt)
+    more = [s for s in h.replies() if s.payload]
+    assert more and len(more[0].payload) == 1448 and not more[0].opts.sack
