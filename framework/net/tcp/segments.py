@@ -214,12 +214,16 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
     seglen = dlen
     if flags & (SYN | FIN):
         seglen += (flags & SYN) // SYN + (flags & FIN)
-    # PAWS (RFC 7323 §5.3): a timestamp older than ts_recent marks an old duplicate
-    if bits & B_TS and tsval is not None and not flags & RST and (tsval - self.ts_recent) & M >= HALF:
+    # PAWS (RFC 7323 §5.3): a timestamp older than ts_recent marks an old duplicate;
+    # one tick older is let in, as Linux (TCP_PAWS_WINDOW): a segment reordered behind a
+    # retransmission sent a millisecond later is no old duplicate, and dropping it costs
+    # the peer one more retransmission
+    if (bits & B_TS and tsval is not None and not flags & RST
+            and (tsval - self.ts_recent) & M >= HALF):
         # ...except a reordered pure ACK at rcv_nxt: old ACKs carry no data PAWS could
         # let in, and dropping them starves fast recovery of its duplicate ACKs and SACKs
         # (Linux's tcp_disordered_ack makes the same exception)
-        if seglen or d:
+        if (seglen or d) and (self.ts_recent - tsval) & M > 1:
             L.counters["drop.tcp.paws"] += 1
             _tx(self, ACK, self.snd_nxt)
             return

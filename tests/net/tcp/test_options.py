@@ -54,10 +54,24 @@ def test_paws_drops_old_timestamp():
     h.advance(0.05)
     h.replies()
     conn.recv()
-    h.send("PA", seq=P + 3, ack=sa.seq + 1, data=b"old", options=_ts(5999, 0))
+    h.send("PA", seq=P + 3, ack=sa.seq + 1, data=b"old", options=_ts(5998, 0))
     a = h.reply()
     assert a.flags == "A" and a.ack == P + 3 and a.opts.tsecr == 6000
     assert conn.readable() == 0 and h.tcp.counters["drop.tcp.paws"] == 1
+
+
+def test_paws_lets_in_a_segment_one_tick_old():
+    # reordered behind a segment sent a millisecond later (as Linux's TCP_PAWS_WINDOW):
+    # accepted, and ts_recent does not move back
+    h, conn, sa = _linux_like()
+    h.send("PA", seq=P, ack=sa.seq + 1, data=b"new", options=_ts(6000, 0))
+    h.advance(0.05)
+    h.replies()
+    conn.recv()
+    h.send("PA", seq=P + 3, ack=sa.seq + 1, data=b"old", options=_ts(5999, 0))
+    assert conn.recv() == b"old" and h.tcp.counters["drop.tcp.paws"] == 0
+    h.advance(0.05)
+    assert h.replies()[-1].opts.tsecr == 6000
 
 
 def test_paws_handles_timestamp_wraparound():
