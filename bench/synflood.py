@@ -1,10 +1,11 @@
 """A legitimate client's latency through a SYN flood, ours and Linux's side by side.
 
-    python -m bench.synflood [--rounds 5] [--requests 1000]
+    python -m bench.synflood [--rounds 5] [--requests 1000] [--port-type tap|afpacket|both]
 
 Two real ``framework serve`` servers, one worker each, each on its own link (the hidden
-``--link-subnet``, as tests/integration/serve_helpers.py runs them): the user stack
-(afpacket) and ``--stack kernel`` (Linux's TCP in the server's namespace, with
+``--link-subnet``, as tests/integration/serve_helpers.py runs them): the user stack on
+``--port-type`` (tap: bare SYNs on a queue of their own; afpacket: a ring of their own; both:
+one server of each) and ``--stack kernel`` (Linux's TCP in the server's namespace, with
 net.ipv4.tcp_syncookies=1 set there). For each round, each server, without and with a
 flood: ``hping3 -S --flood`` from a spoofed address of the client's /24 (nobody answers
 ARP for it), and meanwhile ``--requests`` sequential requests, a new connection each,
@@ -74,11 +75,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--port-type", choices=("tap", "afpacket", "both"), default="both",
+                    help="the user stack's port type (default: a server of each)")
     a = ap.parse_args(argv)
     hping3 = apt.ensure("hping3")
     servers = {}
     try:
-        servers["ours (user stack)"] = Server(app="apps.hello:app", cores=1, cwd=ROOT)
+        for pt in (("tap", "afpacket") if a.port_type == "both" else (a.port_type,)):
+            servers[f"ours ({pt})"] = Server(app="apps.hello:app", cores=1, cwd=ROOT,
+                                             extra=("--port-type", pt))
         k = servers["Linux (--stack kernel)"] = Server(app="apps.hello:app", cores=1,
                                                         extra=("--stack", "kernel"), cwd=ROOT)
         ns = k.link_names()[2]

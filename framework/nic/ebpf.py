@@ -33,6 +33,7 @@ EBPF_DW = 0x18
 SKB_PROTOCOL_OFF = 16          # offsetof(struct __sk_buff, protocol)
 BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_PROG_LOAD = 5
+BPF_PROG_TEST_RUN = 10
 SYS_bpf = 321                  # x86_64
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -149,7 +150,24 @@ def load_socket_filter(insns, name=b"fw_steer"):
     return fd
 
 
-def load_steering(n):
-    """The TAP steering program: returns ``shard_of`` (non-IPv4: 0); the kernel takes it
-    modulo the number of queues."""
-    return load_socket_filter(translate(S.fanout_program(n)))
+def load_steering(n, syn_queues=False):
+    """The TAP steering program (``steer.queue_program``): returns ``shard_of`` (non-IPv4: 0),
+    with ``syn_queues`` n + ``shard_of`` for bare SYNs; the kernel takes it modulo the
+    number of queues."""
+    return load_socket_filter(translate(S.queue_program(n, syn_queues)))
+
+
+def test_run(prog_fd, frame):
+    """BPF_PROG_TEST_RUN: the program's return value for an Ethernet ``frame`` (the kernel
+    builds an skb of it as for a received frame: skb->protocol set, data at the network
+    header). Lets tests check the loaded program itself, not only its cBPF source."""
+    data = ctypes.create_string_buffer(bytes(frame), len(frame))
+    attr = ctypes.create_string_buffer(struct.pack("<IIIIQQII", prog_fd, 0, len(frame), 0,
+                                                   ctypes.addressof(data), 0, 1, 0)
+                                       + bytes(112))
+    _libc.syscall.restype = ctypes.c_long
+    if _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(BPF_PROG_TEST_RUN), attr,
+                     ctypes.c_uint(len(attr))) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+    return struct.unpack_from("<I", attr.raw, 4)[0]

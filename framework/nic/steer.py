@@ -246,6 +246,61 @@ def filter_program(n: int, shard: int, non_ip: bool = True,
     return _assemble(items)
 
 
+_SYN, _ACK, _RST, _FIN = 0x02, 0x10, 0x04, 0x01
+
+
+def bare_syn_test(yes, no):
+    """Instructions that jump to label ``yes`` for a bare SYN (IPv4, TCP, not a fragment,
+    SYN set and ACK/RST/FIN clear: what opens a flow), else to ``no``."""
+    NET = SKF_NET_OFF
+    return [
+        (BPF_LD | BPF_H | BPF_ABS, None, None, _k(SKF_AD_OFF + SKF_AD_PROTOCOL)),
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, no, 0x0800),
+        (BPF_LD | BPF_B | BPF_ABS, None, None, _k(NET + 9)),           # ip proto
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, no, 6),
+        (BPF_LD | BPF_H | BPF_ABS, None, None, _k(NET + 6)),           # fragment?
+        (BPF_JMP | BPF_JSET | BPF_K, no, 0, 0x3FFF),
+        (BPF_LDX | BPF_B | BPF_MSH, None, None, _k(NET + 0)),          # X = 4 * ihl
+        (BPF_LD | BPF_B | BPF_IND, None, None, _k(NET + 13)),          # TCP flags
+        (BPF_ALU | BPF_AND | BPF_K, None, None, _SYN | _ACK | _RST | _FIN),
+        (BPF_JMP | BPF_JEQ | BPF_K, yes, no, _SYN),
+    ]
+
+
+def queue_program(n: int, syn_queues: bool = False) -> list[tuple[int, int, int, int]]:
+    """The TAP steering program: the queue of a frame, ``shard_of`` (non-IPv4: 0).
+
+    ``syn_queues``: the device has 2n queues, n + shard for the shard's bare SYNs (its
+    SYN queue, read after the data queue: a flood fills only that one), shard for the rest.
+    """
+    data = fanout_program(n)
+    if not syn_queues:
+        return data
+    syns = fanout_program(n, member_of=range(n, 2 * n))
+    # both parts are assembled already (relative jumps, every path ends in a return),
+    # so they are placed as they are behind the test
+    return _assemble(bare_syn_test("syn", "data") + [("data",)] + data + [("syn",)] + syns)
+
+
+def queue_of(frame, n: int, syn_queues: bool = False, off: int = 0) -> int:
+    """Python twin of ``queue_program``: the TAP queue of an Ethernet frame (at ``off``)."""
+    shard = classify(frame, n, off)
+    if shard == NON_IP:
+        return 0
+    return n + shard if syn_queues and is_bare_syn(frame, off) else shard
+
+
+def is_bare_syn(frame, off: int = 0) -> bool:
+    """Python twin of ``bare_syn_test``."""
+    if len(frame) < off + 34 or frame[off + 12:off + 14] != b"\x08\x00":
+        return False
+    vihl, frag, proto, _, _ = _IP.unpack_from(frame, off + 14)
+    l4 = off + 14 + (vihl & 0xF) * 4
+    if proto != 6 or frag & 0x3FFF or len(frame) <= l4 + 13:
+        return False
+    return frame[l4 + 13] & (_SYN | _ACK | _RST | _FIN) == _SYN
+
+
 def drop_all_program():
     return [(BPF_RET | BPF_K, 0, 0, 0)]
 

@@ -26,35 +26,13 @@ import select
 
 from ..net.wire.vnet import VNET_LEN
 from . import steer
-from .steer import (BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP,
-                    BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_MSH, BPF_RET, SKF_AD_OFF,
-                    SKF_AD_PROTOCOL, SKF_NET_OFF, _k)
+from .steer import BPF_K, BPF_RET, bare_syn_test
 
 SLOT = 256
 SLOTS = 8192
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 TP_STATUS_LOSING = 4
-_SYN, _ACK, _RST, _FIN = 0x02, 0x10, 0x04, 0x01
-
-
-def _bare_syn_test(yes, no):
-    """Instructions that jump to label ``yes`` for a bare SYN, else to ``no``."""
-    NET = SKF_NET_OFF
-    return [
-        (BPF_LD | BPF_H | BPF_ABS, None, None, _k(SKF_AD_OFF + SKF_AD_PROTOCOL)),
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, no, 0x0800),
-        (BPF_LD | BPF_B | BPF_ABS, None, None, _k(NET + 9)),           # ip proto
-        (BPF_JMP | BPF_JEQ | BPF_K, 0, no, 6),
-        (BPF_LD | BPF_H | BPF_ABS, None, None, _k(NET + 6)),           # fragment?
-        (BPF_JMP | BPF_JSET | BPF_K, no, 0, 0x3FFF),
-        (BPF_LDX | BPF_B | BPF_MSH, None, None, _k(NET + 0)),          # X = 4 * ihl
-        (BPF_LD | BPF_B | BPF_IND, None, None, _k(NET + 13)),          # TCP flags
-        (BPF_ALU | BPF_AND | BPF_K, None, None, _SYN | _ACK | _RST | _FIN),
-        (BPF_JMP | BPF_JEQ | BPF_K, yes, no, _SYN),
-    ]
-
-
 def _then_steer(prefix, n, shard, non_ip):
     """``prefix`` (labels 'steer' and 'reject') followed by the shard's steering program
     (its jumps are relative: prepending keeps them right)."""
@@ -64,12 +42,12 @@ def _then_steer(prefix, n, shard, non_ip):
 
 def syn_filter(n, shard):
     """This ring: the shard's bare SYNs only."""
-    return _then_steer(_bare_syn_test("steer", "reject"), n, shard, False)
+    return _then_steer(bare_syn_test("steer", "reject"), n, shard, False)
 
 
 def main_filter(n, shard, non_ip=True):
     """The main ring: the shard's frames but bare SYNs."""
-    return _then_steer(_bare_syn_test("reject", "steer"), n, shard, non_ip)
+    return _then_steer(bare_syn_test("reject", "steer"), n, shard, non_ip)
 
 
 class SynRing:

@@ -20,6 +20,8 @@ On TAP (``HandoverPort``) a queue gives each frame to one reader, so the two wor
 take turns on it: the standby worker does not read it; at SIGWINCH the old one stops
 reading it (and the rings other shards forward into it) and from SIGTTIN on the new
 one reads both, handing the old one the segments of its flows over a ring of its own.
+A TAP port's SYN queue is read with its data queue (one ``rx_burst``), so it changes
+readers at the same points: its SYNs are new flows', the successor's from SIGTTIN on.
 """
 import logging
 import os

@@ -1,5 +1,8 @@
 """Multi-queue TAP ports: frames both ways, per-flow queue stability, flow learning."""
+import os
+import select
 import socket
+import time
 
 import pytest
 from scapy.all import IP, TCP, UDP, Ether, raw
@@ -196,4 +199,101 @@ def test_tap_kernel_tcp_gso_frames(lab):
         assert vnet.VNET_HDR.unpack_from(big[0])[1] == vnet.GSO_TCPV4
     finally:
         port.close()
+        dev.close()
+
+
+def test_tap_bare_syns_arrive_on_the_shards_syn_queue(lab):
+    """With eBPF steering the device has 2n queues: the kernel's SYNs (connect) land on
+    queue n + shard_of, its UDP and its other TCP segments on shard_of; a port reads
+    both, its data queue first."""
+    from framework.nic import steer
+    from framework.nic.tap import TapPort
+    ns = lab.netns("fwnt")
+    name = "fwtap" + ns[-6:]
+    with in_netns(ns):
+        dev = TapDevice(name, 2, steering="shard_of")
+    assert dev.steering == "shard_of" and len(dev.syn_fds) == 2
+    queues = [TapPort(os.dup(fd), q) for q, fd in enumerate(dev.fds + dev.syn_fds)]
+    try:
+        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
+        netns.ip("link", "set", name, "up", netns=ns)
+        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        udp = kernel_udp(ns, 40)
+        with in_netns(ns):
+            tcp = [socket.socket() for _ in range(40)]
+        for s in tcp:
+            s.setblocking(False)
+            try:
+                s.connect((STACK_IP, 80))
+            except BlockingIOError:
+                pass
+        for s in udp:
+            s.sendto(b"x", (STACK_IP, 9000))
+        got = drain(queues, lambda g: sum(len(v) for v in g.values()) >= 80)
+        syns = data = 0
+        for q, frames in got.items():
+            for f in frames:
+                if flow_of(f) is None:
+                    continue
+                assert steer.queue_of(f[vnet.VNET_LEN:], 2, True) == q, q
+                syns += q >= 2
+                data += q < 2
+        assert syns >= 40 and data >= 40, (syns, data)
+        assert {q for q, v in got.items() if v and q >= 2} == {2, 3}
+        for s in udp + tcp:
+            s.close()
+    finally:
+        for p in queues:
+            p.close()
+        dev.close()
+
+
+def test_tap_port_reads_its_data_queue_before_its_syn_queue(lab):
+    from framework.nic.tap import TXQUEUELEN
+    ns = lab.netns("fwnt")
+    name = "fwtap" + ns[-6:]
+    with in_netns(ns):
+        dev = TapDevice(name, 1)
+    port = dev.port(0)
+    try:
+        assert port.fileno() not in (port.fd, port.syn_fd)     # an epoll fd over both
+        assert f"qlen {TXQUEUELEN}" in netns.ip("link", "show", name, netns=ns)
+        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
+        netns.ip("link", "set", name, "up", netns=ns)
+        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        with in_netns(ns):
+            c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect((STACK_IP, 80))                   # the SYN first
+        except BlockingIOError:
+            pass
+        (u,) = kernel_udp(ns, 1)
+        u.sendto(b"x", (STACK_IP, 9000))                # then a datagram
+        time.sleep(0.2)
+        r, _, _ = select.select([port.fileno()], [], [], 1)
+        assert r
+        kinds = [flow_of(f)[0] for f in port.rx_burst(64) if flow_of(f)]
+        assert kinds == [17, 6], kinds          # UDP, then the SYN
+        assert port.stats["rx_syn"] == 1
+        c.close()
+        u.close()
+    finally:
+        port.close()
+        dev.close()
+
+
+def test_tap_kernel_steering_keeps_one_queue_set(lab):
+    ns = lab.netns("fwnt")
+    name = "fwtap" + ns[-6:]
+    with in_netns(ns):
+        dev = TapDevice(name, 2, steering="kernel")
+    try:
+        assert dev.syn_fds == [] and len(dev.fds) == 2
+        port = dev.port(0)
+        assert port.fileno() == port.fd and port.syn_fd == -1
+        port.close()
+    finally:
         dev.close()
