@@ -34,7 +34,7 @@ cdef class Connection:
     cdef public object t_rtx, t_delack, t_ka, heap_at
     cdef public double ka_idle, ka_intvl
     cdef public long long ka_cnt, ka_probes
-    cdef public object scoreboard, dsack_tx, txq, t_reo
+    cdef public object scoreboard, dsack_tx, txq, t_reo, sack_recent
     cdef public long long sack_last, sacked_out, lost_out, delivered, rack_end, rack_fack
     cdef public double rack_ts, rack_rtt, min_rtt
     cdef public bint reo_seen

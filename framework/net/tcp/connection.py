@@ -48,7 +48,7 @@ class Connection:
         "cwnd", "ssthresh", "dupacks", "recover", "ca_acc", "last_send",
         "t_rtx", "t_delack", "t_ka", "heap_at",
         "ka_idle", "ka_intvl", "ka_cnt", "ka_probes",
-        "scoreboard", "sack_last", "dsack_tx",
+        "scoreboard", "sack_last", "sack_recent", "dsack_tx",
         "txq", "sacked_out", "lost_out", "delivered", "t_reo",
         "rack_ts", "rack_end", "rack_rtt", "rack_fack", "min_rtt", "reo_seen", "reo_mult",
         "reo_persist", "dsack_round", "prr_delivered", "prr_out", "recover_fs",
@@ -114,6 +114,7 @@ class Connection:
         self.ka_probes = 0
         self.scoreboard = None              # sender: SACKed ranges above snd_una, [[start, end], ...]
         self.sack_last = 0                  # receiver: start of the latest out-of-order arrival
+        self.sack_recent = None             # receiver: starts of the blocks last reported
         self.dsack_tx = None                # receiver: (start, end) of a duplicate to D-SACK
         # sender, SACK connections: the transmit queue and RACK (RFC 8985), see recovery.py
         self.txq = None                     # [[start, end, xmit_ts, flags], ...] in flight

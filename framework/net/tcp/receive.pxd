@@ -18,4 +18,5 @@ cpdef bint _ooo_insert(Connection self, long long s, data) except -1
 cpdef _ooo_merge(Connection self)
 @cython.locals(L=TcpLayer)
 cpdef _in_fin(Connection self, double now)
+@cython.locals(blocks=list, chosen=list, out=list, b=list, n=Py_ssize_t)
 cpdef bytes _sack_option(Connection self, int nmax)

@@ -156,7 +156,9 @@ def _in_fin(self, now):
 def _sack_option(self, nmax):
     """SACK option for our out-of-order queue (RFC 2018 §4): a D-SACK block for a duplicate
     just received first (RFC 2883 §4, sent once), then the block holding the latest arrival,
-    then the others from the highest down."""
+    then the blocks of the last option in their order (each block is repeated, so one lost
+    ACK does not lose it, and a sender told of many holes learns of them all), then the
+    others from the highest down."""
     blocks = []
     dup = self.dsack_tx
     if dup is not None:
@@ -168,18 +170,25 @@ def _sack_option(self, nmax):
             blocks[-1][1] = e
         else:
             blocks.append([s, e])
-    last = self.sack_last
-    first = None
-    for b in blocks:
-        if b[0] <= last < b[1]:
-            first = b
+    n = nmax - 1 if dup is not None else nmax
+    chosen = []
+    recent = self.sack_recent
+    for seq in [self.sack_last] + recent if recent is not None else (self.sack_last,):
+        for b in blocks:
+            if b[0] <= seq < b[1]:
+                if b not in chosen:
+                    chosen.append(b)
+                break
+        if len(chosen) >= n:
             break
-    out = [list(dup)] if dup is not None else []
-    if first is not None:
-        out.append(first)
-    for b in reversed(blocks):
-        if b is not first:
-            out.append(b)
+    if len(chosen) < n:
+        for b in reversed(blocks):
+            if b not in chosen:
+                chosen.append(b)
+                if len(chosen) >= n:
+                    break
+    self.sack_recent = [b[0] for b in chosen]
+    out = [list(dup)] + chosen if dup is not None else chosen
     out = out[:nmax]
     o = bytearray(b"\x01\x01\x05")
     o.append(2 + 8 * len(out))

@@ -222,3 +222,18 @@ def test_data_segments_with_sack_blocks_fit_the_peers_mss():
     h.send("A", seq=P + 2000, ack=iss + 1 + sum(len(s.payload) for s in segs), options=tsopt)
     more = [s for s in h.replies() if s.payload]
     assert more and len(more[0].payload) == 1448 and not more[0].opts.sack
+
+
+def test_receiver_repeats_the_most_recently_reported_blocks():
+    # RFC 2018 §4: after the block of the latest arrival, the blocks of the last ACK in
+    # their order, so each block goes in up to three ACKs, whatever its place
+    h = Harness(timestamps=True)
+    h.send("S", seq=1000, options=SACK_SYN + [("Timestamp", (1, 0))])
+    sa = h.reply()
+    ts = lambda v: [("NOP", None), ("NOP", None), ("Timestamp", (v, sa.opts.tsval))]
+    h.send("A", seq=P, ack=sa.seq + 1, options=ts(2))
+    got = []
+    for i, off in enumerate((7000, 5000, 3000, 1000)):              # holes between, high to low
+        h.send("A", seq=P + off, ack=sa.seq + 1, data=b"x" * 100, options=ts(3 + i))
+        got.append([s - P for s, e in h.reply().opts.sack])
+    assert got == [[7000], [5000, 7000], [3000, 5000, 7000], [1000, 3000, 5000]]
