@@ -32,6 +32,7 @@ import select
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import textwrap
@@ -42,6 +43,8 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6
+_STATS = struct.Struct("II")     # tpacket_stats: packets, drops
 VNET_LEN = 10
 ZERO_VNET = bytes(VNET_LEN)
 
@@ -122,6 +125,7 @@ def relay_main(if_a, if_b, seed):
     print("ready", flush=True)
     unpack = __import__("struct").Struct("<BBHHHH").unpack_from
     gso_seen = 0
+    unsendable = 0
     while not stop:
         now = time.monotonic()
         timeout = 0.05 if not heap else max(0.0, min(heap[0][0] - now, 0.05))
@@ -161,9 +165,11 @@ def relay_main(if_a, if_b, seed):
             except (BlockingIOError, InterruptedError):
                 break                      # the device queue is full: retry next turn
             except OSError:
-                pass                       # e.g. EMSGSIZE: dropped
+                unsendable += 1            # e.g. EMSGSIZE (larger than the MTU): dropped
             heapq.heappop(heap)
-    print(json.dumps({"a_to_b": rules[sa].stats, "b_to_a": rules[sb].stats, "gso": gso_seen}),
+    drops = [_STATS.unpack(x.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1] for x in (sa, sb)]
+    print(json.dumps({"a_to_b": rules[sa].stats, "b_to_a": rules[sb].stats, "gso": gso_seen,
+                      "relay_drops": {"kernel": drops, "unsendable": unsendable}}),
           flush=True)
 
 
@@ -240,10 +246,22 @@ def one_run(stack, args, seed):
                 with StackRunner(port, TcpConfig(time_wait=1.0)) as r:
                     res = netns.run_in(ns_c, client, capture_output=True, text=True, timeout=900)
                 assert r.error is None, r.error
-                counters = {k: v for k, v in r.tcp.counters.items() if v and k.startswith("tcp.")}
+                counters = {k: v for k, v in r.tcp.counters.items()
+                            if v and k.startswith(("tcp.", "drop."))}
+                counters["port.rx_kernel_drops"] = port.kernel_stats()[1]
+                counters.update({"port." + k: v for k, v in port.stats.items() if v and "drop" in k})
             finally:
                 port.close()
         assert res.returncode == 0, res.stdout + res.stderr
+        if args.verbose:
+            # the Linux client's view: its drops and recovery events (TcpExt MIB)
+            ns = subprocess.run(["ip", "netns", "exec", ns_c, "nstat", "-az"],
+                                capture_output=True, text=True).stdout
+            keys = ("Drop", "Err", "PAWS", "Retrans", "Loss", "Timeout", "Undo", "Probe",
+                    "OFO", "Prune", "Collapse", "DSACK")
+            counters["client"] = {w[0]: int(w[1]) for w in (l.split() for l in ns.splitlines())
+                                  if len(w) >= 2 and w[1].isdigit() and int(w[1])
+                                  and any(k in w[0] for k in keys)}
         out = json.loads(res.stdout.strip().splitlines()[-1])
         assert out["ok"] == out["n"], out
         relay.send_signal(signal.SIGTERM)
@@ -285,7 +303,7 @@ def main():
             f = det["faults"]
             print(f"round {k + 1} {stack:9s} {secs:7.2f} s  lost {f['a_to_b']['lost']}"
                   f"+{f['b_to_a']['lost']} of {f['a_to_b']['frames']}+{f['b_to_a']['frames']}"
-                  f" frames", flush=True)
+                  f" frames, relay drops {f['relay_drops']}", flush=True)
             if args.verbose and det["counters"]:
                 print("   ", det["counters"], flush=True)
     med = {s: statistics.median(v) for s, v in times.items()}
