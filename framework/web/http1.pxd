@@ -8,7 +8,8 @@ from framework.web.httputil cimport (Request, absolute_authority, head_error, is
 
 cdef dict _METHOD_STR, _VERSION_STR, _PLAIN
 cdef int _PAUSE_AT, _RESUME_AT
-cdef Py_ssize_t _UPGRADE_BUFFER
+cdef Py_ssize_t _UPGRADE_BUFFER, _SPARE_READERS
+cdef bint _REUSABLE
 
 cdef class _RequestReader
 
@@ -79,6 +80,7 @@ cdef class _RequestReader:
     cdef public int hosts              # Host lines in the request's head
     cdef public object host            # the (last) Host value, or None
     cdef public object te              # the Transfer-Encoding lines joined with ",", or None
+    cdef public bint at_boundary       # the last feed ended between messages
 
     @cython.locals(conn=HttpProtocol, shared=HttpShared)
     cpdef on_message_begin(self)

@@ -50,6 +50,12 @@ _PLAIN = {"Content-Type": "text/plain; charset=UTF-8"}
 _PAUSE_AT = 16          # queued pipelined requests before we stop reading
 _RESUME_AT = 4
 _UPGRADE_BUFFER = 64 * 1024   # bytes after an Upgrade head held before reading pauses
+_SPARE_READERS = 32           # per shard: readers kept for the next connections
+# A parser that has just completed a message can parse the next one, also for another
+# connection (llhttp keeps nothing of a message past its end); after a message that does
+# not keep the connection llhttp only refuses further bytes unless it is lenient about
+# keep-alive, so it is made lenient and on_message_begin refuses instead (_Stop).
+_REUSABLE = hasattr(httptools.HttpRequestParser, "set_dangerous_leniencies")
 
 
 class _Reject(Exception):
@@ -126,7 +132,14 @@ class HttpProtocol:
             return
         reader = self._reader
         if reader is None:
-            reader = self._reader = _RequestReader(self)
+            spare = self.shared.readers
+            if spare:
+                reader = spare.pop()
+                reader.conn = self
+            else:
+                reader = _RequestReader(self)
+            self._reader = reader
+        reader.at_boundary = False
         try:
             reader.parser.feed_data(data)
         except HttpParserCallbackError as e:
@@ -160,6 +173,8 @@ class HttpProtocol:
             # a version llhttp does not take (HTTP/1.2, 3.0): 505, as for 2.0 (head_error)
             self._fail(505 if e.args and e.args[0] == "Invalid HTTP version" else 400)
             return
+        # llhttp returned between two messages: its parser may serve another connection
+        reader.at_boundary = not self._in_msg
         if self._stopped:
             return
         if reader.in_hdrs:
@@ -293,7 +308,15 @@ class HttpProtocol:
         reader = self._reader
         if reader is not None:
             self._reader = None
-            reader.parser = None    # the parser holds the reader's bound methods: a cycle
+            spare = self.shared.readers
+            if reader.at_boundary and _REUSABLE and len(spare) < _SPARE_READERS:
+                # what on_message_begin does not reset for the next message
+                reader.conn = None
+                reader.llhttp_closed = False
+                reader.req = None
+                spare.append(reader)
+            else:
+                reader.parser = None    # it holds the reader's bound methods: a cycle
 
     # ---- request execution -------------------------------------------------------------
     def _dispatch(self, req):
@@ -533,7 +556,13 @@ class _RequestReader:
 
     __slots__ = ("conn", "parser", "in_hdrs", "line1", "url", "headers", "body", "body_size",
                  "hdr_size", "partial", "req", "clen", "expect", "max_hdr", "body_limit",
-                 "llhttp_closed", "upgrade", "hosts", "host", "te")
+                 "llhttp_closed", "upgrade", "hosts", "host", "te", "at_boundary")
+
+    # httptools' parser looks every callback up with getattr(reader, name, None) when it
+    # is made, once per connection: a name we do not define would raise (and swallow) an
+    # AttributeError each time, so the chunk callbacks we do not want are None here
+    on_chunk_header = None
+    on_chunk_complete = None
 
     def __init__(self, conn):
         self.conn = conn
@@ -542,11 +571,16 @@ class _RequestReader:
         self.req = None
         self.max_hdr = conn.shared.config.max_header_size
         self.llhttp_closed = False  # the parser finished a non-keep-alive message
+        self.at_boundary = False    # the last feed ended between messages (reusable)
         # the other slots are set by on_message_begin, which llhttp calls first
         self.parser = httptools.HttpRequestParser(self)
+        if _REUSABLE:
+            self.parser.set_dangerous_leniencies(lenient_keep_alive=True)
 
     # ---- httptools callbacks -----------------------------------------------------------
     def on_message_begin(self):
+        if self.llhttp_closed:
+            raise _Stop()   # bytes after a message that closes the connection: ignored
         conn = self.conn
         conn._in_msg = True
         self.in_hdrs = True

@@ -28,6 +28,7 @@ cdef class HttpShared:
     cdef public bytes server_line
     cdef public object access_log
     cdef public long long requests
+    cdef public list readers
 
     cpdef bytes prefix(self)
     cpdef track(self, conn)

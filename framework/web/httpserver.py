@@ -50,7 +50,7 @@ class HttpShared:
 
     __slots__ = ("app", "ctx", "loop", "router", "config", "conns",
                  "_sweep_handle", "_tick", "_prefix_until", "_prefix", "ctype_line",
-                 "clock", "server_line", "access_log", "requests")
+                 "clock", "server_line", "access_log", "requests", "readers")
 
     def __init__(self, app, ctx, router, config, clock=time.time):
         self.app = app
@@ -59,6 +59,9 @@ class HttpShared:
         self.router = router
         self.config = config
         self.conns = set()
+        # request readers (httptools parser + callbacks) between two connections: making
+        # a parser costs more than most of a short request's parsing (framework.web.http1)
+        self.readers = []
         self.requests = 0        # responses completed (--max-requests counts them)
         LIVE.append(self)
         self._sweep_handle = None

@@ -968,3 +968,39 @@ def test_no_408_while_we_paused_reading():
     proto.data_received(b"x" * 100000)
     h.run()
     assert t.take().endswith(b"400000")
+
+
+def test_parsers_serve_later_connections_of_the_shard(h):
+    """A connection's request parser goes on to parse other connections' requests (kept
+    only when it stopped between two messages): each still sees its own requests."""
+    proto, t = h.connect()
+    proto.data_received(b"GET /seq/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        b"GET /seq/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    h.run()
+    got = parse_responses(t.take())
+    assert [b for _, _, b in got] == [b"seq 1"] and t.closed
+    proto.connection_lost(None)
+    spare = proto.shared.readers
+    assert not spare            # (llhttp was stopped inside the second request)
+    proto, t = h.connect()
+    proto.data_received(b"GET /seq/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    proto.connection_lost(None)
+    assert len(spare) == 1
+    cut, t2 = h.connect()
+    cut.data_received(b"GET /seq/3 HTTP/1.1\r\nHo")       # gone inside a request's head
+    assert not spare
+    cut.connection_lost(None)
+    assert not spare
+    for i in range(4):
+        proto, t = h.connect()
+        proto.data_received(f"GET /seq/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        proto.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+        h.run()
+        assert [b for _, _, b in parse_responses(t.take())] == [f"seq {i}".encode(), b"ok"]
+        proto.connection_lost(None)
+        assert len(spare) == 1 and spare[0].conn is None
+    bad, t = h.connect()
+    bad.data_received(b"\x00\x01 nonsense\r\n\r\n")
+    assert t.take().startswith(b"HTTP/1.1 400 ") and t.closed
+    bad.connection_lost(None)
+    assert not spare            # a parser that failed is not used again
