@@ -181,9 +181,12 @@ CLIENT = textwrap.dedent('''
     rng = random.Random(seed)
     sizes = [int(1024 * 1024 ** rng.random()) for _ in range(n)]
     sizes[:3] = [1 << 20] * 3
+    took = []
     def one(i):
         data = random.Random(i).randbytes(sizes[i])
+        t0 = time.monotonic()
         s = socket.create_connection((host, 7), timeout=120)
+        t1 = time.monotonic()
         def send():                      # read while sending: a blocked echo must not
             s.sendall(data)              # stop our sendall (a deadlock, not a loss)
             s.shutdown(socket.SHUT_WR)
@@ -194,12 +197,13 @@ CLIENT = textwrap.dedent('''
             if not b: break
             h.update(b); got += len(b)
         t.join(); s.close()
+        took.append((round(time.monotonic() - t0, 3), round(t1 - t0, 3), sizes[i]))
         return h.digest() == hashlib.sha256(data).digest()
     t0 = time.monotonic()
     with ThreadPoolExecutor(par) as ex:
         ok = sum(ex.map(one, range(n)))
     print(json.dumps({"ok": ok, "n": n, "seconds": time.monotonic() - t0,
-                      "bytes_each_way": sum(sizes)}))
+                      "bytes_each_way": sum(sizes), "slowest": sorted(took)[-5:]}))
 ''')
 
 
@@ -266,6 +270,7 @@ def one_run(stack, args, seed):
         assert out["ok"] == out["n"], out
         relay.send_signal(signal.SIGTERM)
         faults = json.loads(relay.communicate(timeout=10)[0].strip().splitlines()[-1])
+        counters["slowest (s, connect s, bytes)"] = out["slowest"]
         return out["seconds"], {"faults": faults, "counters": counters,
                                 "bytes_each_way": out["bytes_each_way"]}
     finally:
