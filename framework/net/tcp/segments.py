@@ -237,7 +237,12 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
             seglen -= 1
             seq = (seq + 1) & M
         else:
-            _send_syn(self)            # retransmitted SYN: our SYN-ACK was lost
+            # a retransmitted SYN: our SYN-ACK was lost. Echo this SYN's timestamp, as
+            # Linux's tcp_check_req: echoing the first SYN's, the peer's first RTT sample
+            # would include its SYN timeout (1 s), and its RTO become ~3 s
+            if tsval is not None and bits & B_TS:
+                self.ts_recent = tsval
+            _send_syn(self)
             return
     # Acceptability test (RFC 9293 §3.10.7.4) against the window we advertised
     wnd = self.rcv_adv - rcv_nxt

@@ -125,3 +125,14 @@ def test_keepalive_off_by_default():
     h.advance(8000)
     h.no_reply()
     assert conn.state == ESTABLISHED
+
+
+def test_synack_for_a_retransmitted_syn_echoes_its_timestamp():
+    # else the peer's first RTT sample spans its SYN timeout and its RTO starts near 3 s
+    h = Harness(timestamps=True)
+    h.send("S", seq=1000, options=[("MSS", 1460), ("Timestamp", (100, 0))])
+    assert h.reply().opts.tsecr == 100                  # lost
+    h.now += 1.0
+    h.send("S", seq=1000, options=[("MSS", 1460), ("Timestamp", (1100, 0))])
+    sa = h.replies()[-1]
+    assert sa.flags == "SA" and sa.opts.tsecr == 1100
