@@ -56,13 +56,16 @@ _COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 _CTYPE_JSON = "application/json; charset=UTF-8"
 
 
-def _header_key(name, _cache={}):
+_HEADER_KEYS = {}    # header name as a handler spells it -> its canonical form
+
+
+def _header_key(name):
     """Canonical header name ("content-type" -> "Content-Type"), cached."""
-    key = _cache.get(name)
+    key = _HEADER_KEYS.get(name)
     if key is None:
-        if len(_cache) > 1024:
-            _cache.clear()
-        key = _cache[name] = "-".join(w.capitalize() for w in name.split("-"))
+        if len(_HEADER_KEYS) > 1024:
+            _HEADER_KEYS.clear()
+        key = _HEADER_KEYS[name] = "-".join(w.capitalize() for w in name.split("-"))
     return key
 
 
@@ -151,15 +154,20 @@ class RequestHandler:
         return self._status
 
     def set_header(self, name, value):
-        key = _header_key(name)
+        # (every response sets a header or two: the usual case costs no further call)
+        key = _HEADER_KEYS.get(name) or _header_key(name)
         if key == "Connection":
             # the connection's framing is ours: "close" is honoured, the header is ours
             if "close" in str(value).lower():
                 self.request.keep_alive = False
             return
-        if self._headers is None:
-            self._headers = {}
-        self._headers[key] = _check_header_value(value)
+        if value.__class__ is not str or "\n" in value or "\r" in value:
+            value = _check_header_value(value)
+        headers = self._headers
+        if headers is None:
+            self._headers = {key: value}
+        else:
+            headers[key] = value
 
     def add_header(self, name, value):
         """Add another header of the same name (e.g. Set-Cookie)."""
@@ -249,14 +257,16 @@ class RequestHandler:
         if chunk is not None:
             self.write(chunk)
         self._finished = True
-        body = b"".join(self._buf) if len(self._buf) != 1 else self._buf[0]
+        buf = self._buf
+        body = buf[0] if len(buf) == 1 else b"".join(buf)
         self._buf = None
         if self._headers_written:
             self._conn.finish(body)
         else:
             self._headers_written = True
-            self._conn.write_headers(self._status, self._reason, self._headers, body, last=True)
-        if type(self).on_finish is not RequestHandler.on_finish:
+            # last=True, positionally (a keyword costs the compiled connection a parse)
+            self._conn.write_headers(self._status, self._reason, self._headers, body, True)
+        if type(self).on_finish is not _BASE_ON_FINISH:
             try:
                 self.on_finish()
             except Exception:
@@ -363,6 +373,9 @@ class RequestHandler:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.request!r}>"
+
+
+_BASE_ON_FINISH = RequestHandler.on_finish
 
 
 def _last_value(arguments, name, default, strip):

@@ -409,7 +409,8 @@ class HttpProtocol:
         shared = self.shared
         head = h1writer.response_head(status, reason, headers, framing, keep, req.version,
                                       shared.prefix(), shared.ctype_line)
-        if writer is h1writer.WHOLE_BODY:       # the usual response: nothing to frame
+        # the usual response: nothing to frame (a type test: compiled, no module lookup)
+        if writer.__class__ is h1writer._WholeBodyWriter:
             self.transport.write(head + chunk if chunk else head)
             self._status = status
             self._response_done(status, len(chunk))
