@@ -24,15 +24,33 @@ def tap(lab):
     with in_netns(ns):
         dev = TapDevice(name, 2, steering="kernel")
     ports = [dev.port(k) for k in range(2)]
-    netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-    netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
-    netns.ip("link", "set", name, "up", netns=ns)
-    netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+    link_up(ns, name)
     mac = netns.ip("-o", "link", "show", name, netns=ns).split("link/ether ")[1].split()[0]
     yield ns, dev, ports, mac
     for p in ports:
         p.close()
     dev.close()
+
+
+def link_up(ns, name):
+    """The kernel's end of the TAP: our address, up, no IPv6 chatter, the stack's MAC."""
+    netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+    netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
+    netns.ip("link", "set", name, "up", netns=ns)
+    netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+
+
+def kernel_syns(ns, n):
+    """n kernel sockets connecting to the stack: n bare SYNs (and their retransmissions)."""
+    with in_netns(ns):
+        socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.setblocking(False)
+        try:
+            s.connect((STACK_IP, 80))
+        except BlockingIOError:
+            pass
+    return socks
 
 
 def kernel_udp(ns, n):
@@ -145,19 +163,9 @@ def test_tap_ebpf_steering_is_shard_of(lab):
     ports = [dev.port(k) for k in range(2)]
     try:
         assert dev.steering == "shard_of"
-        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
-        netns.ip("link", "set", name, "up", netns=ns)
-        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        link_up(ns, name)
         socks = kernel_udp(ns, 100)
-        with in_netns(ns):
-            tcp = [socket.socket() for _ in range(50)]
-        for s in tcp:
-            s.setblocking(False)
-            try:
-                s.connect((STACK_IP, 80))
-            except BlockingIOError:
-                pass
+        tcp = kernel_syns(ns, 50)
         for r in range(2):
             for s in socks:
                 s.sendto(b"r%d" % r, (STACK_IP, 9000))
@@ -184,9 +192,7 @@ def test_tap_kernel_tcp_gso_frames(lab):
     with in_netns(ns):
         dev = TapDevice(name, 1)
     port = dev.port(0)
-    netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
-    netns.ip("link", "set", name, "up", netns=ns)
-    netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+    link_up(ns, name)
     mac = netns.ip("-o", "link", "show", name, netns=ns).split("link/ether ")[1].split()[0]
     with in_netns(ns):
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -215,19 +221,9 @@ def test_tap_bare_syns_arrive_on_the_shards_syn_queue(lab):
     assert dev.steering == "shard_of" and len(dev.syn_fds) == 2
     queues = [TapPort(os.dup(fd), q) for q, fd in enumerate(dev.fds + dev.syn_fds)]
     try:
-        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
-        netns.ip("link", "set", name, "up", netns=ns)
-        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        link_up(ns, name)
         udp = kernel_udp(ns, 40)
-        with in_netns(ns):
-            tcp = [socket.socket() for _ in range(40)]
-        for s in tcp:
-            s.setblocking(False)
-            try:
-                s.connect((STACK_IP, 80))
-            except BlockingIOError:
-                pass
+        tcp = kernel_syns(ns, 40)
         for s in udp:
             s.sendto(b"x", (STACK_IP, 9000))
         got = drain(queues, lambda g: sum(len(v) for v in g.values()) >= 80)
@@ -259,10 +255,7 @@ def test_tap_port_reads_its_data_queue_before_its_syn_queue(lab):
     try:
         assert port.fileno() not in (port.fd, port.syn_fd)     # an epoll fd over both
         assert f"qlen {TXQUEUELEN}" in netns.ip("link", "show", name, netns=ns)
-        netns.ip("addr", "add", f"{HOST_IP}/24", "dev", name, netns=ns)
-        netns.ip("link", "set", name, "up", netns=ns)
-        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-        netns.ip("neigh", "add", STACK_IP, "lladdr", STACK_MAC, "dev", name, netns=ns)
+        link_up(ns, name)
         with in_netns(ns):
             c = socket.socket()
         c.setblocking(False)
