@@ -1,11 +1,9 @@
 """forward.py: frames crossing shards over real shm rings (no network)."""
 import struct
 
-import pytest
 
 from framework.nic import steer
 from framework.shard import forward
-from framework.shm import naming
 
 VNET = bytes(10)
 
@@ -18,19 +16,6 @@ def tcp_frame(saddr, daddr, sport, dport):
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0,
                      saddr.to_bytes(4, "big"), daddr.to_bytes(4, "big"))
     return eth(b"\x08\x00", ip + struct.pack("!HH", sport, dport) + bytes(16))
-
-
-@pytest.fixture
-def run():
-    runid = naming.new_runid()
-    objs = []
-    try:
-        yield runid, objs
-    finally:
-        for o in objs:
-            o.close()
-        naming.cleanup_run(runid)
-        assert naming.run_files(runid) == []
 
 
 def test_non_ip_frames_reach_every_shard(run):

@@ -3,7 +3,6 @@ over real shm rings (no network). One MemoryPort stands for the queue both hold.
 import os
 import struct
 
-import pytest
 
 from framework.context import ShardContext
 from framework.net.stack import Stack
@@ -35,19 +34,6 @@ ARP = eth(b"\x08\x06", bytes(28))
 class Layer:
     def __init__(self):
         self.flows = {}
-
-
-@pytest.fixture
-def run():
-    runid = naming.new_runid()
-    objs = []
-    try:
-        yield runid, objs
-    finally:
-        for o in objs:
-            o.close()
-        naming.cleanup_run(runid)
-        assert naming.run_files(runid) == []
 
 
 def test_the_queue_has_one_reader_at_a_time_and_the_old_flows_reach_the_old_worker(run):
