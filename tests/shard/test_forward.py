@@ -1,7 +1,6 @@
 """forward.py: frames crossing shards over real shm rings (no network)."""
 import struct
 
-
 from framework.nic import steer
 from framework.shard import forward
 
