@@ -273,9 +273,8 @@ OPTIONS = {o.name: o for o in (
            "process may run on); worker k runs on the k-th", "LIST"),
     Option("stack", _choice("user", "kernel"), "user",
            "user: the user-level TCP/IP stack (default); kernel: kernel sockets"),
-    Option("port_type", _choice("afpacket", "tap"), None,
-           "how the user stack reaches the link (default: tap on the default link, "
-           "afpacket with --iface)"),
+    Option("port_type", _choice("afpacket", "tap"), "afpacket",
+           "how the user stack reaches the link (default afpacket)"),
     Option("iface", parse_path, None, "attach to an existing interface instead of creating "
            "the default link", "IF"),
     Option("ip", parse_ip_prefix, None, "the stack's address on --iface, e.g. 198.18.5.2/24",

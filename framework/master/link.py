@@ -1,6 +1,6 @@
 """The default link: where the user-level stack meets the host when no --iface is given.
 
-veth (port type ``afpacket``, and always for the kernel stack)::
+veth (port type ``afpacket``)::
 
     host namespace                          namespace fw-<id>
     fw<id>h  198.18.0.1/24   <--veth-->     fw<id>s  (no kernel IP; the stack is 198.18.0.2)
@@ -11,7 +11,7 @@ ip_forward on, never forwards the stack's frames back out. Workers open their AF
 socket inside the namespace (framework/nic/nsenter.py) and otherwise stay where the
 supervisor runs.
 
-tap (port type ``tap``, the default): a multi-queue TAP device ``fw<id>t`` on the host with
+tap (port type ``tap``): a multi-queue TAP device ``fw<id>t`` on the host with
 198.18.0.1/24; its user side is the stack's end, so no namespace is needed (the host
 kernel has no address for the stack's side either). The supervisor holds one fd per
 queue (``framework.nic.tap.TapDevice``) and each worker a dup of its own: a worker that

@@ -70,7 +70,7 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, app_spec, cores, stack="user", port_type=None, http_port=8080,
+    def __init__(self, app_spec, cores, stack="user", port_type="afpacket", http_port=8080,
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
@@ -86,9 +86,7 @@ class Supervisor:
         self.lifecycle = lifecycle or hooks.Lifecycle(vips=self.vips)
         self._loopback_vips = []            # --stack kernel: VIPs we put on lo
         self.stack = stack
-        # the default link is a TAP device (faster than veth + AF_PACKET); an existing
-        # interface (--iface) is reached with AF_PACKET unless told otherwise
-        self.port_type = port_type or ("afpacket" if iface else "tap")
+        self.port_type = port_type
         self.http_port = http_port
         self.iface = iface
         self.ip = ip

@@ -88,7 +88,7 @@ def test_one_core_ping_pinned_idle(serve):
     w = assert_pinned(s)
     tx, rx, rtts, out = ping(s.ip, count=20, interval=0.05)
     assert (tx, rx) == (20, 20), out
-    print(f"\ndefault link (tap), 1 core: median ping RTT {statistics.median(rtts):.3f} ms")
+    print(f"\nafpacket, 1 core: median ping RTT {statistics.median(rtts):.3f} ms")
     # idle: the worker sleeps in poll(); the supervisor sleeps on its sentinels
     assert_idle([psutil.Process(s.pid)] + list(w.values()), 3.0)
 
@@ -149,10 +149,8 @@ def test_sigterm_removes_link_namespace_and_shm(serve):
     s = serve(cores=2)
     w = s.wait_workers(2)
     left = s.leftovers()
-    # while running, all of them exist (so the check below means something): the default
-    # link is a TAP device (no namespace)
-    h, t, ns = s.link_names()
-    assert t in left and any("/dev/shm/" in x for x in left), left
+    # while running, all of them exist (so the check below means something)
+    assert any(x.startswith("fw-") for x in left) and any("/dev/shm/" in x for x in left), left
     t0 = time.monotonic()
     assert s.stop(signal.SIGTERM) == 0, s.stderr()
     assert time.monotonic() - t0 < 6
@@ -295,7 +293,7 @@ def check_hello(s, n):
 
 
 def test_http_over_user_stack_afpacket(serve):
-    s = serve(app="apps.hello:app", cores=2, cwd=ROOT, extra=("--port-type", "afpacket"))
+    s = serve(app="apps.hello:app", cores=2, cwd=ROOT)
     assert re.match(r"^serving apps\.hello:app on http://198\.18\.\d+\.2:8080 "
                     r"\(2 user-stack workers, afpacket\)$", s.banner), s.banner
     check_hello(s, 30)
@@ -440,8 +438,8 @@ def test_link_removed_under_the_server_stops_it(serve):
     stops with a clear message (exit 1) and removes the rest."""
     s = serve(cores=1)
     w = s.wait_workers(1)[0]
-    _, t, _ = s.link_names()            # the default link: a TAP device
-    netns.del_link(t)
+    h, _, _ = s.link_names()
+    netns.del_link(h)
     rc = s.proc.wait(10)
     assert rc == 1 and "was removed from under the server" in s.stderr(), s.stderr()
     assert s.leftovers() == []
