@@ -1,7 +1,8 @@
 """A SYN flood does not keep a legitimate client out (issue 12, section 4).
 
 One user-stack worker on its own link (AF_PACKET: its bare SYNs have a ring of their own;
-a TAP queue has no such split, so a flood shares it with the client); ``hping3 -S --flood`` sends SYNs from a spoofed
+TAP's SYN queue overflows now and then under this flood, README's SYN flood line says by
+how much, so it is not asserted here); ``hping3 -S --flood`` sends SYNs from a spoofed
 address of the client's own /24 (nobody answers ARP for it, so the worker's SYN-ACKs and
 cookies go nowhere, as in a real flood). Meanwhile a client on the link's host side makes
 sequential requests, a new connection each. Every one must be answered, and none may need
