@@ -148,6 +148,16 @@ def _set_txqueuelen(name, qlen):
         fcntl.ioctl(s, SIOCSIFTXQLEN, struct.pack("16si20x", name.encode(), qlen))
 
 
+def _read_into(out, fd, max):
+    """Up to ``max`` frames of one queue appended to ``out``: one frame per read()."""
+    read, append = os.read, out.append
+    try:
+        for _ in range(max):
+            append(read(fd, READ_SIZE))
+    except BlockingIOError:
+        pass
+
+
 class TapPort:
     """One queue of a TAP device, and its SYN queue when it has one (see CONTRACTS.md 2)."""
     __slots__ = ("fd", "syn_fd", "queue", "csum_offload", "gso", "mtu", "stats", "_ep")
@@ -177,21 +187,11 @@ class TapPort:
     def rx_burst(self, max=64):
         """Up to ``max`` frames of the data queue, then up to ``max`` bare SYNs: the turn's
         established flows first, SYNs a bounded share of it."""
-        read, fd = os.read, self.fd
         out = []
-        append = out.append
-        try:
-            for _ in range(max):
-                append(read(fd, READ_SIZE))   # one frame per read
-        except BlockingIOError:
-            pass
+        _read_into(out, self.fd, max)
         if self.syn_fd >= 0:
-            n, fd = len(out), self.syn_fd
-            try:
-                for _ in range(max):
-                    append(read(fd, READ_SIZE))
-            except BlockingIOError:
-                pass
+            n = len(out)
+            _read_into(out, self.syn_fd, max)
             self.stats["rx_syn"] += len(out) - n
         self.stats["rx"] += len(out)
         return out
