@@ -27,6 +27,8 @@ import logging
 import os
 import signal
 
+import posix_ipc
+
 from framework.net.tcp import handover
 from framework.shard.xshard import XShard
 from framework.shm import Ring, naming
@@ -149,9 +151,12 @@ class HandoverPort:
         """Read the queue from now on. ``layers``: {local ip: TcpLayer};
         ``theirs``: the old worker's flows (``handover.read_flows``)."""
         purpose = frames_purpose(self.shard)
-        # none: the old worker died before it retired (it made the ring before reporting)
-        self.ring = (Ring.attach(self.run_id, purpose)
-                     if os.path.exists(naming.shm_path(self.run_id, purpose)) else None)
+        # none: the old worker exited (or died before it retired: it makes the ring
+        # before reporting), and its flows with it
+        try:
+            self.ring = Ring.attach(self.run_id, purpose)
+        except posix_ipc.ExistentialError:
+            self.ring = None
         self.layers = layers
         self.theirs = theirs if self.ring is not None else {}
         self._mode(SUCCESSOR)

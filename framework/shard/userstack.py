@@ -228,7 +228,13 @@ class UserStackProvider:
         self.streams.shutdown()
 
     def all_done(self):
-        return self.streams.all_done() and not self.tx_backlog
+        if not self.streams.all_done() or self.tx_backlog:
+            return False
+        # retiring: the handshakes it answered are its own to finish (handover.py)
+        for layer in self._layers():
+            if handover.handshakes_open(layer):
+                return False
+        return True
 
     def abort_all(self):
         for t in list(self.streams.transports):

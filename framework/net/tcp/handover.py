@@ -66,6 +66,20 @@ def retire(layer):
     layer.handover = RETIRING
 
 
+def handshakes_open(layer):
+    """True while a retiring worker has handshakes it answered in progress: their third
+    ACK reaches the successor, which hands it over (it is in the flows file), so the old
+    worker must live until they are established (and served) or gone; if it exits first,
+    the successor, alone, resets the client's next segment. No new ones come (RETIRING
+    drops SYNs), and the drain's grace bounds the wait."""
+    if layer.handover != RETIRING:
+        return False
+    for lst in layer.listeners.values():
+        if lst.syn_count:
+            return True
+    return False
+
+
 def take_over(layer, flows, handshakes, now):
     """The new worker answers new flows from now on (SUCCESSOR): the SYNs it kept that
     are not of one of the old worker's ``flows`` are answered now; later SYNs yield to
