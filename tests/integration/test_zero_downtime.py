@@ -23,7 +23,7 @@ from framework.nic.steer import shard_of
 
 from .test_serve import ip_int
 
-WRK_SECONDS = 16
+WRK_SECONDS = 12
 HUPS = 3
 MAX_REQUESTS = 2500
 
@@ -104,15 +104,16 @@ def wait_for(fn, timeout, what):
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keepalive", "close"])
-# (the kernel's own TAP flow hash, FRAMEWORK_TAP_STEERING=kernel, frames crossing shards
-# through the forwarding rings, is not among them: in one CI run of this round one new
-# connection was reset during a handover there; README's "Port types" says so)
-# TAP (--port-type tap) is left out too: its handover reset one new connection in some
-# CI runs (README "What works now"); to reproduce, add ("user", "tap") here
-@pytest.mark.parametrize("stack,port_type", [("user", "afpacket"), ("kernel", None)],
-                         ids=["user-afpacket", "kernel"])
+@pytest.mark.parametrize("stack,port_type", [("user", "afpacket"), ("user", "tap"),
+                                             ("user", "tap-kernel-steering"), ("kernel", None)],
+                         ids=["user-afpacket", "user-tap", "user-tap-fwd", "kernel"])
 def test_hup_and_max_requests_lose_nothing(serve, tmp_path, stack, port_type, close):
+    """``tap-kernel-steering``: the kernel's own TAP flow hash (as without bpf() rights),
+    so frames of every flow also arrive through the other shard's forwarding ring."""
     env = {"FW_GENERATION_FILE": str(tmp_path / "generation")}
+    if port_type == "tap-kernel-steering":
+        port_type = "tap"
+        env["FRAMEWORK_TAP_STEERING"] = "kernel"
     wrk = apt.ensure("wrk")
     gen_file = tmp_path / "generation"
     gen_file.write_text("1")
