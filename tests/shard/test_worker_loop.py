@@ -57,6 +57,8 @@ class FakeTcp:
     def __init__(self):
         self.events = []
         self.listening = []
+        self.handover = 0          # not in a handover (net/tcp/handover.py)
+        self.listeners = {}
 
     def listen(self, port, backlog=128):
         self.listening.append(port)
