@@ -69,6 +69,7 @@ class Stack:
         self.ipv4.tcp_input = self.tcp.input
         if isinstance(self.tcp, TcpLayer):    # ICMP errors quoting our segments (tcp/icmperr.py)
             self.icmp.tcp_error = icmperr.handler(self.tcp)
+            self.tcp.ip4 = self.ipv4          # its segments go straight to our IPv4 layer
         self.ipv4.other = self._rx_other
         self.vips = [ip_to_int(v) for v in vips]
         self.tcp_layers = [self.tcp]
@@ -78,7 +79,8 @@ class Stack:
     def _add_vip(self, vip, tcp_factory, mtu, csum_offload, gso, tcp_config):
         if vip == self.ip or vip in self.ipv4.local_extra:
             raise ValueError("a VIP is given twice or is the stack's own address")
-        out = cython.cast(object, self.ipv4.alias(vip)).output
+        alias = self.ipv4.alias(vip)
+        out = cython.cast(object, alias).output
         tcp = tcp_factory(out, vip, mtu, csum_offload, gso, tcp_config)
         primary = self.tcp
         # one TCP layer as seen from above: the same listeners, events and counters
@@ -88,6 +90,7 @@ class Stack:
         icmp_layer = IcmpLayer(out, self._counters)
         if isinstance(tcp, TcpLayer):
             icmp_layer.tcp_error = icmperr.handler(tcp)
+            tcp.ip4 = alias
         self.ipv4.local_extra[vip] = (tcp.input, icmp_layer.input)
         self.tcp_layers.append(tcp)
 

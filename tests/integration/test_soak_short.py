@@ -1,4 +1,4 @@
-"""The soak (bench/soak.py) in short form: 25 s of mixed keep-alive, close, pipelined and
+"""The soak (bench/soak.py) in short form: 15 s of mixed keep-alive, close, pipelined and
 1 MiB traffic against 2 workers, 1 request in 100 malformed. Every malformed request gets
 its 4xx and nothing else fails; afterwards the workers hold the descriptors, timers, tasks
 and connections they held before the load, and the stop leaves no shm segment. RSS growth
@@ -16,7 +16,7 @@ def test_soak_short():
         pytest.fail("integration tests need root (CI runs as root)")
     apt.ensure("wrk")
     apt.ensure("curl")
-    res = soak.run(soak.parse_args(["--minutes", "0.42", "--scale", "0.1", "--warmup", "2",
+    res = soak.run(soak.parse_args(["--minutes", "0.25", "--scale", "0.1", "--warmup", "2",
                                     "--drain", "15", "--sample", "2", "--no-save"]))
     v = res["verdicts"]
     report = soak.markdown(res)

@@ -23,7 +23,7 @@ from framework.nic.steer import shard_of
 
 from .test_serve import ip_int
 
-WRK_SECONDS = 12
+WRK_SECONDS = 9
 HUPS = 3
 MAX_REQUESTS = 2500
 

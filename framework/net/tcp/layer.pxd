@@ -3,6 +3,7 @@
 # through segments/output/timers functions it imports at run time.
 cimport cython
 
+from framework.net.ipv4 cimport Ipv4Layer
 from framework.net.tcp.bits cimport ACK, FIN, RST, SYN, B_TS, HALF, M
 from framework.net.tcp.consts cimport EV_ACCEPT, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
@@ -12,6 +13,7 @@ cdef class Listener:
 
 
 cdef class TcpLayer:
+    cdef public Ipv4Layer ip4
     cdef public object config, ip_output, vh_partial, tw_queue, _isn_hash, _cookie_secret
     cdef public object _acc_item
     cdef public long long local_ip, mtu, mss, gso_max, rcvbuf, sndbuf, lowat, initial_window

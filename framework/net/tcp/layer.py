@@ -88,6 +88,7 @@ class TcpLayer:
         cfg = config or TcpConfig()
         self.config = cfg
         self.ip_output = ip_output
+        self.ip4 = None          # the stack sets its Ipv4Layer when ip_output is its output
         self.local_ip = local_ip
         self.mtu = mtu
         self.mss = cfg.mss or (mtu - 40)

@@ -292,7 +292,11 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
     seg_mss = self.mss                 # payload per segment of a GSO frame
     if opts is None:
         if self.bits & B_TS:
-            opts = _ts_pack(TS_PREFIX, (int(L.now * 1000) + L.ts_off) & M, self.ts_recent)
+            tsval = (int(L.now * 1000) + L.ts_off) & M
+            if cython.compiled:
+                opts = _ts_opt(tsval, self.ts_recent)
+            else:
+                opts = _ts_pack(TS_PREFIX, tsval, self.ts_recent)
         else:
             opts = _EMPTY
         if (self.ooo is not None or self.dsack_tx is not None) and self.bits & B_SACK and flags & ACK:
@@ -332,5 +336,71 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
         csum = (~s & 0xFFFF) if s else 0
         vh = vnet.PLAIN
     L.counters["tcp.tx"] += 1
-    L.ip_output(key[0], 6, _pack(lport, rport, seq, ack, hl << 2, flags, win, csum, 0)
-                + opts + data, vh)
+    if cython.compiled:
+        seg = _segment(lport, rport, seq, ack, hl, flags, win, csum, opts, data)
+    else:
+        seg = _pack(lport, rport, seq, ack, hl << 2, flags, win, csum, 0) + opts + data
+    ip4 = L.ip4
+    if ip4 is not None:         # the stack's own IPv4 layer: a C call when compiled
+        ip4.output(key[0], 6, seg, vh)
+    else:
+        L.ip_output(key[0], 6, seg, vh)
+
+
+def _ts_opt(tsval, tsecr):
+    """Compiled only: NOP, NOP, timestamps (RFC 7323), as ``_ts_pack(TS_PREFIX, ...)``."""
+    opt = PyBytes_FromStringAndSize(cython.NULL, 12)
+    q = cython.cast(cython.p_uchar, PyBytes_AS_STRING(opt))
+    q[0] = 1
+    q[1] = 1
+    q[2] = 8
+    q[3] = 10
+    _put32(q + 4, tsval)
+    _put32(q + 8, tsecr)
+    return opt
+
+
+def _segment(lport, rport, seq, ack, hl, flags, win, csum, opts, data):
+    """Compiled only: the header, ``opts`` and ``data`` written into one new bytes (what
+    ``_pack(...) + opts + data`` builds, without its two intermediate objects)."""
+    olen = len(opts)
+    op = opts
+    if type(data) is bytes:
+        dlen = len(data)
+        seg = PyBytes_FromStringAndSize(cython.NULL, 20 + olen + dlen)
+        q = cython.cast(cython.p_uchar, PyBytes_AS_STRING(seg))
+        if dlen:
+            memcpy(q + 20 + olen, PyBytes_AS_STRING(data), dlen)
+    else:                       # a memoryview of the send buffer
+        PyObject_GetBuffer(data, cython.address(pb), PyBUF_SIMPLE)
+        try:
+            seg = PyBytes_FromStringAndSize(cython.NULL, 20 + olen + pb.len)
+            q = cython.cast(cython.p_uchar, PyBytes_AS_STRING(seg))
+            memcpy(q + 20 + olen, pb.buf, pb.len)
+        finally:
+            PyBuffer_Release(cython.address(pb))
+    q[0] = lport >> 8
+    q[1] = lport & 0xFF
+    q[2] = rport >> 8
+    q[3] = rport & 0xFF
+    _put32(q + 4, seq)
+    _put32(q + 8, ack)
+    q[12] = hl << 2
+    q[13] = flags
+    q[14] = win >> 8
+    q[15] = win & 0xFF
+    q[16] = csum >> 8
+    q[17] = csum & 0xFF
+    q[18] = 0
+    q[19] = 0
+    if olen:
+        memcpy(q + 20, op, olen)
+    return seg
+
+
+def _put32(q, v):
+    """Compiled only: ``v`` big-endian at ``q``."""
+    q[0] = (v >> 24) & 0xFF
+    q[1] = (v >> 16) & 0xFF
+    q[2] = (v >> 8) & 0xFF
+    q[3] = v & 0xFF
