@@ -32,6 +32,7 @@ cdef class TcpLayer:
     cdef public double now
     cdef public int handover
     cdef public object held_syns, predecessor
+    cdef public unsigned long long _isn_k0, _isn_k1
 
     @cython.locals(c=dict, sport=cython.longlong, dport=cython.longlong, seq=cython.longlong,
                    ack=cython.longlong, offb=int, flags=int, win=cython.longlong,
@@ -50,3 +51,10 @@ cdef class TcpLayer:
     cdef bint _challenge_ok(self)
     cpdef _send_rst(self, tuple key, long long seq, long long ack, int flags)
     cpdef _send_raw(self, tuple key, long long seq, long long ack, int flags, long long win, opts)
+
+
+ctypedef unsigned long long u64
+cdef u64 _M64, _M32, _SIP0, _SIP1, _SIP2, _SIP3, _SIP_LEN12
+@cython.locals(v0=u64, v1=u64, v2=u64, v3=u64, m=u64, i=int, j=int)
+cdef unsigned int _siphash_3u32(u64 k0, u64 k1, u64 a, u64 b, u64 c)
+cdef (u64, u64, u64, u64) _sipround(u64 v0, u64 v1, u64 v2, u64 v3)
