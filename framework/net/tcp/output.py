@@ -92,7 +92,8 @@ def output(self, now, force=False):
             L = self.layer
             una = self.snd_una
             mss = self.mss
-            if self.bits & B_SACK and (self.ooo is not None or self.dsack_tx is not None):
+            if self.bits & B_SACK and (self.ooo is not None or self.dsack_tx is not None
+                                       or self.ooo_fin is not None):
                 # the SACK blocks _tx adds take room from the data, as Linux's
                 # tcp_current_mss: a full-sized segment with them would exceed the path MTU
                 mss -= 4 + 8 * (3 if self.bits & B_TS else 4)
@@ -299,7 +300,8 @@ def _tx(self, flags, seq, data=_EMPTY, opts=None):
                 opts = _ts_pack(TS_PREFIX, tsval, self.ts_recent)
         else:
             opts = _EMPTY
-        if (self.ooo is not None or self.dsack_tx is not None) and self.bits & B_SACK and flags & ACK:
+        if ((self.ooo is not None or self.dsack_tx is not None or self.ooo_fin is not None)
+                and self.bits & B_SACK and flags & ACK):
             nmax = 3 if opts else 4
             if dlen and not L.gso:
                 # beside the data, as many blocks as fit in the peer's MSS (a retransmission

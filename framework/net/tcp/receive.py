@@ -48,7 +48,6 @@ def _in_data(self, buf, doff, dend, dlen, d, fin, now):
         if fin:
             _in_fin(self, now)
         elif self.ooo_fin is not None and self.ooo_fin == self.rcv_nxt:
-            self.ooo_fin = None
             _in_fin(self, now)
     else:
         # out of order: queue it and send a duplicate ACK at once (RFC 5681 §4.2)
@@ -139,6 +138,7 @@ def _ooo_merge(self):
 
 def _in_fin(self, now):
     L = self.layer
+    self.ooo_fin = None
     self.rcv_nxt += 1
     self.bits |= B_ACK_NOW | B_EOF
     self._want_output()
@@ -170,6 +170,15 @@ def _sack_option(self, nmax):
             blocks[-1][1] = e
         else:
             blocks.append([s, e])
+    fin = self.ooo_fin
+    if fin is not None:
+        # the FIN beyond a hole has its sequence number: SACKed as Linux does, so the
+        # sender sees its last segment arrive and RACK marks the hole lost at once (a
+        # block that stops short of the FIN leaves that segment unsacked: an RTO later)
+        if blocks and blocks[-1][1] == fin:
+            blocks[-1][1] = fin + 1
+        else:
+            blocks.append([fin, fin + 1])
     n = nmax - 1 if dup is not None else nmax
     chosen = []
     recent = self.sack_recent

@@ -237,3 +237,25 @@ def test_receiver_repeats_the_most_recently_reported_blocks():
         h.send("A", seq=P + off, ack=sa.seq + 1, data=b"x" * 100, options=ts(3 + i))
         got.append([s - P for s, e in h.reply().opts.sack])
     assert got == [[7000], [5000, 7000], [3000, 5000, 7000], [1000, 3000, 5000]]
+
+
+def test_receiver_sacks_an_out_of_order_fin():
+    """The FIN takes a sequence number: a block that ends before it would leave the
+    sender's last segment unsacked (Linux then waits for its RTO instead of RACK)."""
+    h = Harness()
+    conn, iss = h.accept(options=SACK_SYN)
+    h.send("FA", seq=P + 100, ack=iss + 1, data=b"b" * 100)
+    a = h.reply()
+    assert a.ack == P and a.opts.sack == [(P + 100, P + 201)]
+    h = Harness()
+    conn, iss = h.accept(options=SACK_SYN)
+    h.send("A", seq=P + 100, ack=iss + 1, data=b"b" * 100)
+    h.reply()
+    h.send("FA", seq=P + 300, ack=iss + 1)                        # a bare FIN past a hole
+    assert h.reply().opts.sack == [(P + 300, P + 301), (P + 100, P + 200)]
+    h.send("A", seq=P + 200, ack=iss + 1, data=b"c" * 100)
+    assert h.reply().opts.sack == [(P + 100, P + 301)]
+    h.send("A", seq=P, ack=iss + 1, data=b"a" * 100)              # all in: FIN consumed
+    a = h.reply()
+    assert a.ack == P + 301 and a.opts.sack is None
+    assert conn.recv() == b"a" * 100 + b"b" * 100 + b"c" * 100
