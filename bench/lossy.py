@@ -22,7 +22,14 @@ caught by the receiver's checksum check.
 
 Each body (150 seeded sizes, log-uniform from 1 KB to 1 MB) is one connection: the client
 sends it, half-closes and reads the echo, checked by sha256. Rounds alternate the two
-servers; the report gives the median of each and the ratio of the medians."""
+servers; the report gives the median of each and the ratio of the medians.
+
+Both servers run the same congestion control: by default the Linux server's (the system's,
+bbr on a kernel built with CONFIG_DEFAULT_TCP_CONG="bbr"), ours set to match (``--cc``).
+Under 5% random loss a loss-based window (NewReno, CUBIC) settles near the Mathis bound of
+a few segments while BBR's does not, so comparing across the two measures the algorithm,
+not the recovery. ``--trace`` prints the relay's view of each direction (bench.lossy_trace).
+"""
 import argparse
 import heapq
 import json
@@ -112,8 +119,9 @@ def _packet_socket(ifname):
     return s
 
 
-def relay_main(if_a, if_b, seed):
-    """Forward frames between two interfaces until SIGTERM; print the fault stats as JSON."""
+def relay_main(if_a, if_b, seed, trace=False):
+    """Forward frames between two interfaces until SIGTERM; print the fault stats (and with
+    `trace`, bench.lossy_trace's analysis of every TCP frame) as JSON."""
     sa, sb = _packet_socket(if_a), _packet_socket(if_b)
     rng = random.Random(seed)
     rules = {sa: FaultRules(random.Random(rng.random())), sb: FaultRules(random.Random(rng.random()))}
@@ -126,6 +134,10 @@ def relay_main(if_a, if_b, seed):
     unpack = __import__("struct").Struct("<BBHHHH").unpack_from
     gso_seen = 0
     unsendable = 0
+    log = [] if trace else None
+    side = {sa: 0, sb: 1}
+    if trace:
+        from bench.lossy_trace import analyze, record
     while not stop:
         now = time.monotonic()
         timeout = 0.05 if not heap else max(0.0, min(heap[0][0] - now, 0.05))
@@ -154,7 +166,10 @@ def relay_main(if_a, if_b, seed):
                     n += 1
                     heapq.heappush(heap, (now, n, out, ZERO_VNET + frame))   # ARP etc.
                     continue
-                for d, f in rules[s].apply(frame):
+                copies = rules[s].apply(frame)
+                if log is not None:
+                    record(log, now, side[s], frame, [f is frame for d, f in copies])
+                for d, f in copies:
                     n += 1
                     heapq.heappush(heap, (now + d, n, out, ZERO_VNET + f))
         now = time.monotonic()
@@ -167,9 +182,14 @@ def relay_main(if_a, if_b, seed):
             except OSError:
                 unsendable += 1            # e.g. EMSGSIZE (larger than the MTU): dropped
             heapq.heappop(heap)
+    if trace and os.environ.get("LOSSY_TRACE_DUMP"):
+        import pickle
+        with open(os.environ["LOSSY_TRACE_DUMP"], "wb") as fp:
+            pickle.dump(log, fp)
     drops = [_STATS.unpack(x.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1] for x in (sa, sb)]
     print(json.dumps({"a_to_b": rules[sa].stats, "b_to_a": rules[sb].stats, "gso": gso_seen,
-                      "relay_drops": {"kernel": drops, "unsendable": unsendable}}),
+                      "relay_drops": {"kernel": drops, "unsendable": unsendable},
+                      "trace": analyze(log) if trace else None}),
           flush=True)
 
 
@@ -208,15 +228,49 @@ CLIENT = textwrap.dedent('''
 
 
 
+# Linux's echo server (tests.net.tcp.linux_peer's), optionally with a congestion control of
+# its own (argv[3], TCP_CONGESTION on the listener: accepted sockets inherit it)
+ECHO_SERVER = textwrap.dedent('''
+    import socket, socketserver, sys
+    class H(socketserver.BaseRequestHandler):
+        def handle(self):
+            while True:
+                b = self.request.recv(65536)
+                if not b:
+                    break
+                self.request.sendall(b)
+            self.request.shutdown(socket.SHUT_WR)
+    class S(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        request_queue_size = 128
+        def server_bind(self):
+            if len(sys.argv) > 3 and sys.argv[3]:
+                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION,
+                                       sys.argv[3].encode())
+            super().server_bind()
+    s = S((sys.argv[1], int(sys.argv[2])), H)
+    print("ready", flush=True)
+    s.serve_forever()
+''')
+
+
 def _ns_popen(ns, args, **kw):
     return subprocess.Popen(["ip", "netns", "exec", ns] + args, **kw)
+
+
+def _nstat(ns, keys):
+    """A namespace's nonzero TCP/TcpExt counters whose names contain one of `keys`."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "nstat", "-az"],
+                         capture_output=True, text=True).stdout
+    return {w[0]: int(w[1]) for w in (l.split() for l in out.splitlines())
+            if len(w) >= 2 and w[1].isdigit() and int(w[1]) and any(k in w[0] for k in keys)}
 
 
 def one_run(stack, args, seed):
     """One transfer of the bodies through a fresh relay; returns (seconds, details)."""
     from framework.master import netns
     from tests.conftest import Lab
-    from tests.net.tcp.linux_peer import ECHO_SERVER
     lab = Lab()
     procs = []
     try:
@@ -228,7 +282,8 @@ def one_run(stack, args, seed):
                      netns=ns)
         netns.ip("addr", "add", RELAY_IPS[0] + "/24", "dev", c_if, netns=ns_c)
         relay = _ns_popen(ns_r, [sys.executable, "-m", "bench.lossy", "--relay", ra, rb,
-                                 str(seed)], stdout=subprocess.PIPE, text=True)
+                                 str(seed)] + (["--trace"] if args.trace else []),
+                          stdout=subprocess.PIPE, text=True)
         procs.append(relay)
         assert relay.stdout.readline().strip() == "ready"
         client = [sys.executable, "-c", CLIENT, RELAY_IPS[1], str(args.bodies),
@@ -236,8 +291,8 @@ def one_run(stack, args, seed):
         counters = {}
         if stack == "linux":
             netns.ip("addr", "add", RELAY_IPS[1] + "/24", "dev", s_if, netns=ns_s)
-            srv = _ns_popen(ns_s, [sys.executable, "-c", ECHO_SERVER, RELAY_IPS[1], "7"],
-                            stdout=subprocess.PIPE, text=True)
+            srv = _ns_popen(ns_s, [sys.executable, "-c", ECHO_SERVER, RELAY_IPS[1], "7",
+                                   args.linux_cc or ""], stdout=subprocess.PIPE, text=True)
             procs.append(srv)
             assert srv.stdout.readline().strip() == "ready"
             res = netns.run_in(ns_c, client, capture_output=True, text=True, timeout=900)
@@ -247,7 +302,7 @@ def one_run(stack, args, seed):
             from tests.net.tcp.linux_peer import StackRunner
             port = AfPacketPort(s_if, netns=ns_s, gso=False)
             try:
-                with StackRunner(port, TcpConfig(time_wait=1.0)) as r:
+                with StackRunner(port, TcpConfig(time_wait=1.0, cc=args.cc)) as r:
                     res = netns.run_in(ns_c, client, capture_output=True, text=True, timeout=900)
                 assert r.error is None, r.error
                 counters = {k: v for k, v in r.tcp.counters.items()
@@ -259,13 +314,12 @@ def one_run(stack, args, seed):
         assert res.returncode == 0, res.stdout + res.stderr
         if args.verbose:
             # the Linux client's view: its drops and recovery events (TcpExt MIB)
-            ns = subprocess.run(["ip", "netns", "exec", ns_c, "nstat", "-az"],
-                                capture_output=True, text=True).stdout
             keys = ("Drop", "Err", "PAWS", "Retrans", "Loss", "Timeout", "Undo", "Probe",
-                    "OFO", "Prune", "Collapse", "DSACK")
-            counters["client"] = {w[0]: int(w[1]) for w in (l.split() for l in ns.splitlines())
-                                  if len(w) >= 2 and w[1].isdigit() and int(w[1])
-                                  and any(k in w[0] for k in keys)}
+                    "OFO", "Prune", "Collapse", "DSACK", "Recovery", "Reorder", "PureAcks",
+                    "DelayedACK", "QuickAck")
+            counters["client"] = _nstat(ns_c, keys)
+            if stack == "linux":
+                counters["server"] = _nstat(ns_s, keys)
         out = json.loads(res.stdout.strip().splitlines()[-1])
         assert out["ok"] == out["n"], out
         relay.send_signal(signal.SIGTERM)
@@ -289,15 +343,29 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stacks", default="framework,linux")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--cc", default=None,
+                    help="our stack's congestion control (default: the one the Linux server "
+                         "runs, so both run the same algorithm: bbr, cubic, else newreno)")
+    ap.add_argument("--linux-cc", default=None,
+                    help="the Linux server's congestion control (default: the system's)")
+    ap.add_argument("--trace", action="store_true",
+                    help="the relay's per-direction view of every round (bench.lossy_trace)")
     ap.add_argument("--relay", nargs=3, metavar=("IF_A", "IF_B", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.relay:
-        relay_main(args.relay[0], args.relay[1], int(args.relay[2]))
+        relay_main(args.relay[0], args.relay[1], int(args.relay[2]), args.trace)
         return
     if os.geteuid() != 0:
         sys.exit("bench.lossy needs root (namespaces, veths, AF_PACKET)")
     from framework import native
-    print(f"framework modules: {native.MODE}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        linux_cc = f.read().strip()
+    if args.cc is None:
+        server_cc = args.linux_cc or linux_cc
+        args.cc = server_cc if server_cc in ("bbr", "cubic") else "newreno"
+    print(f"framework modules: {native.MODE}; load average {os.getloadavg()[0]:.2f}; "
+          f"congestion control: ours {args.cc}, Linux server {args.linux_cc or linux_cc}, "
+          f"Linux client {linux_cc}", flush=True)
     stacks = args.stacks.split(",")
     times = {s: [] for s in stacks}
     for k in range(args.rounds):
@@ -311,6 +379,9 @@ def main():
                   f" frames, relay drops {f['relay_drops']}", flush=True)
             if args.verbose and det["counters"]:
                 print("   ", det["counters"], flush=True)
+            if f.get("trace"):
+                from bench.lossy_trace import format_report
+                print("\n".join(format_report(f["trace"])), flush=True)
     med = {s: statistics.median(v) for s, v in times.items()}
     print(f"\n{args.bodies} bodies ({det['bytes_each_way'] / 1e6:.1f} MB each way), "
           f"{args.parallel} in parallel, median of {args.rounds} rounds "

@@ -35,7 +35,9 @@ class TcpConfig:
         self.sack = True           # RFC 2018 SACK (blocks sent; RFC 6675-style recovery)
         self.syncookies = True     # stateless SYN-ACKs when a listener's SYN queue is full
         self.initial_window = 10   # segments (RFC 6928)
-        self.cc = "newreno"        # congestion avoidance: "newreno" (RFC 5681) or "cubic" (RFC 9438)
+        # congestion control: "newreno" (RFC 5681), "cubic" (RFC 9438) or "bbr" (the path
+        # model of BBR v1, without pacing: a random loss does not shrink the window)
+        self.cc = "newreno"
         self.fin_wait2 = 60.0      # orphaned FIN_WAIT_2 lifetime (Linux tcp_fin_timeout)
         self.ephemeral = (32768, 60999)
         self.challenge_ack_limit = 1000  # per second per layer (RFC 5961 §7)

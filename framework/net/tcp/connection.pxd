@@ -43,6 +43,8 @@ cdef class Connection:
     cdef public double w_max, k, w_est
     cdef public object epoch
 
+    cdef public object bbr
+
     cpdef long long readable(self)
     cpdef long long send_space(self)
     cpdef long long send(self, data) except? -1

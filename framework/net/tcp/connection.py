@@ -54,6 +54,7 @@ class Connection:
         "reo_persist", "dsack_round", "prr_delivered", "prr_out", "recover_fs",
         "undo_cwnd", "undo_ssthresh", "undo_marker", "undo_retrans", "retrans_stamp",
         "w_max", "k", "epoch", "w_est",
+        "bbr",
     )
 
     def __init__(self, layer, key, iss, state):
@@ -143,6 +144,7 @@ class Connection:
         self.k = 0.0                        # CUBIC: time to get back to w_max (s)
         self.epoch = None                   # CUBIC: start of the current growth epoch
         self.w_est = 0.0                    # CUBIC: Reno-friendly estimate (bytes)
+        self.bbr = None                     # BBR's model (cc.BbrState), cc="bbr" only
         if L.keepalive:
             self.bits |= B_KA
 

@@ -161,7 +161,7 @@ class TcpLayer:
         self.ka_idle = cfg.ka_idle
         self.ka_intvl = cfg.ka_intvl
         self.ka_cnt = cfg.ka_cnt
-        if cfg.cc not in ("newreno", "cubic"):
+        if cfg.cc not in ("newreno", "cubic", "bbr"):
             raise ValueError(f"unknown congestion control {cfg.cc!r}")
         self.cubic = cfg.cc == "cubic"
         self.rcvbuf = cfg.rcvbuf

@@ -40,6 +40,8 @@ cpdef _rack_timeout(Connection self, double now)
 cpdef _enter_recovery(Connection self)
 @cython.locals(rs=cython.longlong)
 cpdef _recovery_exit(Connection self, tsecr)
+@cython.locals(q=list, x=list, rs=cython.longlong)
+cpdef _partial_undo(Connection self, tsecr)
 @cython.locals(pipe=cython.longlong, ss=cython.longlong, mss=cython.longlong, fs=cython.longlong,
                sndcnt=cython.longlong, lim=cython.longlong)
 cpdef _prr(Connection self, long long delivered)

@@ -403,6 +403,30 @@ def _recovery_exit(self, tsecr):
             self.reo_mult = 1
 
 
+def _partial_undo(self, tsecr):
+    """A partial ACK in SACK recovery whose timestamp echo is older than the first
+    retransmission: the hole was filled by a delayed original, not by our retransmission
+    (Eifel, RFC 3522, at each partial ACK as Linux's tcp_try_undo_partial). Once no
+    retransmission is in flight the reduction was for reordering: undo it, forget the loss
+    marks (RACK marks again what stays missing, now with the reordering seen) and leave
+    recovery."""
+    rs = self.retrans_stamp
+    if (tsecr is None or rs < 0 or self.undo_retrans <= 0 or not self.bits & B_TS
+            or (tsecr - rs) & M < HALF):
+        return
+    self.reo_seen = True
+    q = self.txq
+    if q is not None:
+        for x in q:
+            if x[3] & S_RTX and not x[3] & (S_SACKED | S_LOST):
+                return                   # a retransmission is still out: wait for it
+        for x in q:
+            x[3] &= ~S_LOST
+    self.lost_out = 0
+    self.layer.counters["tcp.ts_undos"] += 1
+    _undo(self)
+
+
 def _prr(self, delivered):
     """RFC 6937 §3 (PRR-SSRB): how much this ACK lets out, as cwnd = pipe + sndcnt."""
     self.prr_delivered += delivered

@@ -11,8 +11,8 @@ from framework.net.tcp.connection cimport Connection
 from framework.net.tcp.layer cimport Listener, TcpLayer
 from framework.net.tcp.output cimport _send_syn, _tx
 from framework.net.tcp.receive cimport _in_data, _in_fin
-from framework.net.tcp.cc cimport _cubic_ack
-from framework.net.tcp.recovery cimport (_dupack, _rack_ack, _recovery_exit, _retransmit_head,
+from framework.net.tcp.cc cimport BbrState, _bbr_grow, _bbr_sample, _cubic_ack
+from framework.net.tcp.recovery cimport (_dupack, _partial_undo, _rack_ack, _recovery_exit, _retransmit_head,
                                          _rtt_sample, _sack_update, _txq_ack)
 
 @cython.locals(L=TcpLayer)

@@ -19,8 +19,8 @@ from ..wire.tcp import TS_PREFIX, parse_options
 from .bits import _EMPTY, _ii_unpack
 from .output import _send_syn, _tx
 from .receive import _in_data, _in_fin
-from .cc import _cubic_ack
-from .recovery import (_dupack, _rack_ack, _recovery_exit, _retransmit_head,
+from .cc import BbrState, _bbr_grow, _bbr_sample, _cubic_ack
+from .recovery import (_dupack, _partial_undo, _rack_ack, _recovery_exit, _retransmit_head,
                        _rtt_sample, _sack_update, _txq_ack)
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
@@ -333,6 +333,8 @@ def process(self, flags, seq, ack, win, buf, ooff, doff, dend):
             return
     elif self.bits & B_SACK:
         if sacked and da == 0:
+            if self.bbr is not None:
+                _bbr_sample(self, self.delivered, now)
             _rack_ack(self, now)        # RACK: what the SACKs say is lost (RFC 8985 §6.2)
     elif (da == 0 and dlen == 0 and not flags & FIN and wscaled == self.snd_wnd
           and self.snd_max > una):
@@ -421,6 +423,8 @@ def _negotiate(self, opts, tsval):
     self.mss = mss
     self.rcv_mss = L.mss - olen
     self.cwnd = min(L.initial_window * mss, max(2 * mss, 14600))   # RFC 6928
+    if L.config.cc == "bbr":
+        self.bbr = BbrState(L.now)
 
 
 def _established(self, win, sseq, sack, syn=False):
@@ -519,6 +523,8 @@ def _on_ack(self, sack, acked, tsecr, now):
     if self.txq is not None:
         self.delivered += _txq_ack(self, sack, tsecr, now)
     bits = self.bits
+    if self.bbr is not None:
+        _bbr_sample(self, self.delivered if bits & B_SACK else acked, now)
     if bits & B_RECOVERY:
         if sack >= self.recover:
             if bits & B_SACK:
@@ -531,6 +537,7 @@ def _on_ack(self, sack, acked, tsecr, now):
                 self.dupacks = 0
         elif bits & B_SACK:
             self.bits &= ~B_TLP          # progress: the probe may fire again
+            _partial_undo(self, tsecr)
         else:
             # partial ACK: retransmit the next hole, deflate by the amount acked (step 4)
             _retransmit_head(self)
@@ -546,6 +553,8 @@ def _on_ack(self, sack, acked, tsecr, now):
         self.dupacks = 0
         if not bits & B_CWLTD and 2 * (self.snd_max - sack + acked) < self.cwnd:
             pass        # application-limited: a window not in use is not grown (RFC 7661)
+        elif self.bbr is not None:
+            _bbr_grow(self, acked)
         elif self.cwnd < self.ssthresh:
             self.cwnd += acked if acked < 2 * mss else 2 * mss   # slow start, ABC L=2 (RFC 3465)
         elif L.cubic:

@@ -189,11 +189,3 @@ def test_cubic_decrease_and_regrowth():
         for s in h.replies():
             h.send("A", seq=P, ack=s.seq + len(s.payload))
     assert conn.cwnd >= 10000
-
-
-def test_newreno_is_the_default_and_unknown_cc_rejected():
-    import pytest as _pytest
-    from framework.net.tcp import TcpConfig, TcpLayer
-    assert TcpConfig().cc == "newreno"
-    with _pytest.raises(ValueError):
-        TcpLayer(lambda *a: None, 1, 1500, False, False, TcpConfig(cc="bbr"))
