@@ -228,33 +228,6 @@ CLIENT = textwrap.dedent('''
 
 
 
-# Linux's echo server (tests.net.tcp.linux_peer's), optionally with a congestion control of
-# its own (argv[3], TCP_CONGESTION on the listener: accepted sockets inherit it)
-ECHO_SERVER = textwrap.dedent('''
-    import socket, socketserver, sys
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            while True:
-                b = self.request.recv(65536)
-                if not b:
-                    break
-                self.request.sendall(b)
-            self.request.shutdown(socket.SHUT_WR)
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-        request_queue_size = 128
-        def server_bind(self):
-            if len(sys.argv) > 3 and sys.argv[3]:
-                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION,
-                                       sys.argv[3].encode())
-            super().server_bind()
-    s = S((sys.argv[1], int(sys.argv[2])), H)
-    print("ready", flush=True)
-    s.serve_forever()
-''')
-
-
 def _ns_popen(ns, args, **kw):
     return subprocess.Popen(["ip", "netns", "exec", ns] + args, **kw)
 
@@ -290,6 +263,7 @@ def one_run(stack, args, seed):
                   str(args.parallel), str(args.seed)]
         counters = {}
         if stack == "linux":
+            from tests.net.tcp.linux_peer import ECHO_SERVER
             netns.ip("addr", "add", RELAY_IPS[1] + "/24", "dev", s_if, netns=ns_s)
             srv = _ns_popen(ns_s, [sys.executable, "-c", ECHO_SERVER, RELAY_IPS[1], "7",
                                    args.linux_cc or ""], stdout=subprocess.PIPE, text=True)

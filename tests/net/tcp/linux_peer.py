@@ -30,7 +30,8 @@ def pattern(n, seed=0):
     return r.randbytes(n)
 
 
-# Linux's own TCP as the echo peer: ``python -c ECHO_SERVER HOST PORT`` (prints "ready")
+# Linux's own TCP as the echo peer: ``python -c ECHO_SERVER HOST PORT [CC]`` (prints
+# "ready"); CC sets TCP_CONGESTION on the listener, which accepted sockets inherit
 ECHO_SERVER = """
 import socket, socketserver, sys
 class H(socketserver.BaseRequestHandler):
@@ -45,6 +46,11 @@ class S(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 128
+    def server_bind(self):
+        if len(sys.argv) > 3 and sys.argv[3]:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION,
+                                   sys.argv[3].encode())
+        super().server_bind()
 s = S((sys.argv[1], int(sys.argv[2])), H)
 print("ready", flush=True)
 s.serve_forever()
