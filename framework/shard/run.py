@@ -7,8 +7,9 @@ tests and tools.
                 mesh=mesh, stats=block, ready=report)
 
 Order: the loop and the ShardContext are made, the provider and the cross-shard mesh
-attached, ``app.start_shard(ctx)`` runs to completion on the loop (its hooks may await,
-and may call other shards), the app's listeners open, ``ready`` is signalled, and the
+attached, the app's ports reserved (a user stack then completes handshakes, but holds
+the connections), ``app.start_shard(ctx)`` runs to completion on the loop (its hooks may
+await, and may call other shards), the app's listeners open, ``ready`` is signalled, and the
 loop serves until stopped: SIGTERM (graceful), SIGQUIT (at once), ``stop_event``
 (anything with ``is_set()``, looked at every STOP_POLL seconds; graceful) or
 ``loop.request_stop``. Then ``app.stop_shard(ctx)`` and the provider closes.
@@ -40,9 +41,19 @@ def serve_shard(app, provider, http_port, shard_id=0, shard_count=1, *, grace=GR
             loop.attach_mesh(XShard(mesh, shard_id, ctx))
         if bell is not None:
             loop.use_doorbell(bell)
+        # the user stack listens before the app's start hooks run, holding what it
+        # accepts until the listeners open (a restarted worker must not refuse the SYNs
+        # that reach it meanwhile); the kernel's listening sockets open afterwards
+        reserved = set(app.listeners(http_port)) if hasattr(provider, "reserve") else ()
+        for port in reserved:
+            provider.reserve(port)
         loop.run_until_complete(app.start_shard(ctx))
-        for port, factory in app.listeners(http_port).items():
+        listeners = app.listeners(http_port)
+        for port, factory in listeners.items():
             provider.listen(port, factory)
+        for port in reserved:
+            if port not in listeners:
+                provider.unreserve(port)
         if threading.current_thread() is threading.main_thread():
             loop.install_signals()
         if stop_event is not None:

@@ -51,6 +51,7 @@ cdef class Streams:
     cdef public bint stopping
     cdef public bint retiring
     cdef public dict outbound
+    cdef public dict held
     cdef public object connector
 
     @cython.locals(t=StreamTransport)

@@ -28,7 +28,8 @@ import socket
 from framework.shard.connect import Connector, failure_for
 from framework.shard.transport import ShardTransport, LINGER_TIME
 from framework.net.tcp import (EV_ACCEPT, EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_EOF,
-                               EV_CLOSED, EV_RESET, EV_ERROR, CLOSED, FIN_WAIT_2, TIME_WAIT)
+                               EV_CLOSED, EV_RESET, EV_ERROR, CLOSED, CLOSE_WAIT, ESTABLISHED,
+                               FIN_WAIT_2, TIME_WAIT)
 
 # our side is finished once our FIN is acknowledged: nothing of ours is left to deliver
 _OUR_SIDE_DONE = frozenset((CLOSED, FIN_WAIT_2, TIME_WAIT))
@@ -210,6 +211,7 @@ class Streams:
         self.stopping = False
         self.retiring = False             # handing over: new connections retire() too
         self.outbound = {}                # conn -> connect.Outbound: connects in flight
+        self.held = {}                    # reserved port -> connections it accepted so far
         for port, factory in dict(listeners).items():
             self.listen(port, factory)
         # outbound connections (framework/shard/connect.py)
@@ -218,6 +220,43 @@ class Streams:
     def listen(self, port, factory):
         self.listeners[port] = factory
         self.tcp.listen(port)
+        held = self.held.pop(port, None)
+        if held:
+            self._release(held)
+
+    def reserve(self, port):
+        """TCP listens on ``port`` before the app can take connections (a worker starting,
+        whose app's on_start hooks run first): handshakes complete into the accept queue
+        and the connections wait, unread, until ``listen`` names the factory, as on a
+        kernel socket that listens before its accept loop runs. Without it the port
+        answers SYNs with RST meanwhile: connection refused on a restart."""
+        if port not in self.listeners:
+            self.held.setdefault(port, [])
+            self.tcp.listen(port)
+
+    def unreserve(self, port):
+        """A reserved port the app did not listen on after all: its waiting connections
+        are reset and SYNs are refused again."""
+        held = self.held.pop(port, None)
+        if held is None:
+            return
+        self.tcp.unlisten(port)
+        for conn in held:
+            if conn.state != CLOSED:
+                conn.abort()
+
+    def _release(self, held):
+        for conn in held:
+            if conn.user is not None or conn.state not in (ESTABLISHED, CLOSE_WAIT):
+                continue    # reset or closed by the peer while it waited: nothing to hand up
+            self._accept(conn)
+            t = conn.user
+            if t is None:
+                continue
+            if conn.readable():
+                self._read(t)
+            if conn.state == CLOSE_WAIT and not t._lost:
+                self._eof(t)
 
     def new_turn(self):
         """The shard loop starts a turn: EOFs held back from the last one go now.
@@ -314,8 +353,12 @@ class Streams:
     def _accept(self, conn):
         out = self.outbound.pop(conn, None) if self.outbound else None
         factory = self.listeners.get(conn.local[1]) if out is None else out.factory
-        if factory is None:  # e.g. an outbound connection nobody claimed
-            return
+        if factory is None:
+            if out is None:
+                held = self.held.get(conn.local[1])
+                if held is not None:        # reserved: waits for listen()
+                    held.append(conn)
+            return                          # (or an outbound connection nobody claimed)
         if self.stopping:
             conn.abort()
             if out is not None:

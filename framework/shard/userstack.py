@@ -64,6 +64,15 @@ class UserStackProvider:
     def listen(self, port, factory):
         self.streams.listen(port, factory)
 
+    def reserve(self, port):
+        # not while a standby worker starts: the old worker answers its SYNs meanwhile, and
+        # the standby keeps only what comes after its start for the takeover (handover.py)
+        if self.tcp.handover != handover.STANDBY:
+            self.streams.reserve(port)
+
+    def unreserve(self, port):
+        self.streams.unreserve(port)
+
     def connect(self, factory, host, port, timeout):
         return self.streams.connector.create_connection(factory, host, port, timeout)
 

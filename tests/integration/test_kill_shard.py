@@ -8,7 +8,9 @@
     and only by a reset or a timeout (its reconnections may wait for the restart, but a
     connection that got through is never lost again);
   - a new connection to the killed shard is answered within 1 s of the kill (the
-    supervisor restarts the worker on its core and it takes its queue back).
+    supervisor restarts the worker on its core and it takes its queue back), and none
+    is refused (the new worker holds connections until its app has started).
+Both port types: AF_PACKET and TAP.
 """
 import errno
 import random
@@ -17,6 +19,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from framework.nic import steer
 
@@ -117,7 +120,7 @@ class Flow(threading.Thread):
         self.kill_time = kill_time     # [t] once the worker was killed
         self.ok_before = self.ok_after = 0
         self.errors = []               # (kind, connected before the kill?, t)
-        self.connect_failures = 0      # attempts to connect that did not get through
+        self.connect_failures = []     # (kind, t) of attempts to connect that did not get through
 
     def run(self):
         c = None
@@ -142,7 +145,7 @@ class Flow(threading.Thread):
             except Exception as e:
                 connected = c is not None
                 if not connected:
-                    self.connect_failures += 1
+                    self.connect_failures.append((kind(e), time.monotonic()))
                 else:
                     before = bool(not self.kill_time or opened_at < self.kill_time[0])
                     self.errors.append((kind(e), before, time.monotonic()))
@@ -189,8 +192,9 @@ def first_answer(ports, shard, host_ip, ip, t0, deadline):
     return None
 
 
-def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
-    s = serve(app="apps.hello:app", cores=2, cwd=ROOT)
+@pytest.mark.parametrize("port_type", ["afpacket", "tap"])
+def test_sigkill_of_one_worker_loses_only_its_own_connections(serve, port_type):
+    s = serve(app="apps.hello:app", cores=2, cwd=ROOT, extra=("--port-type", port_type))
     workers = s.wait_workers(2)
     victim = random.Random().randrange(2)
     survivor = 1 - victim
@@ -224,7 +228,8 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
                       errors=sum(len(f.errors) for f in fl),
                       reset=sum(1 for f in fl for e in f.errors if e[0] == "reset"),
                       timeout=sum(1 for f in fl for e in f.errors if e[0] == "timeout"),
-                      connect_failures=sum(f.connect_failures for f in fl))
+                      connect_failures=[(k, round((t - t_kill) * 1000)) for f in fl
+                                        for k, t in f.connect_failures])
               for k, fl in by_shard.items()}
     lost_after = sorted(e[2] - t_kill for f in by_shard[victim] for e in f.errors)
     print(f"\nkilled shard {victim}; first new connection to it answered "
@@ -234,7 +239,7 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
           f"after it (first, last); per shard: {report}")
 
     # the other shard: not one error, and it went on answering every flow after the kill
-    assert report[survivor]["errors"] == 0 and report[survivor]["connect_failures"] == 0, \
+    assert report[survivor]["errors"] == 0 and report[survivor]["connect_failures"] == [], \
         [f.errors for f in by_shard[survivor] if f.errors]
     assert all(f.ok_before > 0 and f.ok_after > 0 for f in by_shard[survivor]), \
         [(f.ok_before, f.ok_after) for f in by_shard[survivor]]
@@ -245,6 +250,10 @@ def test_sigkill_of_one_worker_loses_only_its_own_connections(serve):
         for k, before, _t in f.errors:
             assert before, f"a connection made after the kill was lost ({k})"
             assert k in ("reset", "timeout"), k
+    # a new connection is never refused (the restarted worker holds what reaches it before
+    # its listeners open)
+    refused = [k for f in by_shard[victim] for k, _t in f.connect_failures if "Refused" in k]
+    assert refused == [], report[victim]["connect_failures"]
     # ... and it serves new connections again within 1 s; every flow got back
     assert first_new is not None and first_new < 1.0, first_new
     assert all(f.ok_after > 0 for f in by_shard[victim]), \

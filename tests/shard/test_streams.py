@@ -2,6 +2,7 @@
 import pytest
 
 from framework.context import ShardContext
+from framework.net.tcp import CLOSE_WAIT, CLOSED, ESTABLISHED
 from framework.net.tcp.connection import Connection
 from framework.shard import streams as S
 from framework.vtime import VirtualClockLoop
@@ -415,3 +416,46 @@ def test_graceful_shutdown_asks_protocols_and_refuses_new():
     late = FakeConn(8080)
     st.deliver([(S.EV_ACCEPT, late)])
     assert late.calls == ["abort"] and late.user is None
+
+
+def test_reserved_port_holds_connections_until_listen():
+    """A worker starting (its app's on_start hooks still running) reserves its ports: TCP
+    completes handshakes, and the connections wait unread for listen(), as on a kernel
+    socket that listens before its accept loop runs; none is refused."""
+    log = []
+    tcp = FakeTcp()
+    ctx = ShardContext(vloop(), 0, 1)
+    st = S.Streams(tcp, ctx)
+    st.reserve(8080)
+    assert tcp.listening == [8080]
+    quiet, gone, done = FakeConn(), FakeConn(), FakeConn()
+    for c in (quiet, gone, done):
+        c.state = ESTABLISHED
+    quiet.rx = b"GET / "
+    done.rx = b"GET /last"
+    st.deliver([(S.EV_ACCEPT, quiet), (S.EV_ACCEPT, gone), (S.EV_ACCEPT, done),
+                (S.EV_READABLE, quiet), (S.EV_READABLE, done)])
+    gone.state = CLOSED                  # the client gave up and reset it meanwhile
+    st.deliver([(S.EV_RESET, gone)])
+    done.state = CLOSE_WAIT              # this one sent its FIN meanwhile
+    st.deliver([(S.EV_EOF, done)])
+    assert log == [] and st.open == 0
+
+    st.listen(8080, lambda c: Recorder(c, log))
+    ctx.loop.run_ready()
+    assert [e[0] for e in log] == ["made", "data", "made", "data", "eof"]
+    assert log[1] == ("data", b"GET / ") and log[3] == ("data", b"GET /last")
+    assert quiet.user is not None and gone.user is None and done.calls == ["close"]
+    assert st.open == 2 and st.held == {}
+
+
+def test_unreserved_port_resets_what_it_held():
+    tcp = FakeTcp()
+    tcp.unlisten = tcp.listening.remove
+    st = S.Streams(tcp, ShardContext(vloop(), 0, 1))
+    st.reserve(9000)
+    c = FakeConn(9000)
+    c.state = ESTABLISHED
+    st.deliver([(S.EV_ACCEPT, c)])
+    st.unreserve(9000)
+    assert c.calls == ["abort"] and tcp.listening == [] and st.held == {}
