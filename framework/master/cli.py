@@ -1,7 +1,8 @@
 """The ``framework`` command (also ``python -m framework``).
 
     framework serve APP [--cores N|auto] [--cpuset 0,2-3] [--stack user|kernel]
-                        [--port-type afpacket|tap] [--iface IF --ip A/N [--gateway G]]
+                        [--port-type tap|afpacket] [--iface IF --ip A/N [--gateway G]]
+                        [--tcp-cc newreno|cubic|bbr]
                         [--port 8080] [--config FILE.toml] [--log-level L] [--log-file F]
                         [--pcap DIR] [--metrics [HOST:PORT]] [--graceful-timeout S]
                         [--timeout S]
@@ -100,7 +101,7 @@ def serve(args, parser):
                      metrics=metrics, metrics_netns=cfg.metrics_netns,
                      pcap=cfg.pcap, pcap_size=cfg.pcap_size, pcap_files=cfg.pcap_files,
                      web=web, reload=cfg.reload, vips=cfg.vip or (),
-                     max_requests=cfg.max_requests,
+                     max_requests=cfg.max_requests, tcp_cc=cfg.tcp_cc,
                      max_requests_jitter=cfg.max_requests_jitter,
                      lifecycle=Lifecycle(cfg.on_ready, cfg.on_drain, cfg.drain_delay,
                                          cfg.vip or ()))

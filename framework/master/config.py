@@ -273,8 +273,9 @@ OPTIONS = {o.name: o for o in (
            "process may run on); worker k runs on the k-th", "LIST"),
     Option("stack", _choice("user", "kernel"), "user",
            "user: the user-level TCP/IP stack (default); kernel: kernel sockets"),
-    Option("port_type", _choice("afpacket", "tap"), "afpacket",
-           "how the user stack reaches the link (default afpacket)"),
+    Option("port_type", _choice("afpacket", "tap"), None,
+           "how the user stack reaches the link (default: tap on the default link, "
+           "afpacket on --iface)"),
     Option("iface", parse_path, None, "attach to an existing interface instead of creating "
            "the default link", "IF"),
     Option("ip", parse_ip_prefix, None, "the stack's address on --iface, e.g. 198.18.5.2/24",
@@ -297,6 +298,9 @@ OPTIONS = {o.name: o for o in (
            "namespace (tests)", "NS", hidden=True),
     Option("graceful_timeout", parse_seconds, 30.0, "on SIGTERM, let requests in flight "
            "finish for this long (default 30)", "S"),
+    Option("tcp_cc", _choice("newreno", "cubic", "bbr"), None, "TCP congestion control "
+           "(user stack default newreno; bbr holds its window under random loss; "
+           "--stack kernel: the socket's, default the system's)", "ALG"),
     Option("max_requests", lambda v: _at_least(v, 0), 0, "replace a worker after it served "
            "this many requests, without losing any (default 0: never)", "N"),
     Option("max_requests_jitter", lambda v: _at_least(v, 0), 0, "add up to this many to "

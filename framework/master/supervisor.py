@@ -70,12 +70,12 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, app_spec, cores, stack="user", port_type="afpacket", http_port=8080,
+    def __init__(self, app_spec, cores, stack="user", port_type=None, http_port=8080,
                  iface=None, ip=None, gateway=None, link_subnet=linkmod.DEFAULT_SUBNET,
                  log_level="info", out=sys.stdout, log_file=None, graceful_timeout=5.0,
                  timeout=30.0, metrics=None, metrics_netns=None, pcap=None,
                  pcap_size=64 << 20, pcap_files=4, web=None, reload=False, vips=(),
-                 lifecycle=None, max_requests=0, max_requests_jitter=0):
+                 lifecycle=None, max_requests=0, max_requests_jitter=0, tcp_cc=None):
         self.app_spec = app_spec
         self.web = web              # framework.web.serving.WebOptions (None: defaults)
         self.reload = reload        # --reload: a CodeWatcher (framework/master/reload.py)
@@ -86,7 +86,9 @@ class Supervisor:
         self.lifecycle = lifecycle or hooks.Lifecycle(vips=self.vips)
         self._loopback_vips = []            # --stack kernel: VIPs we put on lo
         self.stack = stack
-        self.port_type = port_type
+        # the default link's TAP device is the faster port (README, "Port types"); an
+        # existing interface is a NIC or veth unless it is named as a TAP
+        self.port_type = port_type or ("afpacket" if iface else "tap")
         self.http_port = http_port
         self.iface = iface
         self.ip = ip
@@ -114,6 +116,7 @@ class Supervisor:
         self.rolling = self.roll.pending          # shards still to be replaced, in order
         self.handovers = self.roll.handovers      # shard -> handover.Handover in progress
         self.max_requests = max_requests
+        self.tcp_cc = tcp_cc            # "newreno" | "cubic" | "bbr", or None (the default)
         self.max_requests_jitter = max_requests_jitter
         self.exit_code = 0
         self._ctx = multiprocess.get_context("fork")
@@ -309,7 +312,7 @@ class Supervisor:
                           os.getpid(), self.stats, self.device, self.fwd, self.mesh,
                           self.bells, log_file=self.log_file, grace=self.graceful_timeout,
                           pcap=self.pcap, web=self.web, handover=standby,
-                          max_requests=limit)
+                          max_requests=limit, tcp_cc=self.tcp_cc)
 
     def _spawn(self, w, standby=False):
         """Start shard ``w``'s worker; ``standby``: beside the old one (a handover)."""

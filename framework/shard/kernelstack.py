@@ -39,6 +39,7 @@ _EPOLLOUT = select.EPOLLOUT
 _EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 _RECV = 256 * 1024
 _BACKLOG = 1024
+_KERNEL_CC = {"newreno": "reno"}     # --tcp-cc names -> Linux's (TCP_CONGESTION)
 _ACCEPT_BATCH = 64
 _LINGER_OFF = struct.pack("ii", 1, 0)
 
@@ -143,8 +144,10 @@ class KernelProvider:
 
     polls = True        # the kernel's readiness comes only from epoll: poll every turn
 
-    def __init__(self, host, netns=None, vips=()):
+    def __init__(self, host, netns=None, vips=(), cc=None):
         self.host = host
+        # --tcp-cc: the listening sockets' congestion control (accepted ones inherit it)
+        self.cc = None if cc is None else _KERNEL_CC.get(cc, cc).encode()
         self.vips = list(vips)   # --vip: each listener port is opened on these too
         self.netns = netns
         self.loop = None
@@ -173,6 +176,12 @@ class KernelProvider:
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if self.cc is not None:
+                try:
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, self.cc)
+                except OSError as e:
+                    raise OSError(e.errno, f"--tcp-cc: this kernel has no "
+                                  f"{self.cc.decode()!r} congestion control") from None
             s.bind((host, port))
             s.listen(_BACKLOG)
             s.setblocking(False)

@@ -52,12 +52,13 @@ class WorkerSpec:
 
     __slots__ = ("app_spec", "stack_kind", "link", "http_port", "shard_count", "cores",
                  "log_level", "run_id", "supervisor_pid", "stats", "device", "fwd", "mesh",
-                 "bells", "log_file", "grace", "pcap", "web", "handover", "max_requests")
+                 "bells", "log_file", "grace", "pcap", "web", "handover", "max_requests",
+                 "tcp_cc")
 
     def __init__(self, app_spec, stack_kind, link, http_port, shard_count, cores,
                  log_level="info", run_id=None, supervisor_pid=None, stats=None, device=None,
                  fwd=None, mesh=None, bells=None, log_file=None, grace=GRACE, pcap=None,
-                 web=None, handover=False, max_requests=0):
+                 web=None, handover=False, max_requests=0, tcp_cc=None):
         self.app_spec = app_spec
         self.stack_kind = stack_kind    # "user" | "kernel"
         self.link = link                # framework.master.link.LinkInfo
@@ -78,6 +79,7 @@ class WorkerSpec:
         self.web = web                  # framework.web.serving.WebOptions, or None (defaults)
         self.handover = handover        # spawned beside its predecessor (shard/handoff.py)
         self.max_requests = max_requests  # recycle after this many responses (0: never)
+        self.tcp_cc = tcp_cc            # congestion control (--tcp-cc), None: the default
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -196,15 +198,22 @@ def _user_provider(spec, shard_id):
     stack = Stack(mac=link.mac, ip=link.ip, prefix=link.prefix, gateway=link.gateway,
                   csum_offload=getattr(port, "csum_offload", False),
                   gso=getattr(port, "gso", False), mtu=getattr(port, "mtu", 1500),
-                  tcp_config=_tcp_config(), vips=getattr(link, "vips", ()))
+                  tcp_config=_tcp_config(spec.tcp_cc), vips=getattr(link, "vips", ()))
     return UserStackProvider(port, stack)
 
 
-def _tcp_config():
-    """FRAMEWORK_TX_BURST (data frames per turn, 0 = unbounded): for the bench that
-    compares the TX batch's ordering on and off (bench/tx_priority.py)."""
+def _tcp_config(cc=None):
+    """--tcp-cc, and FRAMEWORK_TX_BURST (data frames per turn, 0 = unbounded): for the
+    bench that compares the TX batch's ordering on and off (bench/tx_priority.py)."""
     burst = os.environ.get("FRAMEWORK_TX_BURST")
-    return None if burst is None else TcpConfig(tx_burst=int(burst))
+    if burst is None and cc is None:
+        return None
+    config = TcpConfig()
+    if burst is not None:
+        config.tx_burst = int(burst)
+    if cc is not None:
+        config.cc = cc
+    return config
 
 
 def _kernel_provider(spec):
@@ -212,7 +221,7 @@ def _kernel_provider(spec):
     # default link: the kernel owns the stack's address in the namespace; --iface: the
     # user's own interface, in our namespace
     return KernelProvider(spec.link.ip, netns=spec.link.netns,
-                          vips=getattr(spec.link, "vips", ()))
+                          vips=getattr(spec.link, "vips", ()), cc=spec.tcp_cc)
 
 
 def _settle_heap():

@@ -3,6 +3,7 @@ user-level stack, restarts, signals, cleanup. The peer is the host kernel (ping)
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def test_bad_flags_exit_2_one_line_nothing_left():
         ["serve", "pingapp:app", "--port", "70000"],
         ["serve", "pingapp:app", "--stack", "both"],
         ["serve", "pingapp:app", "--port-type", "dpdk"],
+        ["serve", "pingapp:app", "--tcp-cc", "vegas"],
         ["serve", "pingapp:app", "--iface", "nosuchif0", "--ip", "198.18.9.2/24"],
         ["serve", "pingapp:app", "--iface", "lo"],
         ["serve", "pingapp:app", "--ip", "198.18.9.2"],
@@ -149,8 +151,9 @@ def test_sigterm_removes_link_namespace_and_shm(serve):
     s = serve(cores=2)
     w = s.wait_workers(2)
     left = s.leftovers()
-    # while running, all of them exist (so the check below means something)
-    assert any(x.startswith("fw-") for x in left) and any("/dev/shm/" in x for x in left), left
+    # while running, all of them exist (so the check below means something): the default
+    # link's TAP device (or, --port-type afpacket, its veth and namespace) and the shm
+    assert any(x.startswith("fw") for x in left) and any("/dev/shm/" in x for x in left), left
     t0 = time.monotonic()
     assert s.stop(signal.SIGTERM) == 0, s.stderr()
     assert time.monotonic() - t0 < 6
@@ -215,6 +218,25 @@ def test_kernel_stack_serves_hello(serve):
         assert http_get(f"http://{s.ip}:8080/") == (200, b"Hello, World!")
     assert s.stop() == 0, s.stderr()
     assert s.leftovers() == []
+
+
+def test_kernel_stack_tcp_cc(serve):
+    """--tcp-cc on --stack kernel: the listening sockets' congestion control, which the
+    accepted connections inherit (the host's default here is another one)."""
+    s = serve(app="apps.hello:app", cores=1, extra=("--stack", "kernel", "--tcp-cc", "cubic"),
+              cwd=ROOT)
+    c = socket.create_connection((s.ip, 8080), timeout=5)
+    try:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"Hello, World!" in c.recv(4096)
+        ns = s.link_names()[2]
+        out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tin", "state", "established",
+                              "( sport = :8080 )"], capture_output=True, text=True,
+                             check=True).stdout
+        assert " cubic " in out, out
+    finally:
+        c.close()
+    assert s.stop() == 0, s.stderr()
 
 
 def test_attach_to_existing_iface(serve, lab):
@@ -293,7 +315,7 @@ def check_hello(s, n):
 
 
 def test_http_over_user_stack_afpacket(serve):
-    s = serve(app="apps.hello:app", cores=2, cwd=ROOT)
+    s = serve(app="apps.hello:app", cores=2, cwd=ROOT, extra=("--port-type", "afpacket"))
     assert re.match(r"^serving apps\.hello:app on http://198\.18\.\d+\.2:8080 "
                     r"\(2 user-stack workers, afpacket\)$", s.banner), s.banner
     check_hello(s, 30)
@@ -433,13 +455,15 @@ def test_sighup_rolling_restart_with_fresh_code(serve, tmp_path):
     assert s.leftovers() == []
 
 
-def test_link_removed_under_the_server_stops_it(serve):
-    """Someone deletes our link: the workers do not spin on a dead fd, the supervisor
-    stops with a clear message (exit 1) and removes the rest."""
-    s = serve(cores=1)
+@pytest.mark.parametrize("port_type", ["tap", "afpacket"])
+def test_link_removed_under_the_server_stops_it(serve, port_type):
+    """Someone deletes our link (the TAP device, or the veth's host end): the workers do
+    not spin on a dead fd, the supervisor stops with a clear message (exit 1) and removes
+    the rest."""
+    s = serve(cores=1, extra=("--port-type", port_type))
     w = s.wait_workers(1)[0]
-    h, _, _ = s.link_names()
-    netns.del_link(h)
+    h, t, _ = s.link_names()
+    netns.del_link(t if port_type == "tap" else h)
     rc = s.proc.wait(10)
     assert rc == 1 and "was removed from under the server" in s.stderr(), s.stderr()
     assert s.leftovers() == []

@@ -49,7 +49,7 @@ def test_every_option_has_env_and_file_form(tmp_path):
                "gateway": "198.18.5.1", "port": "81", "log_level": "debug",
                "log_file": "/tmp/x.log", "pcap": "/tmp/p", "pcap_size": "1M", "pcap_files": "2",
                "metrics": "127.0.0.1:9109", "metrics_netns": "ns1", "graceful_timeout": "1.5",
-               "timeout": "3", "max_requests": "1000", "max_requests_jitter": "50",
+               "timeout": "3", "tcp_cc": "bbr", "max_requests": "1000", "max_requests_jitter": "50",
                "link_subnet": "198.18.7.0/24", "interface": "asgi",
                "root_path": "/api", "lifespan": "off", "threads": "2",
                "certfile": "/tmp/c.pem", "keyfile": "/tmp/k.pem", "ca_certs": "/tmp/ca.pem",
@@ -153,3 +153,16 @@ def test_metrics_port_zero_means_any_free_port():
     assert resolve({"metrics": "off"}, env={}).metrics is None
     with pytest.raises(ConfigError, match="out of range"):
         resolve({"metrics": "127.0.0.1:70000"}, env={})
+
+
+def test_tcp_cc_reaches_every_worker_stack():
+    """--tcp-cc: the supervisor puts it in each worker's spec, which builds the user
+    stack's TcpConfig from it; without the flag the stack keeps its default."""
+    from framework.master.supervisor import Supervisor
+    from framework.net.tcp.config import TcpConfig
+    from framework.shard.worker import _tcp_config
+    spec = Supervisor("apps.hello:app", [0], tcp_cc="bbr")._spec()
+    assert spec.tcp_cc == "bbr" and _tcp_config(spec.tcp_cc).cc == "bbr"
+    spec = Supervisor("apps.hello:app", [0])._spec()
+    assert spec.tcp_cc is None and _tcp_config(spec.tcp_cc) is None
+    assert TcpConfig().cc == "newreno"
