@@ -15,7 +15,7 @@ clock. Nothing here reads a clock or touches a socket.
 Sequence numbers are kept *unwrapped* (integers that keep growing past 2**32; see
 segments.py), masked with 0xFFFFFFFF only when written out.
 """
-from heapq import heappush
+from heapq import heapify, heappush
 
 try:
     import cython
@@ -23,7 +23,7 @@ except ImportError:         # plain Python on a machine without Cython
     from framework import _cython_shim as cython
 
 from .bits import _EMPTY
-from .consts import ConnectionClosed, STATE_NAMES
+from .consts import TIMER_HEAP_MIN, ConnectionClosed, STATE_NAMES
 
 if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from ..wire.tcp import ACK, RST
@@ -317,7 +317,16 @@ class Connection:
             L = self.layer
             self.heap_at = when
             L._tseq += 1
-            heappush(L._timers, (when, L._tseq, self))
+            heap = L._timers
+            heappush(heap, (when, L._tseq, self))
+            if len(heap) > L._timers_max:
+                # drop the superseded entries (a SYN-ACK's 1 s timer, left behind by each
+                # short connection, kept the heap at ~1 s of connections); the heap then
+                # doubles at most before the next pass, so this is O(1) per push
+                live = [e for e in heap if e[2].heap_at == e[0]]
+                heapify(live)
+                L._timers = live
+                L._timers_max = max(TIMER_HEAP_MIN, 2 * len(live))
 
     def _arm_rtx(self, now):
         """Arm the retransmission timer, or the shorter probe timer (PTO = 2*SRTT, at least

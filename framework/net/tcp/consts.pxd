@@ -22,3 +22,6 @@ cpdef enum:
     EV_CLOSED = 6
     EV_RESET = 7
     EV_ERROR = 8
+
+cpdef enum:
+    TIMER_HEAP_MIN = 256

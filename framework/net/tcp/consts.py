@@ -17,6 +17,8 @@ if not cython.compiled:        # compiled: the same values as C constants (const
     CLOSING = 8
     LAST_ACK = 9
     TIME_WAIT = 10
+    # the layer's timer heap is compacted when it outgrows this, or twice its live entries
+    TIMER_HEAP_MIN = 256
 
 STATE_NAMES = {
     CLOSED: "CLOSED", LISTEN: "LISTEN", SYN_SENT: "SYN_SENT", SYN_RECEIVED: "SYN_RECEIVED",

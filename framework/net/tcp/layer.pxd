@@ -28,7 +28,7 @@ cdef class TcpLayer:
     cdef public list events, _timers, _pending, _deferred
     cdef public long long tx_burst, tx_left
     cdef public long long tw_count, _tseq, ts_off, _eph, _chack_sec, _chack_n, _psum_base
-    cdef public Py_ssize_t _acc_pos
+    cdef public Py_ssize_t _acc_pos, _timers_max
     cdef public double now
     cdef public int handover
     cdef public object held_syns, predecessor

@@ -29,7 +29,7 @@ from .config import TcpConfig
 from .connection import Connection
 from .cookies import check_cookie, send_cookie
 from . import handover as _handover
-from .consts import STATE_NAMES
+from .consts import STATE_NAMES, TIMER_HEAP_MIN
 from .output import flush_pending
 from .segments import passive_open, process
 from .timers import fire_timers, next_deadline
@@ -180,6 +180,7 @@ class TcpLayer:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.now = 0.0
         self._timers = []
+        self._timers_max = TIMER_HEAP_MIN   # compact the heap beyond this (Connection._arm)
         self.tw_queue = deque()  # (deadline, TimeWait) in deadline order (timewait.py)
         self._tseq = 0
         self._pending = []

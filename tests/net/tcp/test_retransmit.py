@@ -189,3 +189,23 @@ def test_cubic_decrease_and_regrowth():
         for s in h.replies():
             h.send("A", seq=P, ack=s.seq + len(s.payload))
     assert conn.cwnd >= 10000
+
+
+def test_timer_heap_drops_superseded_entries_and_keeps_live_ones():
+    """Each short connection leaves its SYN-ACK's 1 s entry in the timer heap when an
+    earlier deadline supersedes it; the heap is compacted, so it holds about what is
+    live rather than a second's worth of connections, and live timers still fire."""
+    from framework.net.tcp.consts import TIMER_HEAP_MIN
+    h = Harness()
+    live, iss = h.accept(sport=39999)
+    live.send(b"x")                     # this one's retransmission timer must survive
+    d = h.reply()
+    for k in range(3 * TIMER_HEAP_MIN):
+        conn, _ = h.accept(isn=1000 + k, sport=40000 + k)
+        conn.abort()                    # gone: its entries are stale
+        h.replies()
+    assert len(h.tcp._timers) <= 2 * TIMER_HEAP_MIN
+    assert live.heap_at is not None and any(e[2] is live for e in h.tcp._timers)
+    h.now += 0.2
+    r = [s for s in h.replies() if s.payload == b"x"]
+    assert r and r[0].seq == d.seq      # retransmitted on time
