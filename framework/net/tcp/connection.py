@@ -371,7 +371,7 @@ class Connection:
         if L.flows.get(self.key) is self:
             if L.tw_count < L.max_time_wait:
                 L.tw_count += 1
-                L.flows[self.key] = TimeWait(self, now)
+                L.flows[self.key] = time_wait(self, now)
             else:
                 L.counters["drop.tcp.time_wait_overflow"] += 1
                 del L.flows[self.key]
@@ -421,4 +421,4 @@ class Connection:
     from .timers import poll_at, on_timer, _rtx_timeout, _ka_timeout
 
 
-from .timewait import TimeWait  # noqa: E402  (imports bits/consts only; no cycle)
+from .timewait import time_wait  # noqa: E402  (imports bits/consts only; no cycle)

@@ -3,6 +3,7 @@ cimport cython
 from framework.net.tcp.bits cimport ACK, FIN, RST, SYN, B_TS, HALF, M
 from framework.net.tcp.consts cimport CLOSED, TIME_WAIT
 from framework.net.tcp.layer cimport TcpLayer
+from framework.net.tcp.connection cimport Connection
 
 
 cdef class TimeWait:
@@ -20,3 +21,7 @@ cdef class TimeWait:
     cpdef poll_at(self)
     cpdef on_timer(self, double now)
     cpdef _finish(self, ev=*)
+
+
+@cython.locals(L=TcpLayer, tw=TimeWait, w=cython.longlong)
+cpdef TimeWait time_wait(Connection conn, double now)

@@ -22,24 +22,29 @@ if not cython.compiled:        # compiled: C constants (bits.pxd, consts.pxd)
     from .consts import CLOSED, TIME_WAIT
 
 
+def time_wait(conn, now):
+    """The TimeWait that takes ``conn``'s 4-tuple from ``now`` (a function, not __init__,
+    so that compiled it reads the Connection's C fields: timewait.pxd types ``conn``)."""
+    L = conn.layer
+    tw = TimeWait.__new__(TimeWait)
+    tw.layer = L
+    tw.key = conn.key
+    tw.state = TIME_WAIT
+    tw.bits = conn.bits & B_TS
+    tw.rcv_nxt = conn.rcv_nxt
+    tw.snd_nxt = conn.snd_nxt
+    tw.ts_recent = conn.ts_recent
+    w = (conn.rcv_adv - conn.rcv_nxt) >> conn.rcv_ws
+    tw.win = 0 if w < 0 else 65535 if w > 65535 else w
+    tw.heap_at = None
+    tw.t_rtx = now + L.time_wait
+    tw._arm(tw.t_rtx)
+    return tw
+
+
 class TimeWait:
     __slots__ = ("layer", "key", "state", "bits", "rcv_nxt", "snd_nxt", "ts_recent", "win",
                  "t_rtx", "heap_at")
-
-    def __init__(self, conn, now):
-        L = conn.layer
-        self.layer = L
-        self.key = conn.key
-        self.state = TIME_WAIT
-        self.bits = conn.bits & B_TS
-        self.rcv_nxt = conn.rcv_nxt
-        self.snd_nxt = conn.snd_nxt
-        self.ts_recent = conn.ts_recent
-        w = (conn.rcv_adv - conn.rcv_nxt) >> conn.rcv_ws
-        self.win = 0 if w < 0 else 65535 if w > 65535 else w
-        self.heap_at = None
-        self.t_rtx = now + L.time_wait
-        self._arm(self.t_rtx)
 
     def __repr__(self):
         return f"<TimeWait {self.key}>"
