@@ -50,6 +50,7 @@ COMPILED = (
     "framework.shard.transport",
     "framework.web.http1",
     "framework.web.h1writer",
+    "framework.web.handler",
     "framework.web.httpserver",
     "framework.web.httputil",
 )
